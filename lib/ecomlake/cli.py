@@ -1,0 +1,51 @@
+"""What every job shares: common flags, config loading, and errors printed without a stack trace."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Callable
+
+from ecomlake import config as cfg
+from ecomlake.errors import EcomlakeError
+
+
+def job_parser(job: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=job, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="local", choices=cfg.ENVIRONMENTS,
+                        help="environment whose conf/<env>.yaml to use (default: local)")
+    parser.add_argument("--config-file", help="config file to use instead of conf/<env>.yaml")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --conf sessionize.gap_minutes=45 (repeatable)")
+    parser.add_argument("--lake", help="lake root (overrides the config's lake_root)")
+    return parser
+
+
+def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None) -> int:
+    """Parse args, load config, get Spark, run body(spark, config, args); user errors exit 2."""
+    args = parser.parse_args(argv)
+    started = time.time()
+    try:
+        config = cfg.load(args.env, args.config_file, args.conf, args.lake)
+        from ecomlake.spark import get_spark
+
+        spark = get_spark(config, job)
+        spark.sparkContext.setLogLevel("WARN")
+        body(spark, config, args)
+    except EcomlakeError as exc:
+        print(f"{job}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Spark analysis errors still name the column; show only that part.
+        if os.environ.get("ECOMLAKE_DEBUG") or type(exc).__name__ not in ("AnalysisException",):
+            raise
+        print(f"{job}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"{job}: done in {time.time() - started:.1f} s")
+    return 0
+
+
+def exit_with(code: int) -> None:
+    if code:
+        sys.exit(code)

@@ -1,0 +1,210 @@
+"""One config schema for every environment (conf/local.yaml, conf/cluster.yaml, conf/databricks.yaml).
+
+A config file only sets the keys it wants to change from the defaults below. Every key is
+checked at start: an unknown key or a value of the wrong type is a ConfigError that names the
+key and the file. `--conf key=value` overrides a key (the value is read as YAML, so `45`, `true`
+and `0.5` get their types); keys under `spark.conf` are Spark properties and may contain dots:
+`--conf spark.conf.spark.sql.shuffle.partitions=8`.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ecomlake.errors import ConfigError
+
+ENVIRONMENTS = ("local", "cluster", "databricks")
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type | tuple
+    default: Any
+    doc: str
+    choices: tuple | None = None
+
+
+# dotted key -> Key. `spark.conf` is a free-form mapping of Spark properties.
+SCHEMA: dict[str, Key] = {
+    "env": Key(str, "local", "environment name", ENVIRONMENTS),
+    "lake_root": Key(str, "lakehouse", "root of the lake; a relative path is taken from the repo root"),
+    "spark.master": Key(str, "local[*]", "Spark master; empty = let spark-submit / the cluster decide"),
+    "spark.deploy_mode": Key(str, "client", "spark-submit --deploy-mode", ("client", "cluster")),
+    "spark.app_name": Key(str, "ecomlake", "application name prefix"),
+    "spark.delta_from_pip": Key(
+        bool, True, "add Delta's jars (Maven Central) to the session; false where Delta is built in"
+    ),
+    "spark.conf": Key(dict, {}, "Spark properties applied to the session and to spark-submit"),
+    "pseudonymisation.key_env_var": Key(
+        str, "ECOMLAKE_PSEUDONYM_KEY", "environment variable that holds the user-id hashing key"
+    ),
+    "pseudonymisation.allow_dev_key": Key(
+        bool, False, "use a fixed, public development key when the variable is unset (local only)"
+    ),
+    "generate.output": Key(str, "data/rees46", "where `generate` writes CSV (relative: repo root)"),
+    "generate.events": Key(int, 200_000, "approximate number of clickstream events"),
+    "generate.seed": Key(int, 42, "random seed; the same seed gives the same files"),
+    "generate.start_date": Key(str, "2019-10-01", "first day of generated events (YYYY-MM-DD)"),
+    "generate.days": Key(int, 61, "number of days of events"),
+    "generate.dirty_fraction": Key(float, 0.005, "share of rows made dirty on purpose"),
+    "generate.fraud_user_fraction": Key(float, 0.02, "share of users that are bots or fraudsters"),
+    "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price"),
+    "clean.min_event_time": Key(str, "2000-01-01", "events before this are quarantined"),
+    "clean.future_tolerance_minutes": Key(
+        int, 60, "events later than their ingest time plus this are quarantined as event_in_future"
+    ),
+    "sessionize.gap_minutes": Key(int, 30, "inactivity gap that starts a new session"),
+}
+
+
+def defaults() -> dict:
+    config: dict = {}
+    for dotted, key in SCHEMA.items():
+        _set(config, dotted, copy.deepcopy(key.default))
+    return config
+
+
+def _set(config: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _get(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _unknown(dotted: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(dotted, list(SCHEMA), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{dotted}' in {where}{hint}")
+
+
+def _check_value(dotted: str, value, where: str):
+    key = SCHEMA[dotted]
+    expected = key.type
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(
+            f"config key '{dotted}' in {where} must be {expected.__name__}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    if key.choices and value not in key.choices:
+        raise ConfigError(
+            f"config key '{dotted}' in {where} must be one of {', '.join(key.choices)}, got {value!r}"
+        )
+    if dotted == "spark.conf":
+        for name, item in value.items():
+            if not isinstance(item, (str, int, float, bool)):
+                raise ConfigError(
+                    f"config key 'spark.conf.{name}' in {where} must be a scalar, got {item!r}"
+                )
+        value = {str(name): item for name, item in value.items()}
+    return value
+
+
+def merge(config: dict, overrides: dict, where: str, prefix: str = "") -> None:
+    """Merge a (nested) mapping into config, validating every key against SCHEMA."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where} must hold a mapping of config keys, got {overrides!r}")
+    for name, value in overrides.items():
+        dotted = f"{prefix}{name}"
+        if dotted in SCHEMA:
+            checked = _check_value(dotted, value, where)
+            if dotted == "spark.conf":
+                _get(config, "spark")["conf"].update(checked)
+            else:
+                _set(config, dotted, checked)
+        elif any(k.startswith(dotted + ".") for k in SCHEMA) and isinstance(value, dict):
+            merge(config, value, where, prefix=dotted + ".")
+        else:
+            raise _unknown(dotted, where)
+
+
+def apply_override(config: dict, assignment: str) -> None:
+    """Apply one `key=value` override (from --conf)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--conf takes key=value, got '{assignment}'")
+    dotted, raw = assignment.split("=", 1)
+    dotted = dotted.strip()
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    where = f"--conf {dotted}"
+    if dotted.startswith("spark.conf."):
+        spark_key = dotted[len("spark.conf."):]
+        _get(config, "spark")["conf"].update(_check_value("spark.conf", {spark_key: value}, where))
+    elif dotted in SCHEMA:
+        _set(config, dotted, _check_value(dotted, value, where))
+    else:
+        raise _unknown(dotted, where)
+
+
+def repo_root() -> Path:
+    """The checkout this library runs from (lib/ecomlake/config.py -> repo root)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def config_path(env: str) -> Path:
+    return repo_root() / "conf" / f"{env}.yaml"
+
+
+def load(env: str = "local", config_file: str | None = None, overrides=(), lake: str | None = None) -> dict:
+    """Defaults <- config file <- --conf overrides <- --lake; relative paths resolved from the repo root."""
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment '{env}'; choose one of {', '.join(ENVIRONMENTS)}")
+    path = Path(config_file) if config_file else config_path(env)
+    config = defaults()
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        merge(config, data, str(path))
+    elif config_file:
+        raise ConfigError(f"config file {path} does not exist")
+    for assignment in overrides:
+        apply_override(config, assignment)
+    if lake:
+        config["lake_root"] = lake
+    if config["env"] != env:
+        raise ConfigError(f"{path} sets env '{config['env']}' but the job runs with --env {env}")
+    base = path.resolve().parent.parent if path.exists() else repo_root()
+    for dotted in ("lake_root", "generate.output"):
+        _set(config, dotted, resolve_path(_get(config, dotted), base))
+    return config
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """Leave URIs (s3://, dbfs:/, file:/...) and absolute paths alone; anchor relative ones at base."""
+    if "://" in value or value.startswith(("dbfs:", "/")):
+        return value
+    return str((base / value).resolve())
+
+
+def pseudonymisation_key(config: dict) -> bytes:
+    """The user-id hashing key from the environment; never logged, never stored."""
+    var = config["pseudonymisation"]["key_env_var"]
+    value = os.environ.get(var)
+    if value:
+        if len(value) < 16:
+            raise ConfigError(f"the pseudonymisation key in ${var} must be at least 16 characters long")
+        return value.encode("utf-8")
+    if config["env"] == "local" and config["pseudonymisation"]["allow_dev_key"]:
+        # Public and fixed on purpose: only for the embedded demo lake, never for real data.
+        return b"ecomlake-local-development-key-not-secret"
+    raise ConfigError(
+        f"${var} is not set: the clean job refuses to pseudonymise user ids without a key "
+        f"outside the local environment (set it from your secret store)"
+    )

@@ -1,0 +1,465 @@
+"""A deterministic synthetic clickstream in the REES46 CSV format, with planted, known signal.
+
+Everything is built from Spark built-ins. Randomness comes from xxhash64 of (seed, purpose, keys),
+so the output does not depend on partitioning, cores or run order: the same seed gives the same
+rows on a laptop and on a cluster.
+
+What is planted (and written to the ground truth by the `generate` job):
+- users with latent engagement (how often they come), intent (how likely they add to cart and
+  buy) and two preferred categories;
+- sessions as an inhomogeneous Poisson process per user, whose intensity follows a weekly pattern
+  and a linear trend (seasonality and trend in daily sales);
+- a purchase probability per session = min(0.95, p_user * (price / category_ref_price) ** elasticity),
+  so units respond to price with a known elasticity per category, and the best achievable
+  purchase-propensity ranking is known (rank users by `purchase_rate_per_day`);
+- bots and fraudsters with labels: `scraper` (burst sessions of many views, 1-2 s apart) and
+  `carder` (new accounts that buy expensive items in fast view/cart/purchase loops);
+- dirty rows of known kinds and counts (duplicates, malformed lines, bad timestamps, negative
+  and absurd prices, unknown event types, missing ids, events in the future).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ecomlake.rees46 import COLUMNS as REES46_COLUMNS
+
+
+# (category_code, reference price, planted price elasticity). None: REES46 has uncoded categories.
+CATEGORIES = (
+    ("electronics.smartphone", 280.0, -1.2),
+    ("electronics.audio.headphone", 60.0, -1.6),
+    ("electronics.video.tv", 450.0, -1.0),
+    ("computers.notebook", 700.0, -0.8),
+    ("appliances.kitchen.washer", 350.0, -0.9),
+    ("appliances.environment.vacuum", 180.0, -1.3),
+    ("appliances.kitchen.kettle", 30.0, -2.0),
+    ("apparel.shoes", 70.0, -2.2),
+    ("apparel.shirt", 25.0, -2.5),
+    ("furniture.living_room.sofa", 400.0, -1.5),
+    ("kids.toys", 20.0, -1.8),
+    ("sport.bicycle", 320.0, -1.2),
+    ("construction.tools.drill", 85.0, -1.5),
+    ("computers.peripherals.printer", 150.0, -1.1),
+    (None, 40.0, -1.0),
+)
+# Carders buy from these (expensive, resellable): indexes into CATEGORIES.
+CARDER_CATEGORIES = (0, 2, 3)
+BRANDS = ("samsung", "apple", "xiaomi", "huawei", "lg", "sony", "lenovo", "acer", "hp", "bosch",
+          "philips", "nike", "adidas", "lego", "makita")
+CATEGORY_ID_BASE = 2053013552226107603
+# Discount levels of weekly promotions and their probabilities.
+DISCOUNTS = ((0.0, 0.70), (0.1, 0.15), (0.2, 0.10), (0.3, 0.05))
+# Session intensity multiplier by ISO day of week (Mon..Sun) and total trend over the period.
+WEEKLY_PATTERN = (-0.08, -0.10, -0.06, -0.02, 0.04, 0.14, 0.08)
+TREND = 0.30
+PRICE_SPREAD = 0.25  # sd of log(base price / category reference price)
+# Per-day base session rates before scaling to the requested number of events.
+# Bots are few and bursty: together they make up roughly a tenth of all events.
+BASE_RATE = {"normal": 0.065, "scraper": 0.04, "carder": 0.25}
+MEAN_EXTRA_VIEWS = 3.5   # views per normal session = 1 + floor(Exponential(mean 3.5)), capped
+MAX_VIEWS = 40
+SCRAPER_MIN_VIEWS, SCRAPER_MEAN_EXTRA, SCRAPER_MAX_VIEWS = 30, 40.0, 300
+
+# Dirty kinds and the quarantine (stage, reason) each must end up in.
+DIRTY_KINDS = {
+    "duplicate": ("clean", "duplicate"),
+    "malformed_line": ("ingest", "wrong_column_count"),
+    "bad_timestamp": ("ingest", "unparseable_event_time"),
+    "negative_price": ("clean", "negative_price"),
+    "absurd_price": ("clean", "absurd_price"),
+    "unknown_event_type": ("clean", "unknown_event_type"),
+    "missing_user_id": ("clean", "missing_user_id"),
+    "missing_product_id": ("clean", "missing_product_id"),
+    "future_event": ("clean", "event_in_future"),
+}
+ABSURD_PRICE = "9999999.99"
+
+
+@dataclass(frozen=True)
+class GeneratorParams:
+    events: int = 200_000
+    seed: int = 42
+    start_date: str = "2019-10-01"
+    days: int = 61
+    dirty_fraction: float = 0.005
+    fraud_user_fraction: float = 0.02
+
+    def __post_init__(self):
+        if self.events < 1000:
+            raise ValueError(f"events must be at least 1000, got {self.events}")
+        if self.days < 14:
+            raise ValueError(f"days must be at least 14 (two weeks of seasonality), got {self.days}")
+        if not 0 <= self.dirty_fraction < 0.5:
+            raise ValueError(f"dirty_fraction must be in [0, 0.5), got {self.dirty_fraction}")
+        if not 0 <= self.fraud_user_fraction < 0.5:
+            raise ValueError(f"fraud_user_fraction must be in [0, 0.5), got {self.fraud_user_fraction}")
+        date.fromisoformat(self.start_date)
+
+    @property
+    def users(self) -> int:
+        return max(100, self.events // 20)
+
+    @property
+    def products_per_category(self) -> int:
+        return max(20, min(10_000, self.events // 250 // len(CATEGORIES)))
+
+    @property
+    def products(self) -> int:
+        return self.products_per_category * len(CATEGORIES)
+
+    @property
+    def start_epoch(self) -> int:
+        return int((date.fromisoformat(self.start_date) - date(1970, 1, 1)).total_seconds())
+
+    def day_weights(self) -> list[float]:
+        """Seasonal session-intensity weight of each day (weekly pattern x linear trend)."""
+        first = date.fromisoformat(self.start_date)
+        weights = []
+        for d in range(self.days):
+            dow = (first + timedelta(days=d)).weekday()
+            weights.append((1 + TREND * d / (self.days - 1)) * (1 + WEEKLY_PATTERN[dow]))
+        return weights
+
+    def file_labels(self) -> list[str]:
+        """One file per calendar month, named like REES46's files (2019-Oct)."""
+        first = date.fromisoformat(self.start_date)
+        labels = []
+        for d in range(self.days):
+            label = (first + timedelta(days=d)).strftime("%Y-%b")
+            if label not in labels:
+                labels.append(label)
+        return labels
+
+
+# ---- deterministic randomness ----------------------------------------------------------------
+
+_TWO_53 = float(1 << 53)
+
+
+def uniform(seed: int, purpose: str, *keys) -> Column:
+    """U[0, 1) from a hash of (seed, purpose, keys): same inputs, same number, anywhere."""
+    h = F.xxhash64(F.lit(seed), F.lit(purpose), *keys)
+    return F.pmod(h, F.lit(1 << 53)).cast("double") / _TWO_53
+
+
+def normal(seed: int, purpose: str, *keys) -> Column:
+    """N(0, 1) by Box-Muller from two hashed uniforms."""
+    u1 = F.lit(1.0) - uniform(seed, purpose + "#1", *keys)  # (0, 1]: log is finite
+    u2 = uniform(seed, purpose + "#2", *keys)
+    return F.sqrt(F.lit(-2.0) * F.log(u1)) * F.cos(F.lit(2 * math.pi) * u2)
+
+
+def exponential_floor(seed: int, purpose: str, mean: float, *keys) -> Column:
+    """floor(Exponential(mean)): a geometric count."""
+    return F.floor(-F.log(F.lit(1.0) - uniform(seed, purpose, *keys)) * mean)
+
+
+def _lit_array(values) -> Column:
+    return F.array(*[F.lit(v) for v in values])
+
+
+def _pick(array_col: Column, index: Column) -> Column:
+    """array[index] with a 0-based index."""
+    return F.element_at(array_col, (index + 1).cast("int"))
+
+
+# ---- catalogue -------------------------------------------------------------------------------
+
+
+def _product_columns(p: GeneratorParams, product_idx: Column) -> dict[str, Column]:
+    """Attributes of a product, as pure functions of its index (no join needed)."""
+    per_cat = p.products_per_category
+    cat = F.floor(product_idx / per_cat)
+    ref_price = _pick(_lit_array([c[1] for c in CATEGORIES]), cat)
+    base_price = F.round(ref_price * F.exp(PRICE_SPREAD * normal(p.seed, "base_price", product_idx)), 2)
+    brand = F.when(uniform(p.seed, "no_brand", product_idx) < 0.1, F.lit(None).cast("string")).otherwise(
+        _pick(_lit_array(BRANDS), F.pmod(F.xxhash64(F.lit(p.seed), F.lit("brand"), product_idx), len(BRANDS))))
+    return {
+        "category_index": cat,
+        "product_id": (F.lit(1_000_000) + product_idx).cast("long"),
+        "category_id": (F.lit(CATEGORY_ID_BASE) + cat * 1_000_003).cast("long"),
+        "category_code": _pick(_lit_array([c[0] for c in CATEGORIES]).cast("array<string>"), cat),
+        "brand": brand,
+        "base_price": base_price,
+        "ref_price": ref_price,
+        "elasticity": _pick(_lit_array([c[2] for c in CATEGORIES]), cat),
+    }
+
+
+def catalog(spark: SparkSession, p: GeneratorParams) -> DataFrame:
+    """The product catalogue: product_id, category_id, category_code, brand, base_price."""
+    cols = _product_columns(p, F.col("id"))
+    return spark.range(p.products).select(
+        *[cols[c].alias(c) for c in ("product_id", "category_id", "category_code", "brand", "base_price")])
+
+
+def categories_truth() -> list[dict]:
+    """Planted per-category facts (reference price, elasticity, expected price factor)."""
+    out = []
+    for i, (code, ref, elasticity) in enumerate(CATEGORIES):
+        out.append({
+            "category_index": i,
+            "category_id": CATEGORY_ID_BASE + i * 1_000_003,
+            "category_code": code,
+            "ref_price": ref,
+            "elasticity": elasticity,
+            "mean_price_factor": _mean_price_factor(elasticity),
+        })
+    return out
+
+
+def _mean_price_factor(elasticity: float) -> float:
+    """E[(price / ref_price) ** elasticity] over base-price spread and promotions."""
+    spread = math.exp(0.5 * (PRICE_SPREAD * elasticity) ** 2)
+    return spread * sum(prob * (1 - d) ** elasticity for d, prob in DISCOUNTS)
+
+
+def _discount(p: GeneratorParams, product_idx: Column, week: Column) -> Column:
+    u = uniform(p.seed, "discount", product_idx, week)
+    out, cumulative = None, 0.0
+    for level, prob in DISCOUNTS[:-1]:
+        cumulative += prob
+        out = F.when(u < cumulative, F.lit(level)) if out is None else out.when(u < cumulative, F.lit(level))
+    return out.otherwise(F.lit(DISCOUNTS[-1][0]))
+
+
+def _price_on_day(p: GeneratorParams, product_idx: Column, day: Column) -> Column:
+    base = _product_columns(p, product_idx)["base_price"]
+    return F.round(base * (F.lit(1.0) - _discount(p, product_idx, F.floor(day / 7))), 2)
+
+
+# ---- users -----------------------------------------------------------------------------------
+
+
+def users(spark: SparkSession, p: GeneratorParams) -> DataFrame:
+    """Latent user traits (the ground truth), before the rate is scaled to the event budget."""
+    n_cat = len(CATEGORIES)
+    uid = F.col("user_index")
+    fraud_u = uniform(p.seed, "fraud", uid)
+    kind = (F.when(fraud_u < p.fraud_user_fraction / 2, "scraper")
+            .when(fraud_u < p.fraud_user_fraction, "carder").otherwise("normal"))
+    engagement = normal(p.seed, "engagement", uid)
+    intent = normal(p.seed, "intent", uid)
+    # Half the users exist before the window starts; carders are new accounts (last 3 weeks).
+    first_day = (F.when(F.col("kind") == "carder",
+                        F.floor(F.lit(p.days - 21) + uniform(p.seed, "first_day", uid) * 21))
+                 .when(uniform(p.seed, "old_user", uid) < 0.5, F.lit(0))
+                 .otherwise(F.floor(uniform(p.seed, "first_day", uid) * p.days * 0.8)))
+    base_rate = (F.when(F.col("kind") == "scraper", BASE_RATE["scraper"])
+                 .when(F.col("kind") == "carder", BASE_RATE["carder"])
+                 .otherwise(F.lit(BASE_RATE["normal"]) * F.exp(0.8 * F.col("engagement") - 0.32)))
+    return (
+        spark.range(p.users).withColumnRenamed("id", "user_index")
+        .select(
+            uid,
+            (F.lit(512_000_000) + uid).cast("long").alias("user_id"),
+            kind.alias("kind"),
+            engagement.alias("engagement"),
+            intent.alias("intent"),
+            # Popular categories come first in CATEGORIES: u ** 1.7 skews preferences towards them.
+            F.floor(F.pow(uniform(p.seed, "pref1", uid), 1.7) * n_cat).cast("int").alias("preferred_category_1"),
+            F.floor(uniform(p.seed, "pref2", uid) * n_cat).cast("int").alias("preferred_category_2"),
+        )
+        .withColumn("first_day", first_day.cast("int"))
+        .withColumn("base_rate", base_rate)
+        # Conversion at the reference price, and the chance a non-buying session still adds to cart.
+        .withColumn("p_convert", F.when(F.col("kind") == "carder", 1.0).when(F.col("kind") == "scraper", 0.0)
+                    .otherwise(1 / (1 + F.exp(-(F.lit(-2.8) + 0.8 * F.col("intent") + 0.3 * F.col("engagement"))))))
+        .withColumn("p_cart", 1 / (1 + F.exp(-(F.lit(-1.2) + 0.9 * F.col("intent")))))
+    )
+
+
+def _remaining_weight(p: GeneratorParams, first_day: Column) -> Column:
+    """Sum of the day weights from first_day to the end of the window."""
+    weights = p.day_weights()
+    suffix = [sum(weights[d:]) for d in range(p.days)]
+    return _pick(_lit_array(suffix), first_day)
+
+
+def _expected_session_length(kind: Column, p_convert: Column, p_cart: Column) -> Column:
+    mean_views = 1 + 1 / (math.exp(1 / MEAN_EXTRA_VIEWS) - 1)
+    scraper = SCRAPER_MIN_VIEWS + 1 / (math.exp(1 / SCRAPER_MEAN_EXTRA) - 1)
+    return (F.when(kind == "scraper", scraper).when(kind == "carder", 3 * 6.5)
+            .otherwise(mean_views + 2 * p_convert + (1 - p_convert) * p_cart * 1.5))
+
+
+def rate_scale(users_df: DataFrame, p: GeneratorParams) -> float:
+    """Factor on every user's session rate so that the expected number of events is p.events."""
+    expected = users_df.select(F.sum(
+        F.col("base_rate") * _remaining_weight(p, F.col("first_day"))
+        * _expected_session_length(F.col("kind"), F.col("p_convert"), F.col("p_cart"))
+    )).head()[0]
+    return p.events / expected
+
+
+def scaled_users(users_df: DataFrame, p: GeneratorParams, scale: float) -> DataFrame:
+    """Users with their final session rate and the known purchase intensity (oracle for propensity)."""
+    cats = categories_truth()
+    mean_factor = _lit_array([c["mean_price_factor"] for c in cats])
+    overall = sum(c["mean_price_factor"] for c in cats) / len(cats)
+    user_factor = (0.5 * _pick(mean_factor, F.col("preferred_category_1"))
+                   + 0.25 * _pick(mean_factor, F.col("preferred_category_2")) + 0.25 * overall)
+    return (users_df
+            .withColumn("session_rate_per_day", F.col("base_rate") * scale)
+            .withColumn("purchase_rate_per_day",
+                        F.col("session_rate_per_day") * F.least(F.lit(0.95), F.col("p_convert") * user_factor))
+            .drop("base_rate"))
+
+
+# ---- sessions and events ---------------------------------------------------------------------
+
+
+def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
+    """Sessions by thinning: each user draws cap candidates uniform in time, kept with
+    probability rate * weight(day) / cap, which gives a Poisson process with that intensity."""
+    weights = p.day_weights()
+    w_max = max(weights)
+    active_days = F.lit(p.days) - F.col("first_day")
+    mu = F.col("session_rate_per_day") * w_max * active_days
+    seed = p.seed
+    cand = (users_df
+            .withColumn("cap", F.ceil(2 * mu + 4).cast("int"))
+            .withColumn("candidate", F.explode(F.sequence(F.lit(0), F.col("cap") - 1)))
+            .withColumn("start_second", F.floor(
+                (F.col("first_day") + uniform(seed, "start", F.col("user_index"), F.col("candidate")) * active_days)
+                * 86400).cast("long"))
+            .withColumn("day", F.floor(F.col("start_second") / 86400).cast("int")))
+    keep = (uniform(seed, "keep", F.col("user_index"), F.col("candidate"))
+            < F.col("session_rate_per_day") * _pick(_lit_array(weights), F.col("day")) * active_days / F.col("cap"))
+    s = cand.where(keep).withColumn("session_key", F.xxhash64(F.lit(seed), F.col("user_index"), F.col("candidate")))
+    key = F.col("session_key")
+    n_views = (F.when(F.col("kind") == "scraper", F.least(
+                   F.lit(SCRAPER_MIN_VIEWS) + exponential_floor(seed, "views", SCRAPER_MEAN_EXTRA, key),
+                   F.lit(SCRAPER_MAX_VIEWS)))
+               .when(F.col("kind") == "carder", F.lit(0))
+               .otherwise(F.least(F.lit(1) + exponential_floor(seed, "views", MEAN_EXTRA_VIEWS, key),
+                                  F.lit(MAX_VIEWS))))
+    gap = (F.when(F.col("kind") == "scraper", 1 + F.floor(uniform(seed, "gap", key) * 2))
+           .when(F.col("kind") == "carder", 3 + F.floor(uniform(seed, "gap", key) * 5))
+           .otherwise(5 + F.floor(uniform(seed, "gap", key) * 115)))
+    s = s.select(
+        "user_index", "user_id", "kind", "preferred_category_1", "preferred_category_2",
+        "p_convert", "p_cart", "session_key", "start_second", "day",
+        n_views.cast("int").alias("n_views"), gap.cast("int").alias("gap_seconds"),
+        (3 * (3 + F.floor(uniform(seed, "carder_loops", key) * 8))).cast("int").alias("carder_events"),
+    )
+    # The product a normal session ends on (and buys, if it converts): its price sets the odds.
+    last_product = _product_for(p, F.col("n_views") - 1)
+    s = s.withColumn("last_product", last_product)
+    last = _product_columns(p, F.col("last_product"))
+    price_factor = F.pow(_price_on_day(p, F.col("last_product"), F.col("day")) / last["ref_price"], last["elasticity"])
+    converted = uniform(seed, "convert", key) < F.least(F.lit(0.95), F.col("p_convert") * price_factor)
+    carted = uniform(seed, "cart", key) < F.col("p_cart")
+    removed = uniform(seed, "remove", key) < 0.5
+    n_events = (F.when(F.col("kind") == "scraper", F.col("n_views"))
+                .when(F.col("kind") == "carder", F.col("carder_events"))
+                .when(converted, F.col("n_views") + 2)
+                .when(carted & removed, F.col("n_views") + 2)
+                .when(carted, F.col("n_views") + 1)
+                .otherwise(F.col("n_views")))
+    return s.withColumn("converted", converted).withColumn("n_events", n_events.cast("int"))
+
+
+def _product_for(p: GeneratorParams, slot: Column) -> Column:
+    """Product index viewed at a slot of a session (a pure function of session key and slot)."""
+    n_cat = len(CATEGORIES)
+    seed, key = p.seed, F.col("session_key")
+    u_cat = uniform(seed, "category", key, slot)
+    category = (F.when(u_cat < 0.5, F.col("preferred_category_1"))
+                .when(u_cat < 0.75, F.col("preferred_category_2"))
+                .otherwise(F.floor(uniform(seed, "any_category", key, slot) * n_cat)))
+    carder_category = _pick(_lit_array(list(CARDER_CATEGORIES)),
+                            F.floor(uniform(seed, "carder_category", key, slot) * len(CARDER_CATEGORIES)))
+    # Popularity within a category is skewed: rank = floor(n * u^2).
+    rank = F.floor(F.pow(uniform(seed, "rank", key, slot), 2) * p.products_per_category)
+    by_kind = (F.when(F.col("kind") == "scraper", F.floor(uniform(seed, "scrape", key, slot) * p.products))
+               .when(F.col("kind") == "carder", carder_category * p.products_per_category
+                     + F.floor(uniform(seed, "rank", key, slot) * p.products_per_category))
+               .otherwise(category * p.products_per_category + rank))
+    return by_kind.cast("long")
+
+
+def events(sessions_df: DataFrame, p: GeneratorParams) -> DataFrame:
+    """Clean typed events (one row per event) from sessions."""
+    seed = p.seed
+    e = sessions_df.withColumn("i", F.explode(F.sequence(F.lit(0), F.col("n_events") - 1)))
+    i, n_views = F.col("i"), F.col("n_views")
+    event_type = (F.when(F.col("kind") == "carder", _pick(_lit_array(["view", "cart", "purchase"]), F.pmod(i, 3)))
+                  .when(i < n_views, "view")
+                  .when(i == n_views, "cart")
+                  .when(F.col("converted"), "purchase")
+                  .otherwise("remove_from_cart"))
+    slot = F.when(F.col("kind") == "carder", F.floor(i / 3)).otherwise(F.least(i, n_views - 1))
+    e = e.withColumn("event_type", event_type).withColumn("product_index", _product_for(p, slot))
+    gap = F.col("gap_seconds")
+    second = F.col("start_second") + i * gap + F.floor(uniform(seed, "jitter", F.col("session_key"), i) * gap / 2)
+    prod = _product_columns(p, F.col("product_index"))
+    return e.select(
+        F.col("session_key"), i.alias("event_index"),
+        (F.lit(p.start_epoch) + second).alias("epoch_second"),
+        "event_type", "kind",
+        *[prod[c].alias(c) for c in ("product_id", "category_id", "category_code", "brand")],
+        _price_on_day(p, F.col("product_index"), F.floor(second / 86400)).alias("price"),
+        "user_id",
+        _session_uuid(seed, F.col("session_key")).alias("user_session"),
+    )
+
+
+def _session_uuid(seed: int, key: Column) -> Column:
+    h = F.lower(F.concat(F.lpad(F.hex(F.xxhash64(F.lit(seed), F.lit("uuid1"), key)), 16, "0"),
+                         F.lpad(F.hex(F.xxhash64(F.lit(seed), F.lit("uuid2"), key)), 16, "0")))
+    return F.concat_ws("-", F.substring(h, 1, 8), F.substring(h, 9, 4), F.substring(h, 13, 4),
+                       F.substring(h, 17, 4), F.substring(h, 21, 12))
+
+
+def csv_lines(events_df: DataFrame, p: GeneratorParams) -> DataFrame:
+    """CSV lines (file label, order key, dirty kind, line), with dirty rows planted.
+
+    A dirty row replaces a clean one, except `duplicate`, which repeats it. Column `dirty_kind`
+    is null for clean rows; the job counts lines per kind as ground truth.
+    """
+    seed = p.seed
+    key = (F.col("session_key"), F.col("event_index"))
+    kinds = list(DIRTY_KINDS)
+    dirty_kind = F.when(uniform(seed, "dirty", *key) < p.dirty_fraction,
+                        _pick(_lit_array(kinds), F.floor(uniform(seed, "dirty_kind", *key) * len(kinds))))
+    ts = F.from_unixtime(F.col("epoch_second"), "yyyy-MM-dd HH:mm:ss 'UTC'")
+    e = events_df.withColumn("dirty_kind", dirty_kind).withColumn("ts", ts)
+    kind = F.col("dirty_kind")
+    price = F.col("price").cast("decimal(12,2)").cast("string")
+    fields = {
+        "event_time": F.when(kind == "bad_timestamp", F.lit("2019-13-45 25:61:00 UTC"))
+                       .when(kind == "future_event", F.concat(F.lit("2099"), F.substring("ts", 5, 100)))
+                       .otherwise(F.col("ts")),
+        "event_type": F.when(kind == "unknown_event_type", F.lit("click")).otherwise(F.col("event_type")),
+        "product_id": F.when(kind == "missing_product_id", F.lit("")).otherwise(F.col("product_id").cast("string")),
+        "category_id": F.col("category_id").cast("string"),
+        "category_code": F.col("category_code"),
+        "brand": F.col("brand"),
+        "price": F.when(kind == "negative_price", F.concat(F.lit("-"), price))
+                  .when(kind == "absurd_price", F.lit(ABSURD_PRICE)).otherwise(price),
+        "user_id": F.when(kind == "missing_user_id", F.lit("")).otherwise(F.col("user_id").cast("string")),
+        "user_session": F.col("user_session"),
+    }
+    values = [F.coalesce(fields[c], F.lit("")) for c in REES46_COLUMNS]
+    line = F.when(kind == "malformed_line", F.concat_ws(",", *values[:7])).otherwise(F.concat_ws(",", *values))
+    copies = F.when(kind == "duplicate", F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
+    return (
+        e.select(
+            F.date_format(F.timestamp_seconds(F.col("epoch_second")), "yyyy-MMM").alias("file"),
+            F.col("epoch_second").alias("order_key"),
+            kind.alias("kind"),
+            line.alias("line"),
+            F.explode(copies).alias("copy"),
+        )
+        # The first copy of a duplicated row is the clean original; the second is the dirty one.
+        .select("file", "order_key",
+                F.when((F.col("kind") == "duplicate") & (F.col("copy") == 0), F.lit(None))
+                .otherwise(F.col("kind")).alias("dirty_kind"),
+                "line")
+    )

@@ -1,0 +1,143 @@
+"""generate: a deterministic synthetic clickstream in the REES46 CSV format, plus ground truth.
+
+Writes, under --output (default: config generate.output, ./data/rees46 locally):
+  events/<yyyy-Mon>.csv        REES46 "multi category store" CSV, one file per month, with header
+  catalog/products.csv         product_id, category_id, category_code, brand, base_price
+  _ground_truth/generator.json parameters, seasonality, planted dirty rows per kind, expected
+                               quarantine counts per reason, formulas for the oracle
+  _ground_truth/users/         Parquet: per user kind (normal/scraper/carder), latent traits,
+                               session and purchase rates (the propensity oracle)
+  _ground_truth/categories.json reference price and planted price elasticity per category
+
+Run:  ./spark-submit.sh generate --events 1000000 --seed 7
+Output is deterministic: when --output already holds data generated with the same parameters the
+job leaves it untouched (so a re-run pipeline ingests nothing new); --force regenerates it.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.observation import Observation
+
+from ecomlake import generate as gen
+from ecomlake import lake, rees46
+from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.errors import ConfigError
+
+
+def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
+    g = config["generate"]
+    try:
+        return gen.GeneratorParams(
+            events=events if events is not None else g["events"],
+            seed=seed if seed is not None else g["seed"],
+            start_date=g["start_date"], days=g["days"],
+            dirty_fraction=g["dirty_fraction"], fraud_user_fraction=g["fraud_user_fraction"])
+    except ValueError as exc:
+        raise ConfigError(f"generate: {exc}") from None
+
+
+def existing_truth(spark: SparkSession, output: str, p: gen.GeneratorParams) -> dict | None:
+    """The ground truth of earlier output made with the same parameters, if all its files are there."""
+    text = lake.read_text_file(spark, f"{output}/_ground_truth/generator.json")
+    if text is None:
+        return None
+    truth = json.loads(text)
+    if truth.get("params") != asdict(p):
+        return None
+    present = {f.name for f in lake.list_input_files(spark, f"{output}/events")} if lake.path_exists(
+        spark, f"{output}/events") else set()
+    return truth if set(truth["files"]) <= present else None
+
+
+def run(spark: SparkSession, config: dict, output: str | None = None, events: int | None = None,
+        seed: int | None = None, force: bool = False) -> dict:
+    p = params_from(config, events, seed)
+    output = (output or config["generate"]["output"]).rstrip("/")
+    truth = None if force else existing_truth(spark, output, p)
+    if truth is not None:
+        print(f"generate: {output}/events already holds these {truth['data_lines']:,} lines "
+              f"(same parameters); left as is (--force regenerates)")
+        return truth
+    for sub in ("events", "catalog", "_ground_truth"):
+        lake.delete_path(spark, f"{output}/{sub}")
+
+    users = gen.users(spark, p)
+    scale = gen.rate_scale(users, p)
+    users = gen.scaled_users(users, p, scale)
+    events_df = gen.events(gen.sessions(users, p), p)
+    lines = gen.csv_lines(events_df, p)
+
+    observation = Observation("generated_lines")
+    lines = lines.observe(
+        observation,
+        F.count(F.lit(1)).alias("lines"),
+        *[F.sum(F.when(F.col("dirty_kind") == k, 1).otherwise(0)).alias(k) for k in gen.DIRTY_KINDS],
+    )
+    labels = p.file_labels()
+    headers = spark.createDataFrame([(label, -1, rees46.HEADER) for label in labels],
+                                    "file string, order_key long, line string")
+    tmp = f"{output}/events/_writing"
+    (lines.select("file", "order_key", "line")
+     .unionByName(headers)
+     # One task per file, header first, then lines in time order (as in the REES46 files).
+     .repartition(len(labels), "file")
+     .sortWithinPartitions("file", "order_key", "line")
+     .select("file", "line")
+     .write.partitionBy("file").text(tmp))
+    lake.replace_directory_with_files(
+        spark, tmp, {f"file={label}": f"{output}/events/{label}.csv" for label in labels})
+    counts = observation.get
+
+    catalog_tmp = f"{output}/catalog/_writing"
+    (gen.catalog(spark, p).coalesce(1).withColumn("part", F.lit(0))
+     .write.partitionBy("part").option("header", True).csv(catalog_tmp))
+    lake.replace_directory_with_files(spark, catalog_tmp, {"part=0": f"{output}/catalog/products.csv"})
+
+    users.write.mode("overwrite").parquet(f"{output}/_ground_truth/users")
+    dirty = {k: int(counts[k]) for k in gen.DIRTY_KINDS}
+    expected = {}
+    for kind, (stage, reason) in gen.DIRTY_KINDS.items():
+        expected.setdefault(stage, {})[reason] = dirty[kind]
+    truth = {
+        "params": asdict(p),
+        "users": p.users,
+        "products": p.products,
+        "session_rate_scale": scale,
+        "data_lines": int(counts["lines"]),
+        "files": [f"{label}.csv" for label in labels],
+        "dirty_rows": dirty,
+        "expected_quarantine": expected,
+        "clean_events": int(counts["lines"]) - sum(dirty.values()),
+        "day_weights": p.day_weights(),
+        "weekly_pattern_mon_to_sun": list(gen.WEEKLY_PATTERN),
+        "trend_over_period": gen.TREND,
+        "oracle": ("P(user buys in days [a, b)) = 1 - exp(-purchase_rate_per_day * sum(day_weights[d] "
+                   "for d in [max(a, first_day), b))); rank users by it for the best achievable AUC"),
+        "price_model": ("P(session buys) = min(0.95, p_convert * (price / ref_price) ** elasticity), "
+                        "price = base_price * (1 - weekly discount)"),
+    }
+    lake.write_text_file(spark, f"{output}/_ground_truth/generator.json", json.dumps(truth, indent=2))
+    lake.write_text_file(spark, f"{output}/_ground_truth/categories.json",
+                         json.dumps(gen.categories_truth(), indent=2))
+    print(f"generate: {truth['data_lines']:,} lines in {len(labels)} files under {output}/events "
+          f"({sum(dirty.values()):,} dirty on purpose), {p.users:,} users, {p.products:,} products")
+    return truth
+
+
+def main(argv=None) -> int:
+    parser = job_parser("generate", __doc__)
+    parser.add_argument("--output", help="output folder (default: config generate.output)")
+    parser.add_argument("--events", type=int, help="approximate number of events (default: config)")
+    parser.add_argument("--seed", type=int, help="random seed (default: config)")
+    parser.add_argument("--force", action="store_true", help="regenerate even if the output is up to date")
+    return run_job("generate", parser,
+                   lambda spark, config, a: run(spark, config, a.output, a.events, a.seed, a.force), argv)
+
+
+if __name__ == "__main__":
+    exit_with(main(sys.argv[1:]))

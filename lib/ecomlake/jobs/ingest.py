@@ -1,0 +1,134 @@
+"""ingest: raw files -> bronze/events, malformed lines -> quarantine/events (stage 'ingest').
+
+  ./spark-submit.sh ingest --source rees46 --input 'data/rees46/events/*.csv'
+
+Reads REES46 CSV files (a file, a folder or a glob; .csv or .csv.gz) and appends their lines to
+bronze/events with lineage columns (_source_file, _batch_id, _ingested_at). Lines with the wrong
+number of columns or a value that does not parse go to quarantine/events with the raw line and
+a reason. A file already ingested (same path, size and modification time) is skipped, so
+re-running adds nothing; a changed file replaces its earlier rows. bronze/ingest_log records
+every file with its line counts, and the job prints the reconciliation:
+input lines = bronze rows + quarantined rows, per file.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from datetime import datetime, timezone
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from ecomlake import ingest, lake, rees46, tables
+from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.errors import EcomlakeError, InputError
+
+SOURCES = ("rees46",)
+LOG_SCHEMA = ("source_file string, file_size long, file_modified_ms long, batch_id string, "
+              "ingested_at timestamp, input_lines long, bronze_rows long, quarantined_rows long")
+
+
+def check_headers(spark: SparkSession, files: list[lake.FileInfo], header: str) -> None:
+    for f in files:
+        first = lake.read_first_line(spark, f.path).strip()
+        if first != header:
+            raise InputError(
+                f"{f.path} does not have the {len(header.split(','))}-column REES46 header: "
+                f"expected '{header}', found '{first[:200]}'")
+
+
+def already_ingested(spark: SparkSession, lake_root: str) -> dict[str, tuple[int, int]]:
+    """path -> (size, modified) of files in the ingest log (one row per file: small)."""
+    path = tables.BRONZE_INGEST_LOG.path(lake_root)
+    if not lake.table_exists(spark, path):
+        return {}
+    rows = spark.read.format("delta").load(path).select("source_file", "file_size", "file_modified_ms").collect()
+    return {r.source_file: (r.file_size, r.file_modified_ms) for r in rows}
+
+
+def run(spark: SparkSession, config: dict, source: str, input_path: str) -> dict:
+    if source not in SOURCES:
+        raise EcomlakeError(f"unknown source '{source}'; known sources: {', '.join(SOURCES)}")
+    root = config["lake_root"]
+    files = lake.list_input_files(spark, input_path)
+    check_headers(spark, files, rees46.HEADER)
+    seen = already_ingested(spark, root)
+    new = [f for f in files if seen.get(f.path) != (f.size, f.modified_ms)]
+    if not new:
+        print(f"ingest: nothing new: all {len(files)} file(s) already ingested")
+        return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    fingerprint = hashlib.sha1("|".join(f"{f.path}:{f.size}:{f.modified_ms}" for f in new).encode()).hexdigest()
+    batch_id = f"{now:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}"
+    lines = (spark.read.text([f.path for f in new])
+             .select("value", F.col("_metadata.file_path").alias("_source_file"))
+             .withColumn("_batch_id", F.lit(batch_id))
+             .withColumn("_ingested_at", F.lit(now)))
+    classified = ingest.classify_rees46_lines(ingest.drop_headers(lines, rees46.HEADER))
+    # Three outputs from one read: keep the classified lines instead of re-reading the files.
+    classified.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        per_file = {}
+        for row in classified.groupBy("_source_file", "_reject_reason").count().collect():
+            counts = per_file.setdefault(row["_source_file"], {"bronze": 0, "quarantined": 0, "reasons": {}})
+            if row["_reject_reason"] is None:
+                counts["bronze"] += row["count"]
+            else:
+                counts["quarantined"] += row["count"]
+                counts["reasons"][row["_reject_reason"]] = row["count"]
+        # A changed file replaces what an earlier (or interrupted) run wrote for it.
+        paths = [f.path for f in new]
+        lake.delete_rows(spark, root, tables.BRONZE_EVENTS, F.col("_source_file").isin(paths))
+        lake.delete_rows(spark, root, tables.QUARANTINE_EVENTS,
+                         (F.col("stage") == "ingest") & F.col("_source_file").isin(paths))
+        lake.append_table(ingest.rejected_rows(classified), root, tables.QUARANTINE_EVENTS, partition_by=["stage"])
+        lake.append_table(ingest.bronze_rows(classified), root, tables.BRONZE_EVENTS)
+    finally:
+        classified.unpersist()
+
+    written = _written_counts(spark, root, batch_id)
+    log_rows, total = [], {"input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
+    print(f"ingest reconciliation, batch {batch_id}:")
+    print(f"  {'file':<40} {'lines':>12} {'bronze':>12} {'quarantined':>12}")
+    for f in new:
+        counts = per_file.get(f.path, {"bronze": 0, "quarantined": 0, "reasons": {}})
+        n_lines = counts["bronze"] + counts["quarantined"]
+        bronze_n, quarantined_n = written["bronze"].get(f.path, 0), written["quarantine"].get(f.path, 0)
+        if (bronze_n, quarantined_n) != (counts["bronze"], counts["quarantined"]):
+            raise EcomlakeError(
+                f"reconciliation failed for {f.path}: {n_lines} input lines, but {bronze_n} bronze rows "
+                f"and {quarantined_n} quarantined rows were written")
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(counts["reasons"].items()))
+        print(f"  {f.name:<40} {n_lines:>12,} {bronze_n:>12,} {quarantined_n:>12,}  {reasons}")
+        log_rows.append((f.path, f.size, f.modified_ms, batch_id, now,
+                         n_lines, bronze_n, quarantined_n))
+        total["input_lines"] += n_lines
+        total["bronze_rows"] += bronze_n
+        total["quarantined_rows"] += quarantined_n
+    print(f"  {'total':<40} {total['input_lines']:>12,} {total['bronze_rows']:>12,} "
+          f"{total['quarantined_rows']:>12,}  (lines = bronze + quarantined: OK)")
+    # Written last: a run that dies before this line is simply redone by the next run.
+    lake.delete_rows(spark, root, tables.BRONZE_INGEST_LOG, F.col("source_file").isin(paths))
+    lake.append_table(spark.createDataFrame(log_rows, LOG_SCHEMA), root, tables.BRONZE_INGEST_LOG)
+    return {"files": len(new), "batch_id": batch_id, **total}
+
+
+def _written_counts(spark: SparkSession, root: str, batch_id: str) -> dict:
+    out = {}
+    for name, table in (("bronze", tables.BRONZE_EVENTS), ("quarantine", tables.QUARANTINE_EVENTS)):
+        df = lake.read_table(spark, root, table).where(F.col("_batch_id") == batch_id)
+        out[name] = {r["_source_file"]: r["count"] for r in df.groupBy("_source_file").count().collect()}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = job_parser("ingest", __doc__)
+    parser.add_argument("--source", required=True, choices=SOURCES, help="source format")
+    parser.add_argument("--input", required=True, help="file, folder or glob of raw files")
+    return run_job("ingest", parser, lambda spark, config, a: run(spark, config, a.source, a.input), argv)
+
+
+if __name__ == "__main__":
+    exit_with(main(sys.argv[1:]))

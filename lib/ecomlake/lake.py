@@ -1,0 +1,164 @@
+"""Reading and writing Delta tables in the lake, and files on any Hadoop file system."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+
+from ecomlake.errors import InputError
+from ecomlake.tables import Table
+
+
+def table_exists(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def read_table(spark: SparkSession, lake_root: str, table: Table) -> DataFrame:
+    path = table.path(lake_root)
+    if not table_exists(spark, path):
+        raise InputError(
+            f"table {table.id} does not exist at {path}: run the `{table.producer}` job first"
+        )
+    return spark.read.format("delta").load(path)
+
+
+def table_version(spark: SparkSession, lake_root: str, table: Table) -> int:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, table.path(lake_root)).history(1).select("version").head()[0]
+
+
+def overwrite_table(df: DataFrame, lake_root: str, table: Table, replace_where: str | None = None,
+                    partition_by: list[str] | None = None) -> None:
+    """Overwrite the whole table, or only the rows matching replace_where (one atomic commit)."""
+    writer = df.write.format("delta").mode("overwrite")
+    if replace_where:
+        writer = writer.option("replaceWhere", replace_where)
+    else:
+        writer = writer.option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(table.path(lake_root))
+
+
+def append_table(df: DataFrame, lake_root: str, table: Table, partition_by: list[str] | None = None) -> None:
+    writer = df.write.format("delta").mode("append")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(table.path(lake_root))
+
+
+def delete_rows(spark: SparkSession, lake_root: str, table: Table, condition) -> None:
+    """Delete rows matching a Column condition, if the table exists (keeps re-runs idempotent)."""
+    from delta.tables import DeltaTable
+
+    path = table.path(lake_root)
+    if table_exists(spark, path):
+        DeltaTable.forPath(spark, path).delete(condition)
+
+
+# ---- files on any Hadoop file system (local, HDFS, S3, DBFS), through the JVM --------------
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str  # fully qualified, e.g. file:/data/2019-Oct.csv (the form Spark's _metadata uses)
+    size: int
+    modified_ms: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+def _hadoop(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return jvm, hpath, hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def list_input_files(spark: SparkSession, path_or_glob: str, suffixes=(".csv", ".csv.gz")) -> list[FileInfo]:
+    """Files matching a path, a directory (its data files) or a glob; error if there are none."""
+    jvm, hpath, fs = _hadoop(spark, path_or_glob)
+    statuses = fs.globStatus(hpath)
+    if statuses is None or len(statuses) == 0:
+        raise InputError(f"input '{path_or_glob}' does not exist (no file matches it)")
+    files = []
+    for status in statuses:
+        if status.isDirectory():
+            for child in fs.listStatus(status.getPath()):
+                name = child.getPath().getName()
+                if child.isFile() and name.endswith(suffixes) and not name.startswith(("_", ".")):
+                    files.append(child)
+        else:
+            files.append(status)
+    if not files:
+        raise InputError(f"input '{path_or_glob}' holds no {' or '.join(suffixes)} files")
+    infos = [FileInfo(str(s.getPath().toString()), s.getLen(), s.getModificationTime()) for s in files]
+    return sorted(infos, key=lambda f: f.path)
+
+
+def read_first_line(spark: SparkSession, path: str) -> str:
+    """The first line of a (possibly compressed) text file, read on the driver."""
+    jvm, hpath, fs = _hadoop(spark, path)
+    stream = fs.open(hpath)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark.sparkContext._jsc.hadoopConfiguration()).getCodec(hpath)
+    if codec is not None:
+        stream = codec.createInputStream(stream)
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+    try:
+        line = reader.readLine()
+    finally:
+        reader.close()
+    return (line or "").lstrip("\ufeff")
+
+
+def replace_directory_with_files(spark: SparkSession, src_dir: str, moves: dict[str, str]) -> None:
+    """Rename src_dir/<part dir>/<single file> to the given targets and delete src_dir."""
+    jvm, src, fs = _hadoop(spark, src_dir)
+    Path = jvm.org.apache.hadoop.fs.Path
+    for part_dir, target in moves.items():
+        parts = [s for s in fs.listStatus(Path(src, part_dir)) if s.getPath().getName().startswith("part-")]
+        if len(parts) != 1:
+            raise RuntimeError(f"expected one part file in {src_dir}/{part_dir}, found {len(parts)}")
+        dest = Path(target)
+        if fs.exists(dest):
+            fs.delete(dest, False)
+        fs.rename(parts[0].getPath(), dest)
+    fs.delete(src, True)
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    _, hpath, fs = _hadoop(spark, path)
+    return bool(fs.exists(hpath))
+
+
+def delete_path(spark: SparkSession, path: str) -> None:
+    _, hpath, fs = _hadoop(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def read_text_file(spark: SparkSession, path: str) -> str | None:
+    """A small text file's content, or None when it does not exist."""
+    jvm, hpath, fs = _hadoop(spark, path)
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
+def write_text_file(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small text file (ground truth, reports) on any Hadoop file system."""
+    _, hpath, fs = _hadoop(spark, path)
+    out = fs.create(hpath, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()

@@ -1,0 +1,69 @@
+"""Build the SparkSession from a config dict (never from strings to eval)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+# Delta Lake's SQL support; needed wherever Delta is not built into the runtime.
+DELTA_SESSION_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+# Every timestamp in the lake is UTC; sessions and daily aggregates depend on it.
+BASE_SESSION_CONF = {"spark.sql.session.timeZone": "UTC"}
+
+
+def delta_packages() -> list[str]:
+    """Maven coordinates of the Delta jars that match the installed delta-spark (one version fact)."""
+    from importlib.metadata import version
+
+    delta = version("delta-spark")
+    scala = "2.13" if int(version("pyspark").split(".")[0]) >= 4 else "2.12"
+    return [f"io.delta:delta-spark_{scala}:{delta}", f"io.delta:delta-storage:{delta}"]
+
+
+def session_conf(config: dict) -> dict:
+    conf = dict(BASE_SESSION_CONF)
+    conf.update(DELTA_SESSION_CONF)
+    conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config["spark"]["conf"].items()})
+    return conf
+
+
+def get_spark(config: dict, app: str):
+    """Return the active session (spark-submit, Databricks) or build one from config."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        # A session we did not build (spark-submit, Databricks): still pin the time zone.
+        for key, value in BASE_SESSION_CONF.items():
+            active.conf.set(key, value)
+        return active
+    if config["env"] == "local":
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else Spark may bind a public address
+    builder = SparkSession.builder.appName(f"{config['spark']['app_name']}-{app}")
+    if config["spark"]["master"]:
+        builder = builder.master(config["spark"]["master"])
+    for key, value in session_conf(config).items():
+        builder = builder.config(key, value)
+    if config["spark"]["delta_from_pip"]:
+        builder = builder.config("spark.jars.packages", ",".join(delta_packages()))
+    return builder.getOrCreate()
+
+
+def _resolve_jars() -> None:
+    """Start a local session once so Ivy fetches Delta's jars into ~/.ivy2 (used by set-up)."""
+    from ecomlake import config as cfg
+
+    config = cfg.load("local")
+    spark = get_spark(config, "resolve-jars")
+    spark.range(1).count()
+    spark.stop()
+    print("Delta jars resolved:", ", ".join(delta_packages()))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--resolve-jars", action="store_true")
+    if parser.parse_args().resolve_jars:
+        _resolve_jars()

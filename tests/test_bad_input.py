@@ -1,0 +1,56 @@
+"""Bad input gets a clear message (file, column or key) and exit status 2, not a stack trace."""
+from ecomlake import rees46
+from ecomlake.jobs import clean, ingest, sessionize
+
+
+def lake_args(tmp_path):
+    return ["--lake", str(tmp_path / "lake"), "--conf", "spark.master=local[2]"]
+
+
+def test_missing_input_file(spark, tmp_path, capsys):
+    rc = ingest.main(["--source", "rees46", "--input", str(tmp_path / "nope.csv"), *lake_args(tmp_path)])
+    assert rc == 2
+    assert f"input '{tmp_path / 'nope.csv'}' does not exist" in capsys.readouterr().err
+
+
+def test_wrong_header_names_the_file(spark, tmp_path, capsys):
+    bad = tmp_path / "orders.csv"
+    bad.write_text("order_id,amount\n1,2.5\n")
+    rc = ingest.main(["--source", "rees46", "--input", str(bad), *lake_args(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"{bad} does not have the 9-column REES46 header" in err
+    assert f"expected '{rees46.HEADER}', found 'order_id,amount'" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_source_and_config_typo(spark, tmp_path, capsys):
+    rc = sessionize.main(["--conf", "sessionize.gap_minuts=5", *lake_args(tmp_path)])
+    assert rc == 2
+    assert "unknown config key 'sessionize.gap_minuts'" in capsys.readouterr().err
+
+
+def test_missing_table_names_the_job_to_run_first(spark, tmp_path, capsys):
+    assert clean.main(lake_args(tmp_path)) == 2
+    assert "table bronze/events does not exist" in capsys.readouterr().err
+    assert sessionize.main(lake_args(tmp_path)) == 2
+    assert "run the `clean` job first" in capsys.readouterr().err
+
+
+def test_ingest_twice_adds_nothing_and_a_changed_file_replaces_its_rows(spark, tmp_path, capsys):
+    good = "2019-10-01 00:00:10 UTC,view,1003,2053,electronics.smartphone,apple,489.07,541312140,s1"
+    f = tmp_path / "in" / "2019-Oct.csv"
+    f.parent.mkdir()
+    f.write_text(rees46.HEADER + "\n" + good + "\n" + good.replace("489.07", "x") + "\n")
+    args = ["--source", "rees46", "--input", str(f.parent), *lake_args(tmp_path)]
+    assert ingest.main(args) == 0
+    assert ingest.main(args) == 0
+    out = capsys.readouterr().out
+    assert "nothing new: all 1 file(s) already ingested" in out
+    bronze = spark.read.format("delta").load(str(tmp_path / "lake" / "bronze" / "events"))
+    quarantine = spark.read.format("delta").load(str(tmp_path / "lake" / "quarantine" / "events"))
+    assert (bronze.count(), quarantine.count()) == (1, 1)
+    f.write_text(rees46.HEADER + "\n" + good + "\n" + good.replace("s1", "s2") + "\n")
+    assert ingest.main(args) == 0
+    assert sorted(r.user_session for r in bronze.collect()) == ["s1", "s2"]
+    assert quarantine.count() == 0

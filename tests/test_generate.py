@@ -1,0 +1,83 @@
+from datetime import date
+
+import pytest
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+
+from ecomlake import generate as gen
+
+
+def lines_of(spark, p, user_partitions=None):
+    users = gen.users(spark, p)
+    if user_partitions:
+        users = users.repartition(user_partitions)
+    users = gen.scaled_users(users, p, gen.rate_scale(users, p))
+    return gen.csv_lines(gen.events(gen.sessions(users, p), p), p)
+
+
+def test_same_seed_same_lines_whatever_the_partitioning(spark):
+    p = gen.GeneratorParams(events=3000, seed=7)
+    a = sorted(r.line for r in lines_of(spark, p).collect())
+    b = sorted(r.line for r in lines_of(spark, p, user_partitions=5).collect())
+    c = sorted(r.line for r in lines_of(spark, gen.GeneratorParams(events=3000, seed=8)).collect())
+    assert a == b
+    assert a != c
+    assert abs(len(a) - 3000) < 0.15 * 3000
+
+
+def test_lines_have_the_rees46_shape(spark):
+    p = gen.GeneratorParams(events=3000, seed=7, dirty_fraction=0.0)
+    rows = lines_of(spark, p).collect()
+    assert all(r.dirty_kind is None for r in rows)
+    fields = [r.line.split(",") for r in rows]
+    assert all(len(f) == 9 for f in fields)
+    assert {f[1] for f in fields} <= {"view", "cart", "remove_from_cart", "purchase"}
+    assert all(f[0].endswith(" UTC") and f[0] >= "2019-10-01" and f[0] < "2019-12-01" for f in fields)
+    assert {r.file for r in rows} == {"2019-Oct", "2019-Nov"} == set(p.file_labels())
+
+
+def test_every_dirty_kind_is_planted(spark):
+    p = gen.GeneratorParams(events=5000, seed=3, dirty_fraction=0.05)
+    kinds = {r.dirty_kind: r["count"] for r in lines_of(spark, p).groupBy("dirty_kind").count().collect()}
+    assert set(kinds) - {None} == set(gen.DIRTY_KINDS)
+
+
+def test_bots_behave_as_planted(spark):
+    p = gen.GeneratorParams(events=20000, seed=11, fraud_user_fraction=0.1)
+    users = gen.users(spark, p)
+    users = gen.scaled_users(users, p, gen.rate_scale(users, p))
+    events = gen.events(gen.sessions(users, p), p)
+    order = Window.partitionBy("session_key").orderBy("event_index")
+    gaps = (events.withColumn("gap", F.col("epoch_second") - F.lag("epoch_second").over(order))
+            .groupBy("kind").agg(F.max("gap").alias("max_gap"), F.min("gap").alias("min_gap"),
+                                 F.percentile_approx("gap", 0.5).alias("median_gap"),
+                                 F.avg(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).alias("buy_share"))
+            .collect())
+    by_kind = {r.kind: r for r in gaps}
+    # gap g per session, jitter up to g/2 per event: consecutive events are g/2 .. 3g/2 apart
+    assert by_kind["scraper"].max_gap <= 3 and by_kind["scraper"].buy_share == 0
+    assert by_kind["carder"].max_gap <= 10 and by_kind["carder"].buy_share == pytest.approx(1 / 3)
+    assert by_kind["normal"].min_gap >= 3 and by_kind["normal"].median_gap > 30
+    # carders are new accounts: they appear only in the last three weeks
+    first_carder = events.where("kind = 'carder'").agg(F.min("epoch_second")).head()[0]
+    assert first_carder >= p.start_epoch + (p.days - 21) * 86400
+
+
+def test_weekly_seasonality_is_planted(spark):
+    p = gen.GeneratorParams(events=50000, seed=5)
+    users = gen.users(spark, p)
+    users = gen.scaled_users(users, p, gen.rate_scale(users, p))
+    by_dow = {r.dow: r["count"] for r in gen.sessions(users, p)
+              .withColumn("dow", F.dayofweek(F.timestamp_seconds(F.col("start_second") + p.start_epoch)))
+              .groupBy("dow").count().collect()}
+    saturday, tuesday = by_dow[7], by_dow[3]  # Spark: 1 = Sunday
+    assert saturday > 1.15 * tuesday  # planted: (1 + 0.14) / (1 - 0.10) = 1.27
+
+
+def test_params_are_validated():
+    with pytest.raises(ValueError, match="events must be at least 1000"):
+        gen.GeneratorParams(events=10)
+    with pytest.raises(ValueError, match="dirty_fraction"):
+        gen.GeneratorParams(dirty_fraction=0.9)
+    assert gen.GeneratorParams(start_date="2019-10-01", days=61).file_labels() == ["2019-Oct", "2019-Nov"]
+    assert date.fromisoformat(gen.GeneratorParams().start_date) == date(2019, 10, 1)

@@ -1,0 +1,66 @@
+from datetime import datetime, timezone
+
+from pyspark.sql import functions as F
+
+from ecomlake import ingest, rees46
+
+GOOD = "2019-10-01 00:00:10 UTC,view,1003,2053,electronics.smartphone,apple,489.07,541312140,72d76fde-8bb3"
+
+
+def classify(spark, lines):
+    df = spark.createDataFrame([(line, "file:/in.csv", "b1", datetime(2019, 12, 1, tzinfo=timezone.utc))
+                                for line in lines], "value string, _source_file string, _batch_id string, _ingested_at timestamp")
+    out = ingest.classify_rees46_lines(ingest.drop_headers(df, rees46.HEADER))
+    return [(r.value, r._reject_reason) for r in out.select("value", "_reject_reason").collect()]
+
+
+def test_each_line_gets_the_expected_verdict(spark):
+    lines = [
+        rees46.HEADER,                                                     # dropped, not a row
+        "\ufeff" + rees46.HEADER,                                          # header with a BOM: dropped
+        GOOD,                                                              # accepted
+        "2019-10-01 00:00:10 UTC,view,1003,2053,electronics.smartphone,apple,489.07",   # 7 columns
+        GOOD + ",extra",                                                   # 10 columns
+        GOOD.replace("2019-10-01 00:00:10 UTC", "2019-13-45 25:61:00 UTC"),
+        GOOD.replace("489.07", "4o9.07"),
+        GOOD.replace("541312140", "user-1"),
+        GOOD.replace(",1003,", ",x1003,"),
+        GOOD.replace(",2053,", ",cat,"),
+        GOOD.replace("apple", '"apple, inc."'),                            # quoted comma: 9 columns
+        GOOD.replace("541312140", ""),                                     # missing id: clean's job
+        "",
+    ]
+    assert classify(spark, lines) == [
+        (GOOD, None),
+        (lines[3], "wrong_column_count"),
+        (lines[4], "wrong_column_count"),
+        (lines[5], "unparseable_event_time"),
+        (lines[6], "unparseable_price"),
+        (lines[7], "unparseable_user_id"),
+        (lines[8], "unparseable_product_id"),
+        (lines[9], "unparseable_category_id"),
+        (lines[10], None),
+        (lines[11], None),
+        ("", "empty_line"),
+    ]
+
+
+def test_bronze_keeps_source_text_and_quarantine_keeps_raw_line(spark):
+    bad = GOOD.replace("489.07", "free")
+    df = spark.createDataFrame([(GOOD, "file:/in.csv"), (bad, "file:/in.csv")], "value string, _source_file string") \
+        .withColumn("_batch_id", F.lit("b1")).withColumn("_ingested_at", F.current_timestamp())
+    classified = ingest.classify_rees46_lines(df)
+    bronze = ingest.bronze_rows(classified).collect()
+    assert len(bronze) == 1
+    assert [bronze[0][c] for c in rees46.COLUMNS] == GOOD.split(",")
+    rejected = ingest.rejected_rows(classified).collect()
+    assert [(r.stage, r.reason, r.raw_line, r.price) for r in rejected] == [
+        ("ingest", "unparseable_price", bad, "free")]
+
+
+def test_quoted_field_is_unquoted(spark):
+    line = GOOD.replace("apple", '"apple, inc."')
+    df = spark.createDataFrame([(line,)], "value string").withColumn("_source_file", F.lit("f")) \
+        .withColumn("_batch_id", F.lit("b")).withColumn("_ingested_at", F.current_timestamp())
+    row = ingest.bronze_rows(ingest.classify_rees46_lines(df)).head()
+    assert row.brand == "apple, inc."
