@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ecomlake import config as cfg
 from ecomlake.errors import EcomlakeError
-from ecomlake.spark import BASE_SESSION_CONF, DELTA_SESSION_CONF, delta_packages
+from ecomlake.spark import delta_packages, session_conf
 
 JOBS = ("pipeline", "generate", "ingest", "clean", "sessionize")
 
@@ -73,9 +73,7 @@ def build_command(job: str, job_args: list[str], config: dict, config_file: Path
     cmd += ["--name", f"{spark['app_name']}-{job}"]
     if spark["delta_from_pip"]:
         cmd += ["--packages", ",".join(delta_packages())]
-    conf = dict(BASE_SESSION_CONF)
-    conf.update(DELTA_SESSION_CONF)
-    conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in spark["conf"].items()})
+    conf = session_conf(config)
     driver_memory = conf.pop("spark.driver.memory", None)
     if driver_memory:  # must be set before the driver JVM starts
         cmd += ["--driver-memory", driver_memory]
