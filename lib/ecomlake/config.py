@@ -60,6 +60,20 @@ SCHEMA: dict[str, Key] = {
         int, 60, "events later than their ingest time plus this are quarantined as event_in_future"
     ),
     "sessionize.gap_minutes": Key(int, 30, "inactivity gap that starts a new session"),
+    "features.interaction_weights.view": Key(float, 1.0, "interaction strength of a view"),
+    "features.interaction_weights.cart": Key(float, 3.0, "interaction strength of an add-to-cart"),
+    "features.interaction_weights.remove_from_cart": Key(float, 0.0, "interaction strength of a removal"),
+    "features.interaction_weights.purchase": Key(float, 5.0, "interaction strength of a purchase"),
+    "features.interaction_half_life_days": Key(float, 14.0, "interaction strength halves every this many days"),
+    "features.label_horizon_days": Key(int, 14, "labels look this many days past the cutoff"),
+    "train.als_ranks": Key(list, [16, 32], "ALS ranks tried when tuning"),
+    "train.als_reg_params": Key(list, [0.01, 0.1], "ALS regParam values tried when tuning"),
+    "train.als_alphas": Key(list, [1.0, 10.0], "ALS alpha values tried when tuning"),
+    "train.als_max_iter": Key(int, 10, "ALS iterations"),
+    "train.recommend_k": Key(int, 20, "recommendations per user (metrics at 10 and at this k)"),
+    "train.forecast_holdout_days": Key(int, 14, "days held out at the end of the sales history"),
+    "train.segments_k": Key(int, 5, "number of KMeans customer segments"),
+    "train.seed": Key(int, 7, "seed for splits and models"),
 }
 
 
@@ -106,6 +120,9 @@ def _check_value(dotted: str, value, where: str):
         raise ConfigError(
             f"config key '{dotted}' in {where} must be one of {', '.join(key.choices)}, got {value!r}"
         )
+    if expected is list:
+        if not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"config key '{dotted}' in {where} must be a non-empty list of numbers, got {value!r}")
     if dotted == "spark.conf":
         for name, item in value.items():
             if not isinstance(item, (str, int, float, bool)):

@@ -162,3 +162,18 @@ def write_text_file(spark: SparkSession, path: str, text: str) -> None:
         out.write(bytearray(text.encode("utf-8")))
     finally:
         out.close()
+
+
+def replace_partition(df: DataFrame, lake_root: str, table: Table, column: str, value: str) -> None:
+    """Atomically replace the rows where column = value (the table is partitioned by column);
+    re-running with the same input gives the same table (no duplicates)."""
+    overwrite_table(df, lake_root, table, replace_where=f"{column} = '{value}'", partition_by=[column])
+
+
+def read_partition(spark: SparkSession, lake_root: str, table: Table, column: str, value: str,
+                   rerun_hint: str) -> DataFrame:
+    """Rows of a table where column = value; a clear error naming the job to run when there are none."""
+    df = read_table(spark, lake_root, table).where(f"{column} = '{value}'")
+    if df.limit(1).count() == 0:
+        raise InputError(f"table {table.id} has no rows for {column} {value}: run `{rerun_hint}` first")
+    return df

@@ -1,0 +1,108 @@
+"""Model metrics, computed in Spark (joins and aggregates; only the final numbers reach the driver).
+
+Ranking (per user, averaged over evaluated users; a user's relevant items are `truth`):
+  precision@k = hits in the top k / k
+  recall@k    = hits in the top k / relevant items
+  ndcg@k      = sum over hits of 1 / log2(rank + 1), divided by the ideal DCG of min(relevant, k) hits
+  map@k       = sum over hits of precision at the hit's rank, divided by min(relevant, k)
+  coverage@k  = distinct items recommended in any top k / catalogue size
+Binary: AUC, PR-AUC (Spark's BinaryClassificationEvaluator), log-loss, base rate, lift in the
+top decile (positive rate among the highest-scored 10 % / base rate), calibration by probability decile.
+Regression (forecasts): WAPE = sum |y - f| / sum |y|, RMSE, sMAPE = mean 2|y - f| / (|y| + |f|)
+(a term is 0 when both are 0).
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+
+def ranking_metrics(recommendations: DataFrame, truth: DataFrame, k: int, catalogue_size: int,
+                    user: str = "user", item: str = "item", rank: str = "rank") -> dict[str, float]:
+    """Metrics @k over users that are in both `truth` and `recommendations` (rank 1 = best)."""
+    top = recommendations.where(F.col(rank) <= k).select(user, item, rank)
+    relevant = truth.select(user, item).distinct()
+    n_relevant = relevant.groupBy(user).agg(F.count(F.lit(1)).alias("n_relevant"))
+    evaluated = top.select(user).distinct().join(n_relevant, user)
+    hit_order = Window.partitionBy(user).orderBy(rank)
+    hits = (top.join(relevant, [user, item])
+            .withColumn("hits_so_far", F.row_number().over(hit_order))
+            .groupBy(user)
+            .agg(F.count(F.lit(1)).alias("hits"),
+                 F.sum(1.0 / F.log2(F.col(rank) + 1.0)).alias("dcg"),
+                 F.sum(F.col("hits_so_far") / F.col(rank)).alias("sum_precision")))
+    ideal = F.aggregate(F.sequence(F.lit(1), F.least(F.col("n_relevant"), F.lit(k))), F.lit(0.0),
+                        lambda acc, i: acc + 1.0 / F.log2(i + 1.0))
+    per_user = (evaluated.join(hits, user, "left").fillna({"hits": 0, "dcg": 0.0, "sum_precision": 0.0})
+                .select((F.col("hits") / k).alias("precision"),
+                        (F.col("hits") / F.col("n_relevant")).alias("recall"),
+                        (F.col("dcg") / ideal).alias("ndcg"),
+                        (F.col("sum_precision") / F.least(F.col("n_relevant"), F.lit(k))).alias("ap")))
+    row = per_user.agg(F.count(F.lit(1)).alias("users"), F.avg("precision").alias("precision"),
+                       F.avg("recall").alias("recall"), F.avg("ndcg").alias("ndcg"),
+                       F.avg("ap").alias("map")).head()
+    distinct_items = top.select(item).distinct().count()
+    return {
+        f"precision@{k}": row["precision"] or 0.0,
+        f"recall@{k}": row["recall"] or 0.0,
+        f"ndcg@{k}": row["ndcg"] or 0.0,
+        f"map@{k}": row["map"] or 0.0,
+        f"coverage@{k}": distinct_items / catalogue_size if catalogue_size else 0.0,
+        "users_evaluated": float(row["users"]),
+    }
+
+
+def binary_metrics(scored: DataFrame, label: str = "label", score: str = "score",
+                   probability: bool = True) -> dict[str, float]:
+    """AUC, PR-AUC, base rate, top-decile lift and, for probabilities, log-loss."""
+    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+
+    data = scored.select(F.col(label).cast("double").alias("label"), F.col(score).cast("double").alias("score"))
+    evaluator = BinaryClassificationEvaluator(rawPredictionCol="score", labelCol="label")
+    out = {
+        "auc": evaluator.setMetricName("areaUnderROC").evaluate(data),
+        "pr_auc": evaluator.setMetricName("areaUnderPR").evaluate(data),
+    }
+    stats = data.agg(F.count(F.lit(1)).alias("n"), F.avg("label").alias("base_rate")).head()
+    out["n"] = float(stats["n"])
+    out["base_rate"] = stats["base_rate"] or 0.0
+    out["lift_top_decile"] = top_decile_lift(data, out["base_rate"])
+    if probability:
+        p = F.least(F.greatest(F.col("score"), F.lit(1e-15)), F.lit(1 - 1e-15))
+        out["log_loss"] = data.agg(F.avg(-(F.col("label") * F.log(p) + (1 - F.col("label")) * F.log(1 - p)))).head()[0]
+    return out
+
+
+def top_decile_lift(data: DataFrame, base_rate: float) -> float:
+    """Positive rate among rows scored at or above the 90th percentile (approxQuantile, relative
+    error 1e-4; ties at the threshold are included) / base rate."""
+    if not base_rate:
+        return 0.0
+    threshold = data.approxQuantile("score", [0.9], 1e-4)[0]
+    return (data.where(F.col("score") >= threshold).agg(F.avg("label")).head()[0] or 0.0) / base_rate
+
+
+def calibration_table(scored: DataFrame, label: str = "label", probability: str = "probability",
+                      bins: int = 10) -> list[dict]:
+    """Per probability bin [i/bins, (i+1)/bins): rows, mean predicted, observed positive rate."""
+    binned = scored.withColumn("bin", F.least(F.floor(F.col(probability) * bins), F.lit(bins - 1)).cast("int"))
+    rows = (binned.groupBy("bin")
+            .agg(F.count(F.lit(1)).alias("rows"), F.avg(probability).alias("mean_predicted"),
+                 F.avg(F.col(label).cast("double")).alias("observed_rate"))
+            .orderBy("bin").collect())  # at most `bins` rows
+    return [{"bin": f"{r['bin'] / bins:.1f}-{(r['bin'] + 1) / bins:.1f}", "rows": r["rows"],
+             "mean_predicted": round(r["mean_predicted"], 4), "observed_rate": round(r["observed_rate"], 4)}
+            for r in rows]
+
+
+def forecast_metrics(df: DataFrame, actual: str = "actual", forecast: str = "forecast") -> dict[str, float]:
+    y, f = F.col(actual).cast("double"), F.col(forecast).cast("double")
+    denominator = F.abs(y) + F.abs(f)
+    row = df.agg(
+        F.sum(F.abs(y - f)).alias("abs_error"), F.sum(F.abs(y)).alias("abs_actual"),
+        F.sqrt(F.avg((y - f) * (y - f))).alias("rmse"),
+        F.avg(F.when(denominator == 0, 0.0).otherwise(2 * F.abs(y - f) / denominator)).alias("smape"),
+        F.count(F.lit(1)).alias("n"),
+    ).head()
+    wape = row["abs_error"] / row["abs_actual"] if row["abs_actual"] else float("nan")
+    return {"wape": wape, "rmse": row["rmse"], "smape": row["smape"], "n": float(row["n"])}
