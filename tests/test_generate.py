@@ -81,3 +81,16 @@ def test_params_are_validated():
         gen.GeneratorParams(dirty_fraction=0.9)
     assert gen.GeneratorParams(start_date="2019-10-01", days=61).file_labels() == ["2019-Oct", "2019-Nov"]
     assert date.fromisoformat(gen.GeneratorParams().start_date) == date(2019, 10, 1)
+
+
+def test_a_converted_session_buys_the_product_whose_price_set_its_odds(spark):
+    p = gen.GeneratorParams(events=5000, seed=5)
+    users = gen.users(spark, p)
+    sessions = gen.sessions(gen.scaled_users(users, p, gen.rate_scale(users, p)), p)
+    bought = (gen.events(sessions, p).where("kind = 'normal' AND event_type = 'purchase'")
+              .select("session_key", "product_id"))
+    planned = sessions.where("kind = 'normal' AND converted").select(
+        "session_key", (F.col("last_product") + 1_000_000).alias("planned_product"))
+    joined = bought.join(planned, "session_key").collect()
+    assert len(joined) > 20
+    assert all(r.product_id == r.planned_product for r in joined)

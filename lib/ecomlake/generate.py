@@ -78,6 +78,8 @@ DIRTY_KINDS = {
     "future_event": ("clean", "event_in_future"),
 }
 ABSURD_PRICE = "9999999.99"
+# Bumped whenever the same parameters would give different rows, so earlier output is regenerated.
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,8 @@ def _product_for(p: GeneratorParams, slot: Column) -> Column:
     """Product index viewed at a slot of a session (a pure function of session key and slot)."""
     n_cat = len(CATEGORIES)
     seed, key = p.seed, F.col("session_key")
+    # The hash depends on the slot's type: sessions() and events() must hash the same int.
+    slot = slot.cast("int")
     u_cat = uniform(seed, "category", key, slot)
     category = (F.when(u_cat < 0.5, F.col("preferred_category_1"))
                 .when(u_cat < 0.75, F.col("preferred_category_2"))
@@ -463,3 +467,27 @@ def csv_lines(events_df: DataFrame, p: GeneratorParams) -> DataFrame:
                 .otherwise(F.col("kind")).alias("dirty_kind"),
                 "line")
     )
+
+
+# ---- oracle ----------------------------------------------------------------------------------
+
+
+def oracle_purchase_score(truth_users: DataFrame, day_weights: list[float], start_date: str,
+                          as_of: str, horizon_days: int) -> DataFrame:
+    """user_id, oracle_score = expected purchase sessions in [as_of, as_of + horizon): the planted
+    purchase_rate_per_day times the day weights from max(as_of, first_day). Ranking users by it
+    is the best any model can do on generated data (P(buy) = 1 - exp(-score) is monotone in it)."""
+    a = (date.fromisoformat(as_of) - date.fromisoformat(start_date)).days
+    cumulative = [0.0]
+    for w in day_weights:
+        cumulative.append(cumulative[-1] + w)
+    n = len(day_weights)
+
+    def cum_at(day: Column) -> Column:  # sum of weights of days [0, day), day clamped to [0, n]
+        return _pick(_lit_array(cumulative), F.least(F.greatest(day, F.lit(0)), F.lit(n)))
+
+    begin = F.greatest(F.lit(a), F.col("first_day"))
+    end = F.lit(a + horizon_days)
+    return truth_users.select(
+        "user_id", (F.col("purchase_rate_per_day") * F.greatest(cum_at(end) - cum_at(begin), F.lit(0.0)))
+        .alias("oracle_score"))

@@ -47,7 +47,7 @@ def existing_truth(spark: SparkSession, output: str, p: gen.GeneratorParams) -> 
     if text is None:
         return None
     truth = json.loads(text)
-    if truth.get("params") != asdict(p):
+    if truth.get("params") != asdict(p) or truth.get("generator_version") != gen.GENERATOR_VERSION:
         return None
     present = {f.name for f in lake.list_input_files(spark, f"{output}/events")} if lake.path_exists(
         spark, f"{output}/events") else set()
@@ -105,6 +105,7 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
         expected.setdefault(stage, {})[reason] = dirty[kind]
     truth = {
         "params": asdict(p),
+        "generator_version": gen.GENERATOR_VERSION,
         "users": p.users,
         "products": p.products,
         "session_rate_scale": scale,

@@ -1,0 +1,325 @@
+"""train: Spark ML baselines on the gold features, evaluated on held-out data, runs in gold/model_runs.
+
+  ./spark-submit.sh train all --as-of 2019-11-17
+  ./spark-submit.sh train recommend|propensity|churn|forecast|segments|elasticity --as-of DATE
+
+Needs `features --as-of DATE` (labels need events for the whole horizon after DATE).
+  recommend   ALS (implicit; rank/regParam/alpha tuned on the week before DATE) vs most-popular
+              and item co-occurrence; Precision/Recall/NDCG/MAP/coverage @10 and @k on what users
+              touch in the horizon after DATE
+  propensity  logistic regression (scaled, class-weighted) on user features -> purchase in the
+              horizon; AUC, PR-AUC, log-loss, top-decile lift, calibration; vs recency; on
+              generated data also the oracle AUC from the generator's ground truth
+  churn       the same for past buyers -> no purchase in the horizon
+  forecast    linear regression on lag/calendar features per category and per product; WAPE,
+              RMSE, sMAPE on the last train.forecast_holdout_days days before DATE vs seasonal naive
+  segments    RFM scores and KMeans segments with a profile per segment
+  elasticity  log-log regression of conversion on price per category with 95 % intervals (vs the
+              planted elasticities on generated data)
+Every model is saved with Spark ML persistence under <lake_root>/models/<task>/<run_id>.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ecomlake import config as cfg
+from ecomlake import evaluation, features, lake, runs, tables
+from ecomlake import generate as gen
+from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.errors import ConfigError, InputError
+from ecomlake.jobs.features import parse_as_of
+from ecomlake.models import classify, elasticity, forecast, recommend, segments
+from ecomlake.privacy import pseudonymise
+
+TASKS = ("recommend", "propensity", "churn", "forecast", "segments", "elasticity")
+
+
+def _shift(as_of: str, days: int) -> str:
+    return (date.fromisoformat(as_of) + timedelta(days=days)).isoformat()
+
+
+def _covered(events: DataFrame, as_of: str, horizon_days: int) -> bool:
+    last = events.agg(F.max("event_date")).head()[0]
+    return last is not None and last >= date.fromisoformat(_shift(as_of, horizon_days - 1))
+
+
+def _features_hint(as_of: str) -> str:
+    return f"features --as-of {as_of}"
+
+
+def _run(task, model, as_of, params, versions, metrics, details=None, model_path=None, baseline=False):
+    run_id = runs.make_run_id(task, model, as_of, params, versions)
+    return {"run_id": run_id, "task": task, "model": model, "is_baseline": baseline, "as_of": as_of,
+            "params": params, "metrics": metrics, "details": details or {}, "input_versions": versions,
+            "model_path": model_path}
+
+
+def _print_metrics(task: str, results: list[dict]) -> None:
+    print(f"train {task}:")
+    for r in results:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(r["metrics"].items()))
+        print(f"  {r['model']:<22} {shown}")
+
+
+# ---- recommend -------------------------------------------------------------------------------
+
+
+def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int) -> list[dict]:
+    root, tc, fc = config["lake_root"], config["train"], config["features"]
+    k = tc["recommend_k"]
+    events = lake.read_table(spark, root, tables.SILVER_EVENTS)
+    inter = lake.read_partition(spark, root, tables.GOLD_INTERACTIONS, "as_of_date", as_of, _features_hint(as_of))
+    versions = runs.input_versions(spark, root, [tables.SILVER_EVENTS, tables.GOLD_INTERACTIONS])
+    weights, half_life = dict(fc["interaction_weights"]), fc["interaction_half_life_days"]
+
+    # Tuning: fit on interactions before as_of - 7 days, score on what users touch in that week.
+    val_as_of = _shift(as_of, -7)
+    val_train = features.interactions(events, val_as_of, weights, half_life).persist(StorageLevel.MEMORY_AND_DISK)
+    val_truth = recommend.truth_items(events, val_as_of, 7).persist(StorageLevel.MEMORY_AND_DISK)
+    val_users, val_items = recommend.index_frames(spark, val_train)
+    catalogue = val_train.select("product_id").distinct().count()
+    grid = []
+    for rank, reg, alpha in itertools.product(tc["als_ranks"], tc["als_reg_params"], tc["als_alphas"]):
+        model = recommend.fit_als(val_train, val_users, val_items, int(rank), float(reg), float(alpha),
+                                  tc["als_max_iter"], tc["seed"])
+        recs = recommend.als_recommend(model, val_users, val_items, val_truth, k)
+        m = evaluation.ranking_metrics(recs, val_truth, k, catalogue, "user_key", "product_id")
+        grid.append({"rank": int(rank), "reg_param": float(reg), "alpha": float(alpha), f"ndcg@{k}": m[f"ndcg@{k}"]})
+        print(f"  tuning ALS rank={rank} regParam={reg} alpha={alpha}: validation ndcg@{k}={m[f'ndcg@{k}']:.4f}")
+    best = max(grid, key=lambda g: g[f"ndcg@{k}"])
+    val_train.unpersist()
+    val_truth.unpersist()
+
+    inter = inter.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
+    user_index, item_index = recommend.index_frames(spark, inter)
+    user_index.persist(StorageLevel.MEMORY_AND_DISK)
+    item_index.persist(StorageLevel.MEMORY_AND_DISK)
+    als = recommend.fit_als(inter, user_index, item_index, best["rank"], best["reg_param"], best["alpha"],
+                            tc["als_max_iter"], tc["seed"])
+    params = {"k": k, "horizon_days": horizon, "max_iter": tc["als_max_iter"], "seed": tc["seed"],
+              "rank": best["rank"], "reg_param": best["reg_param"], "alpha": best["alpha"]}
+    results = {"als": {}, "popularity": {}, "co_occurrence": {}}
+    if _covered(events, as_of, horizon):
+        truth = recommend.truth_items(events, as_of, horizon)
+        known = truth.join(inter.select("user_key").distinct(), "user_key").persist(StorageLevel.MEMORY_AND_DISK)
+        catalogue = inter.select("product_id").distinct().count()
+        candidates = {
+            "als": recommend.als_recommend(als, user_index, item_index, known, k),
+            "popularity": recommend.popularity(inter, known, k),
+            "co_occurrence": recommend.co_occurrence(inter, known, k),
+        }
+        for name, recs in candidates.items():
+            recs = recs.persist(StorageLevel.MEMORY_AND_DISK)
+            for at in sorted({10, k}):
+                results[name].update(evaluation.ranking_metrics(recs, known, at, catalogue, "user_key", "product_id"))
+            recs.unpersist()
+        known.unpersist()
+    else:
+        print(f"train recommend: no test metrics: events do not cover {horizon} days after {as_of}")
+    run = _run("recommend", "als", as_of, params, versions, results["als"], {"tuning": grid})
+    path = runs.model_dir(root, "recommend", run["run_id"])
+    als.write().overwrite().save(f"{path}/als")
+    user_index.write.mode("overwrite").parquet(f"{path}/user_index")
+    item_index.write.mode("overwrite").parquet(f"{path}/item_index")
+    run["model_path"] = path
+    out = [run] + [_run("recommend", name, as_of, {"k": k, "horizon_days": horizon}, versions, results[name],
+                        baseline=True) for name in ("popularity", "co_occurrence")]
+    for df in (inter, user_index, item_index):
+        df.unpersist()
+    return out
+
+
+# ---- propensity and churn --------------------------------------------------------------------
+
+
+def oracle_auc(spark: SparkSession, config: dict, scored_users: DataFrame, as_of: str, horizon: int):
+    """AUC of the generator's oracle on the same users, when the lake holds generated data."""
+    output = config["generate"]["output"]
+    text = lake.read_text_file(spark, f"{output}/_ground_truth/generator.json")
+    if text is None or not lake.path_exists(spark, f"{output}/_ground_truth/users"):
+        return None
+    truth = json.loads(text)
+    users = spark.read.parquet(f"{output}/_ground_truth/users")
+    oracle = gen.oracle_purchase_score(users, truth["day_weights"], truth["params"]["start_date"], as_of, horizon)
+    oracle = pseudonymise(oracle, "user_id", "user_key", cfg.pseudonymisation_key(config))
+    joined = scored_users.join(oracle, "user_key")
+    if joined.limit(1).count() == 0:
+        return None  # the ground truth belongs to other data
+    return evaluation.binary_metrics(joined, "label", "oracle_score", probability=False)["auc"]
+
+
+def train_classifier(spark: SparkSession, config: dict, as_of: str, task: str) -> list[dict]:
+    root, seed = config["lake_root"], config["train"]["seed"]
+    hint = f"{_features_hint(as_of)} (with events covering the label horizon)"
+    uf = lake.read_partition(spark, root, tables.GOLD_USER_FEATURES, "as_of_date", as_of, hint)
+    labels = lake.read_partition(spark, root, tables.GOLD_USER_LABELS, "as_of_date", as_of, hint)
+    versions = runs.input_versions(spark, root, [tables.GOLD_USER_FEATURES, tables.GOLD_USER_LABELS])
+    horizon = labels.select("horizon_days").head()[0]
+    label_column = "purchased_next" if task == "propensity" else "churned"
+    labels = labels.where(F.col(label_column).isNotNull()).select("user_key", F.col(label_column).alias("label"))
+    categories = classify.top_categories(uf)
+    data = (classify.prepare(uf, categories).join(labels, "user_key")
+            .withColumn("_test", classify.holdout(F.col("user_key"), seed))
+            .persist(StorageLevel.MEMORY_AND_DISK))
+    train, test = data.where(~F.col("_test")), data.where(F.col("_test"))
+    try:
+        model, shift = classify.fit(train, "label", categories)
+    except ValueError as exc:
+        raise InputError(f"train {task}: {exc}") from None
+    predicted = classify.predict(model, test, shift).join(test.select("user_key", "label"), "user_key")
+    predicted = predicted.persist(StorageLevel.MEMORY_AND_DISK)
+    lr_metrics = evaluation.binary_metrics(predicted, "label", "probability")
+    details = {"calibration": evaluation.calibration_table(predicted, "label", "probability"),
+               "coefficients": classify.coefficients(model, categories), "categories": categories}
+    # Recency baseline: recently active users buy (propensity); long-gone buyers churn.
+    sign = -1.0 if task == "propensity" else 1.0
+    baseline = test.select("label", (F.lit(sign) * F.col("recency_days")).alias("score"))
+    base_metrics = evaluation.binary_metrics(baseline, probability=False)
+    if task == "propensity":
+        auc = oracle_auc(spark, config, predicted, as_of, horizon)
+        if auc is not None:
+            lr_metrics["oracle_auc"] = auc
+            base_metrics["oracle_auc"] = auc
+    params = {"horizon_days": horizon, "seed": seed, "reg_param": 0.01, "class_weights": "balanced",
+              "test_fraction": 0.2, "log_odds_shift": shift, "categories": categories}
+    run = _run(task, "logistic_regression", as_of, params, versions, lr_metrics, details)
+    run["model_path"] = runs.model_dir(root, task, run["run_id"])
+    model.write().overwrite().save(run["model_path"])
+    data.unpersist()
+    predicted.unpersist()
+    return [run, _run(task, "recency", as_of, {"horizon_days": horizon, "seed": seed}, versions,
+                      base_metrics, baseline=True)]
+
+
+# ---- forecast --------------------------------------------------------------------------------
+
+
+def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
+    root = config["lake_root"]
+    holdout = config["train"]["forecast_holdout_days"]
+    if not 1 <= holdout <= forecast.MAX_HORIZON_DAYS:
+        raise ConfigError(f"train.forecast_holdout_days must be 1..{forecast.MAX_HORIZON_DAYS}, got {holdout}")
+    daily = lake.read_partition(spark, root, tables.GOLD_DAILY_SALES, "as_of_date", as_of, _features_hint(as_of))
+    versions = runs.input_versions(spark, root, [tables.GOLD_DAILY_SALES])
+    origin = _shift(as_of, -holdout)
+    metrics = {"linear_regression": {}, "seasonal_naive": {}}
+    params = {"holdout_days": holdout, "origin": origin, "levels": ["category", "product"]}
+    run = _run("forecast", "linear_regression", as_of, params, versions, {})
+    path = runs.model_dir(root, "forecast", run["run_id"])
+    for level in ("category", "product"):
+        series = daily.where(F.col("level") == level).persist(StorageLevel.MEMORY_AND_DISK)
+        train = forecast.training_rows(series, origin)
+        if train.limit(1).count() == 0:
+            print(f"train forecast: no {level} series has 28 days of history before {origin}; skipped")
+            series.unpersist()
+            continue
+        model = forecast.fit(train)
+        actual = series.where(F.col("event_date") >= F.lit(origin).cast("date")).select(
+            "level", "series_key", "event_date", F.col("units").alias("actual"))
+        predicted = forecast.predict(model, forecast.forecast_frame(series, origin, holdout)).join(
+            actual, ["level", "series_key", "event_date"])
+        for name, column in (("linear_regression", "forecast"), ("seasonal_naive", "seasonal_naive")):
+            m = evaluation.forecast_metrics(predicted, "actual", column)
+            metrics[name].update({f"{level}_{k}": v for k, v in m.items()})
+        # The saved model is refitted on all history up to as_of, for forecasts after it.
+        forecast.fit(forecast.training_rows(series, as_of)).write().overwrite().save(f"{path}/{level}")
+        series.unpersist()
+    run["metrics"] = metrics["linear_regression"]
+    run["model_path"] = path
+    return [run, _run("forecast", "seasonal_naive", as_of, params, versions, metrics["seasonal_naive"], baseline=True)]
+
+
+# ---- segments and elasticity -----------------------------------------------------------------
+
+
+def train_segments(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
+    from pyspark.ml.evaluation import ClusteringEvaluator
+
+    root, tc = config["lake_root"], config["train"]
+    uf = lake.read_partition(spark, root, tables.GOLD_USER_FEATURES, "as_of_date", as_of, _features_hint(as_of))
+    versions = runs.input_versions(spark, root, [tables.GOLD_USER_FEATURES])
+    buyers = segments.buyers(uf).persist(StorageLevel.MEMORY_AND_DISK)
+    if buyers.count() < tc["segments_k"] * 2:
+        raise InputError(f"train segments: too few buyers before {as_of} for {tc['segments_k']} segments")
+    edges = segments.quintile_edges(buyers)
+    model = segments.fit(buyers, tc["segments_k"], tc["seed"])
+    assigned = model.transform(segments.rfm_scores(buyers, edges))
+    silhouette = ClusteringEvaluator(featuresCol="_features", predictionCol="segment").evaluate(assigned)
+    profiles = segments.profiles(assigned)
+    params = {"k": tc["segments_k"], "seed": tc["seed"], "rfm_edges": edges}
+    run = _run("segments", "rfm_kmeans", as_of, params, versions,
+               {"silhouette": silhouette, "customers": float(sum(p["customers"] for p in profiles))},
+               {"profiles": profiles})
+    run["model_path"] = runs.model_dir(root, "segments", run["run_id"])
+    model.write().overwrite().save(run["model_path"])
+    buyers.unpersist()
+    print("  segments: " + "; ".join(f"{p['segment']}: {p['name']} ({p['customers']})" for p in profiles))
+    return [run]
+
+
+def train_elasticity(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
+    root = config["lake_root"]
+    events = features.events_before(lake.read_table(spark, root, tables.SILVER_EVENTS), as_of)
+    versions = runs.input_versions(spark, root, [tables.SILVER_EVENTS])
+    estimates = [r.asDict() for r in elasticity.elasticities(elasticity.price_bins(events)).orderBy("category_code").collect()]
+    planted_text = lake.read_text_file(spark, f"{config['generate']['output']}/_ground_truth/categories.json")
+    metrics = {"categories": float(len([e for e in estimates if e["elasticity"] == e["elasticity"]]))}
+    if planted_text:
+        planted = {(c["category_code"] or "unknown"): c["elasticity"] for c in json.loads(planted_text)}
+        compared = [e for e in estimates if e["category_code"] in planted and e["elasticity"] == e["elasticity"]]
+        for e in compared:
+            e["planted"] = planted[e["category_code"]]
+        if compared:
+            metrics["mean_abs_error_vs_planted"] = sum(abs(e["elasticity"] - e["planted"]) for e in compared) / len(compared)
+            metrics["planted_inside_ci_share"] = sum(e["ci_low"] <= e["planted"] <= e["ci_high"] for e in compared) / len(compared)
+    for e in estimates:
+        print(f"  elasticity {e['category_code']:<32} {e['elasticity']:>7.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]"
+              + (f" planted {e['planted']:.2f}" if "planted" in e else ""))
+    return [_run("elasticity", "log_log_wls", as_of, {"min_views": 30, "bin_width_log_price": 0.1}, versions,
+                 metrics, {"estimates": estimates})]
+
+
+# ---- the job ---------------------------------------------------------------------------------
+
+
+def run(spark: SparkSession, config: dict, task: str, as_of: str, horizon_days: int | None = None) -> list[dict]:
+    as_of = parse_as_of(as_of)
+    root = config["lake_root"]
+    horizon = horizon_days if horizon_days is not None else config["features"]["label_horizon_days"]
+    if spark.sparkContext.getCheckpointDir() is None:
+        # ALS's lineage grows with iterations; without checkpoints it overflows the stack.
+        spark.sparkContext.setCheckpointDir(f"{root.rstrip('/')}/_checkpoints")
+    steps = {
+        "recommend": lambda: train_recommend(spark, config, as_of, horizon),
+        "propensity": lambda: train_classifier(spark, config, as_of, "propensity"),
+        "churn": lambda: train_classifier(spark, config, as_of, "churn"),
+        "forecast": lambda: train_forecast(spark, config, as_of),
+        "segments": lambda: train_segments(spark, config, as_of),
+        "elasticity": lambda: train_elasticity(spark, config, as_of),
+    }
+    recorded = []
+    for name in (TASKS if task == "all" else (task,)):
+        results = steps[name]()
+        runs.record(spark, root, results)
+        _print_metrics(name, results)
+        recorded += results
+    return recorded
+
+
+def main(argv=None) -> int:
+    parser = job_parser("train", __doc__)
+    parser.add_argument("task", choices=(*TASKS, "all"), help="which model to train")
+    parser.add_argument("--as-of", required=True, help="cutoff date of the features to train on (YYYY-MM-DD)")
+    parser.add_argument("--horizon-days", type=int, help="recommendation test horizon (default: features.label_horizon_days)")
+    return run_job("train", parser, lambda spark, config, a: run(spark, config, a.task, a.as_of, a.horizon_days), argv)
+
+
+if __name__ == "__main__":
+    exit_with(main(sys.argv[1:]))

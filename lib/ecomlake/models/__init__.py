@@ -1,0 +1,1 @@
+"""Models: Spark ML baselines and the pure transforms that prepare their data."""

@@ -1,0 +1,94 @@
+"""Recommendations from implicit user-item strength: ALS, most-popular and item co-occurrence.
+
+All three take `interactions` (user_key, product_id, strength) and return top-k rows
+(user_key, product_id, rank, score) for the users asked for, so one evaluation serves all.
+None of them filters items the user already interacted with: repeat views and repurchases
+are part of what the next period holds.
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from ecomlake import features
+
+CO_OCCURRENCE_HISTORY = 50   # a user's strongest items that count for co-occurrence (bounds the self-join)
+CO_OCCURRENCE_NEIGHBOURS = 50  # neighbours kept per item
+
+
+def dense_index(values: DataFrame, column: str, index_column: str) -> DataFrame:
+    """column -> 0..n-1 in sorted order, via zipWithIndex (no single-partition window, nothing collected)."""
+    distinct = values.select(column).distinct().orderBy(column)
+    spark = values.sparkSession
+    indexed = distinct.rdd.zipWithIndex().map(lambda pair: (pair[0][0], int(pair[1])))
+    field = distinct.schema[column].dataType.simpleString()
+    return spark.createDataFrame(indexed, f"{column} {field}, {index_column} int")
+
+
+def truth_items(events: DataFrame, as_of: str, horizon_days: int) -> DataFrame:
+    """What each user interacted with (view, cart or purchase) in [as_of, as_of + horizon)."""
+    return (features.events_in_horizon(events, as_of, horizon_days)
+            .where(F.col("event_type").isin("view", "cart", "purchase"))
+            .select("user_key", "product_id").distinct())
+
+
+def _top_k(scored: DataFrame, k: int) -> DataFrame:
+    order = Window.partitionBy("user_key").orderBy(F.desc("score"), "product_id")
+    return (scored.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
+            .select("user_key", "product_id", "rank", "score"))
+
+
+def popularity(interactions: DataFrame, users: DataFrame, k: int) -> DataFrame:
+    """The k items with the most users interacting (ties: summed strength, then id), for every user."""
+    top = (interactions.groupBy("product_id")
+           .agg(F.countDistinct("user_key").alias("n_users"), F.sum("strength").alias("total"))
+           .orderBy(F.desc("n_users"), F.desc("total"), "product_id").limit(k)
+           .withColumn("score", F.col("n_users").cast("double")))
+    return _top_k(users.select("user_key").distinct().crossJoin(F.broadcast(top.select("product_id", "score"))), k)
+
+
+def co_occurrence(interactions: DataFrame, users: DataFrame, k: int) -> DataFrame:
+    """Item-to-item: C[i, j] = users who interacted with both i and j (a user's 50 strongest items
+    count; 50 neighbours kept per item). score(u, j) = sum over u's items i of strength(u, i) * C[i, j]."""
+    history_order = Window.partitionBy("user_key").orderBy(F.desc("strength"), "product_id")
+    history = (interactions.withColumn("_r", F.row_number().over(history_order))
+               .where(F.col("_r") <= CO_OCCURRENCE_HISTORY).select("user_key", "product_id", "strength"))
+    pairs = (history.alias("a").join(history.alias("b"), "user_key")
+             .groupBy(F.col("a.product_id").alias("item"), F.col("b.product_id").alias("neighbour"))
+             .agg(F.count(F.lit(1)).alias("together")))
+    neighbour_order = Window.partitionBy("item").orderBy(F.desc("together"), "neighbour")
+    neighbours = (pairs.withColumn("_r", F.row_number().over(neighbour_order))
+                  .where(F.col("_r") <= CO_OCCURRENCE_NEIGHBOURS).drop("_r"))
+    scored = (history.join(users.select("user_key").distinct(), "user_key")
+              .join(neighbours, history["product_id"] == neighbours["item"])
+              .groupBy("user_key", F.col("neighbour").alias("product_id"))
+              .agg(F.sum(F.col("strength") * F.col("together")).alias("score")))
+    return _top_k(scored, k)
+
+
+def fit_als(interactions: DataFrame, user_index: DataFrame, item_index: DataFrame, rank: int,
+            reg_param: float, alpha: float, max_iter: int, seed: int):
+    """ALS (implicit feedback) on integer indexes of users and items."""
+    from pyspark.ml.recommendation import ALS
+
+    data = (interactions.join(user_index, "user_key").join(item_index, "product_id")
+            .select("user_index", "item_index", "strength"))
+    als = ALS(rank=rank, regParam=reg_param, alpha=alpha, maxIter=max_iter, seed=seed,
+              implicitPrefs=True, userCol="user_index", itemCol="item_index", ratingCol="strength",
+              coldStartStrategy="drop", nonnegative=False)
+    return als.fit(data)
+
+
+def als_recommend(model, user_index: DataFrame, item_index: DataFrame, users: DataFrame, k: int) -> DataFrame:
+    """Top-k items for the given users (users unknown to the model get none)."""
+    wanted = users.select("user_key").distinct().join(user_index, "user_key")
+    recs = model.recommendForUserSubset(wanted.select("user_index"), k)
+    return (recs.select("user_index", F.posexplode("recommendations").alias("pos", "rec"))
+            .join(user_index, "user_index")
+            .join(item_index, F.col("rec.item_index") == item_index["item_index"])
+            .select("user_key", "product_id", (F.col("pos") + 1).alias("rank"),
+                    F.col("rec.rating").cast("double").alias("score")))
+
+
+def index_frames(spark: SparkSession, interactions: DataFrame):
+    return dense_index(interactions, "user_key", "user_index"), dense_index(interactions, "product_id", "item_index")

@@ -1,0 +1,71 @@
+"""gold/model_runs: one row per trained model (baselines included) with what it read and scored.
+
+run_id is a hash of (task, model, as_of, parameters, Delta versions of the inputs): re-training on
+the same inputs replaces its row (MERGE) instead of adding a duplicate, and writes the model to
+the same path.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timezone
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from ecomlake import lake, tables
+from ecomlake.errors import InputError
+
+SCHEMA = ("run_id string, task string, model string, is_baseline boolean, as_of_date date, "
+          "created_at timestamp, params string, metrics map<string,double>, details string, "
+          "input_versions map<string,bigint>, model_path string")
+
+
+def make_run_id(task: str, model: str, as_of: str, params: dict, input_versions: dict) -> str:
+    text = json.dumps([task, model, as_of, params, input_versions], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def model_dir(lake_root: str, task: str, run_id: str) -> str:
+    return f"{lake_root.rstrip('/')}/models/{task}/{run_id}"
+
+
+def input_versions(spark: SparkSession, lake_root: str, read: list[tables.Table]) -> dict[str, int]:
+    return {t.id: int(lake.table_version(spark, lake_root, t)) for t in read}
+
+
+def record(spark: SparkSession, lake_root: str, runs: list[dict]) -> None:
+    """Upsert runs by run_id. Each dict: run_id, task, model, is_baseline, as_of, params, metrics,
+    details, input_versions, model_path."""
+    now = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
+    rows = [(r["run_id"], r["task"], r["model"], r["is_baseline"], date.fromisoformat(r["as_of"]), now,
+             json.dumps(r["params"], sort_keys=True, default=str),
+             {k: float(v) for k, v in r["metrics"].items() if v is not None},
+             json.dumps(r.get("details", {}), sort_keys=True, default=str),
+             r["input_versions"], r.get("model_path")) for r in runs]
+    df = spark.createDataFrame(rows, SCHEMA)
+    path = tables.GOLD_MODEL_RUNS.path(lake_root)
+    if not lake.table_exists(spark, path):
+        lake.append_table(df, lake_root, tables.GOLD_MODEL_RUNS)
+        return
+    from delta.tables import DeltaTable
+
+    (DeltaTable.forPath(spark, path).alias("t").merge(df.alias("s"), "t.run_id = s.run_id")
+     .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+
+
+def find(spark: SparkSession, lake_root: str, task: str, run_id: str | None = None) -> dict:
+    """A named run, or the newest non-baseline run of a task that saved a model."""
+    runs = lake.read_table(spark, lake_root, tables.GOLD_MODEL_RUNS).where(F.col("task") == task)
+    if run_id:
+        runs = runs.where(F.col("run_id") == run_id)
+    else:
+        runs = runs.where(~F.col("is_baseline") & F.col("model_path").isNotNull())
+    row = runs.orderBy(F.desc("created_at"), F.desc("as_of_date"), "run_id").limit(1).collect()
+    if not row:
+        what = f"run {run_id} of task {task}" if run_id else f"a trained {task} model"
+        raise InputError(f"gold/model_runs has no {what}: run `train {task} --as-of DATE` first")
+    out = row[0].asDict()
+    out["params"] = json.loads(out["params"])
+    out["details"] = json.loads(out["details"])
+    return out
