@@ -1,8 +1,9 @@
 """gold/model_runs: one row per trained model (baselines included) with what it read and scored.
 
-run_id is a hash of (task, model, as_of, parameters, Delta versions of the inputs): re-training on
-the same inputs replaces its row (MERGE) instead of adding a duplicate, and writes the model to
-the same path.
+run_id is a hash of (task, model, as_of, parameters): re-training for the same cutoff with the
+same parameters replaces its row (MERGE) and its model directory instead of adding a duplicate.
+The Delta versions of the tables it read are recorded beside it (they also change when another
+as-of partition is written, so they are not part of the identity).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ SCHEMA = ("run_id string, task string, model string, is_baseline boolean, as_of_
           "input_versions map<string,bigint>, model_path string")
 
 
-def make_run_id(task: str, model: str, as_of: str, params: dict, input_versions: dict) -> str:
-    text = json.dumps([task, model, as_of, params, input_versions], sort_keys=True, default=str)
+def make_run_id(task: str, model: str, as_of: str, params: dict) -> str:
+    text = json.dumps([task, model, as_of, params], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 # Delta Lake's SQL support; needed wherever Delta is not built into the runtime.
 DELTA_SESSION_CONF = {
@@ -41,6 +42,8 @@ def get_spark(config: dict, app: str):
         return active
     if config["env"] == "local":
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else Spark may bind a public address
+        # Python workers (pandas UDFs) must run the driver's interpreter, which has ecomlake installed.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(f"{config['spark']['app_name']}-{app}")
     if config["spark"]["master"]:
         builder = builder.master(config["spark"]["master"])

@@ -55,7 +55,7 @@ def _features_hint(as_of: str) -> str:
 
 
 def _run(task, model, as_of, params, versions, metrics, details=None, model_path=None, baseline=False):
-    run_id = runs.make_run_id(task, model, as_of, params, versions)
+    run_id = runs.make_run_id(task, model, as_of, params)
     return {"run_id": run_id, "task": task, "model": model, "is_baseline": baseline, "as_of": as_of,
             "params": params, "metrics": metrics, "details": details or {}, "input_versions": versions,
             "model_path": model_path}
@@ -177,7 +177,8 @@ def train_classifier(spark: SparkSession, config: dict, as_of: str, task: str) -
     predicted = predicted.persist(StorageLevel.MEMORY_AND_DISK)
     lr_metrics = evaluation.binary_metrics(predicted, "label", "probability")
     details = {"calibration": evaluation.calibration_table(predicted, "label", "probability"),
-               "coefficients": classify.coefficients(model, categories), "categories": categories}
+               "coefficients": classify.coefficients(model, categories), "categories": categories,
+               "log_odds_shift": shift}
     # Recency baseline: recently active users buy (propensity); long-gone buyers churn.
     sign = -1.0 if task == "propensity" else 1.0
     baseline = test.select("label", (F.lit(sign) * F.col("recency_days")).alias("score"))
@@ -188,7 +189,7 @@ def train_classifier(spark: SparkSession, config: dict, as_of: str, task: str) -
             lr_metrics["oracle_auc"] = auc
             base_metrics["oracle_auc"] = auc
     params = {"horizon_days": horizon, "seed": seed, "reg_param": 0.01, "class_weights": "balanced",
-              "test_fraction": 0.2, "log_odds_shift": shift, "categories": categories}
+              "test_fraction": 0.2}
     run = _run(task, "logistic_regression", as_of, params, versions, lr_metrics, details)
     run["model_path"] = runs.model_dir(root, task, run["run_id"])
     model.write().overwrite().save(run["model_path"])
@@ -253,10 +254,10 @@ def train_segments(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
     assigned = model.transform(segments.rfm_scores(buyers, edges))
     silhouette = ClusteringEvaluator(featuresCol="_features", predictionCol="segment").evaluate(assigned)
     profiles = segments.profiles(assigned)
-    params = {"k": tc["segments_k"], "seed": tc["seed"], "rfm_edges": edges}
+    params = {"k": tc["segments_k"], "seed": tc["seed"]}
     run = _run("segments", "rfm_kmeans", as_of, params, versions,
                {"silhouette": silhouette, "customers": float(sum(p["customers"] for p in profiles))},
-               {"profiles": profiles})
+               {"profiles": profiles, "rfm_edges": edges})
     run["model_path"] = runs.model_dir(root, "segments", run["run_id"])
     model.write().overwrite().save(run["model_path"])
     buyers.unpersist()

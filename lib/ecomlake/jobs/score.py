@@ -1,0 +1,140 @@
+"""score: apply the latest (or a named) trained model to the features of a date; gold score tables.
+
+  ./spark-submit.sh score --as-of 2019-12-01 [--task all|recommend|propensity|churn|segments|forecast]
+                          [--run-id RUN_ID]
+
+Needs `features --as-of DATE` and a `train` run of each task scored. Writes, each partitioned by
+as_of_date and replaced on a re-run (idempotent), every row tagged with the model's run_id:
+  gold/recommendations     top-k products per user (ALS; users ALS has not seen get the
+                           most-popular list, source = 'popularity')
+  gold/propensity_scores   P(purchase in the horizon) per user, with its decile (10 = highest)
+  gold/churn_risk          P(no purchase in the horizon) per past buyer, with its decile
+  gold/segments            RFM scores and cell, KMeans segment and its name, per buyer
+  gold/forecasts           units per product and per category for each of the next days
+                           (linear model and seasonal naive)
+"""
+from __future__ import annotations
+
+import sys
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ecomlake import lake, runs, tables
+from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.errors import EcomlakeError
+from ecomlake.jobs.features import parse_as_of
+from ecomlake.models import classify, forecast, recommend, segments
+
+TASKS = ("recommend", "propensity", "churn", "segments", "forecast")
+OUTPUT = {"recommend": tables.GOLD_RECOMMENDATIONS, "propensity": tables.GOLD_PROPENSITY_SCORES,
+          "churn": tables.GOLD_CHURN_RISK, "segments": tables.GOLD_SEGMENTS, "forecast": tables.GOLD_FORECASTS}
+
+
+def _decile(df: DataFrame, column: str) -> Column:
+    """1..10 by approximate deciles of column (9 cut points reach the driver, not the rows)."""
+    edges = df.approxQuantile(column, [i / 10 for i in range(1, 10)], 1e-4)
+    out = F.lit(1)
+    for edge in edges:
+        out = out + F.when(F.col(column) > edge, 1).otherwise(0)
+    return out.cast("int")
+
+
+def _tag(df: DataFrame, run: dict, as_of: str) -> DataFrame:
+    return df.withColumn("run_id", F.lit(run["run_id"])).withColumn("as_of_date", F.to_date(F.lit(as_of)))
+
+
+def score_recommend(spark, root, run, as_of, user_features) -> DataFrame:
+    from pyspark.ml.recommendation import ALSModel
+
+    k = run["params"]["k"]
+    path = run["model_path"]
+    model = ALSModel.load(f"{path}/als")
+    user_index, item_index = spark.read.parquet(f"{path}/user_index"), spark.read.parquet(f"{path}/item_index")
+    users = user_features.select("user_key")
+    als = recommend.als_recommend(model, user_index, item_index, users, k).withColumn("source", F.lit("als"))
+    interactions = lake.read_partition(spark, root, tables.GOLD_INTERACTIONS, "as_of_date", as_of,
+                                       f"features --as-of {as_of}")
+    unseen = users.join(user_index, "user_key", "left_anti")
+    popular = recommend.popularity(interactions, unseen, k).withColumn("source", F.lit("popularity"))
+    return als.unionByName(popular)
+
+
+def score_classifier(spark, root, run, as_of, user_features, task) -> DataFrame:
+    from pyspark.ml import PipelineModel
+
+    model = PipelineModel.load(run["model_path"])
+    users = user_features if task == "propensity" else user_features.where(F.col("frequency") > 0)
+    prepared = classify.prepare(users, run["details"]["categories"])
+    scored = classify.predict(model, prepared, run["details"]["log_odds_shift"])
+    return scored.withColumn("decile", _decile(scored, "probability"))
+
+
+def score_segments(spark, root, run, as_of, user_features) -> DataFrame:
+    from pyspark.ml import PipelineModel
+
+    model = PipelineModel.load(run["model_path"])
+    assigned = model.transform(segments.rfm_scores(segments.buyers(user_features), run["details"]["rfm_edges"]))
+    names = spark.createDataFrame([(p["segment"], p["name"]) for p in run["details"]["profiles"]],
+                                  "segment int, segment_name string")
+    return (assigned.join(F.broadcast(names), "segment", "left")
+            .select("user_key", *segments.RFM, "r_score", "f_score", "m_score", "rfm_cell", "segment", "segment_name"))
+
+
+def score_forecast(spark, root, run, as_of) -> DataFrame:
+    from pyspark.ml import PipelineModel
+
+    daily = lake.read_partition(spark, root, tables.GOLD_DAILY_SALES, "as_of_date", as_of, f"features --as-of {as_of}")
+    horizon = run["params"]["holdout_days"]
+    out = None
+    for level in run["params"]["levels"]:
+        path = f"{run['model_path']}/{level}"
+        if not lake.path_exists(spark, path):  # the level was skipped in training (too little history)
+            continue
+        model = PipelineModel.load(path)
+        frame = forecast.forecast_frame(daily.where(F.col("level") == level), as_of, horizon)
+        predicted = forecast.predict(model, frame)
+        out = predicted if out is None else out.unionByName(predicted)
+    if out is None:
+        raise EcomlakeError(f"forecast run {run['run_id']} saved no model")
+    return out.withColumnRenamed("event_date", "forecast_date")
+
+
+def run(spark: SparkSession, config: dict, as_of: str, task: str = "all", run_id: str | None = None) -> dict:
+    as_of = parse_as_of(as_of)
+    root = config["lake_root"]
+    if run_id and task == "all":
+        raise EcomlakeError("--run-id names one model: give --task too")
+    wanted = TASKS if task == "all" else (task,)
+    needs_users = set(wanted) - {"forecast"}
+    user_features = (lake.read_partition(spark, root, tables.GOLD_USER_FEATURES, "as_of_date", as_of,
+                                         f"features --as-of {as_of}") if needs_users else None)
+    counts = {}
+    for name in wanted:
+        model_run = runs.find(spark, root, name, run_id)
+        if name == "recommend":
+            scored = score_recommend(spark, root, model_run, as_of, user_features)
+        elif name in ("propensity", "churn"):
+            scored = score_classifier(spark, root, model_run, as_of, user_features, name)
+        elif name == "segments":
+            scored = score_segments(spark, root, model_run, as_of, user_features)
+        else:
+            scored = score_forecast(spark, root, model_run, as_of)
+        table = OUTPUT[name]
+        lake.replace_partition(_tag(scored, model_run, as_of), root, table, "as_of_date", as_of)
+        counts[table.id] = lake.read_table(spark, root, table).where(f"as_of_date = '{as_of}'").count()
+        print(f"score {name}: run {model_run['run_id']} ({model_run['model']}, trained as of "
+              f"{model_run['as_of_date']}) -> {table.id}: {counts[table.id]:,} rows")
+    return counts
+
+
+def main(argv=None) -> int:
+    parser = job_parser("score", __doc__)
+    parser.add_argument("--as-of", required=True, help="date of the features to score (YYYY-MM-DD)")
+    parser.add_argument("--task", default="all", choices=(*TASKS, "all"), help="which scores to write")
+    parser.add_argument("--run-id", help="score with this run of gold/model_runs instead of the latest")
+    return run_job("score", parser, lambda spark, config, a: run(spark, config, a.as_of, a.task, a.run_id), argv)
+
+
+if __name__ == "__main__":
+    exit_with(main(sys.argv[1:]))

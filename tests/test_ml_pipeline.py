@@ -1,0 +1,105 @@
+"""End to end on generated data: features -> train -> score, with the models beating their baselines."""
+import pytest
+from pyspark.sql import functions as F
+
+from ecomlake import lake, tables
+from ecomlake.errors import InputError
+from ecomlake.jobs import features, pipeline, score, train
+
+TRAIN_AS_OF, SCORE_AS_OF = "2019-11-17", "2019-12-01"
+SMALL_GRID = ["train.als_ranks=[16]", "train.als_reg_params=[0.1]", "train.als_alphas=[1.0]",
+              "train.als_max_iter=5", "train.segments_k=4"]
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tmp_path_factory):
+    from ecomlake import config as cfg
+    from tests.conftest import TEST_SPARK_OVERRIDES
+
+    tmp = tmp_path_factory.mktemp("ml")
+    config = cfg.load("local", overrides=[*TEST_SPARK_OVERRIDES, *SMALL_GRID, f"generate.output={tmp}/raw"],
+                      lake=str(tmp / "lake"))
+    pipeline.run(spark, config, events=40000, seed=5)
+    features.run(spark, config, TRAIN_AS_OF)
+    results = {(r["task"], r["model"]): r for r in train.run(spark, config, "all", TRAIN_AS_OF)}
+    features.run(spark, config, SCORE_AS_OF)
+    score.run(spark, config, SCORE_AS_OF)
+    return config, results
+
+
+def read(spark, config, table):
+    return lake.read_table(spark, config["lake_root"], table)
+
+
+def test_als_beats_the_popularity_baseline(trained):
+    _, results = trained
+    als, popular = results[("recommend", "als")]["metrics"], results[("recommend", "popularity")]["metrics"]
+    assert als["users_evaluated"] > 100
+    assert als["ndcg@10"] > popular["ndcg@10"] * 1.5
+    assert als["precision@20"] > popular["precision@20"]
+    assert als["coverage@10"] > popular["coverage@10"]
+
+
+def test_propensity_beats_recency_and_stays_below_the_oracle(trained):
+    _, results = trained
+    lr, recency = results[("propensity", "logistic_regression")]["metrics"], results[("propensity", "recency")]["metrics"]
+    assert lr["auc"] > recency["auc"] + 0.03
+    assert lr["auc"] < lr["oracle_auc"] + 0.02       # no model beats the generator's own odds
+    assert 0.05 < lr["base_rate"] < 0.5
+    calibration = results[("propensity", "logistic_regression")]["details"]["calibration"]
+    assert sum(row["rows"] for row in calibration) == lr["n"]
+
+
+def test_elasticity_recovers_the_planted_values(trained):
+    _, results = trained
+    m = results[("elasticity", "log_log_wls")]["metrics"]
+    assert m["categories"] == 15
+    assert m["planted_inside_ci_share"] >= 0.7
+    estimates = results[("elasticity", "log_log_wls")]["details"]["estimates"]
+    assert sum(e["elasticity"] for e in estimates) / len(estimates) < -0.5   # demand falls with price
+
+
+def test_forecast_and_segments_are_recorded(trained):
+    _, results = trained
+    lr, naive = results[("forecast", "linear_regression")]["metrics"], results[("forecast", "seasonal_naive")]["metrics"]
+    assert lr["category_n"] == naive["category_n"] == 14 * 15   # 14 held-out days x 15 categories
+    assert lr["category_wape"] < 1.5 and naive["category_wape"] > 0
+    profiles = results[("segments", "rfm_kmeans")]["details"]["profiles"]
+    assert len(profiles) == 4 and all(p["name"] for p in profiles)
+
+
+def test_score_tables(spark, trained):
+    config, _ = trained
+    users = read(spark, config, tables.GOLD_USER_FEATURES).where(f"as_of_date = '{SCORE_AS_OF}'")
+    recs = read(spark, config, tables.GOLD_RECOMMENDATIONS)
+    k = config["train"]["recommend_k"]
+    per_user = recs.groupBy("user_key").agg(F.count(F.lit(1)).alias("n"), F.max("rank").alias("max_rank"),
+                                            F.countDistinct("product_id").alias("distinct"))
+    assert per_user.count() == users.count()                    # unseen users get the popular list
+    assert per_user.where(f"n != {k} OR max_rank != {k} OR distinct != {k}").count() == 0
+    propensity = read(spark, config, tables.GOLD_PROPENSITY_SCORES)
+    assert propensity.count() == users.count()
+    assert propensity.where("probability < 0 OR probability > 1 OR decile < 1 OR decile > 10").count() == 0
+    buyers = users.where("frequency > 0").count()
+    assert read(spark, config, tables.GOLD_CHURN_RISK).count() == buyers
+    assert read(spark, config, tables.GOLD_SEGMENTS).where("segment_name IS NULL").count() == 0
+    forecasts = read(spark, config, tables.GOLD_FORECASTS)
+    assert forecasts.where("forecast < 0").count() == 0
+    dates = forecasts.agg(F.min("forecast_date"), F.max("forecast_date")).head()
+    assert (str(dates[0]), str(dates[1])) == ("2019-12-01", "2019-12-14")
+
+
+def test_rerunning_train_and_score_adds_no_rows(spark, trained):
+    config, _ = trained
+    runs_before = read(spark, config, tables.GOLD_MODEL_RUNS).count()
+    recs_before = sorted(map(tuple, read(spark, config, tables.GOLD_RECOMMENDATIONS).drop("score").collect()))
+    train.run(spark, config, "segments", TRAIN_AS_OF)
+    score.run(spark, config, SCORE_AS_OF, task="recommend")
+    assert read(spark, config, tables.GOLD_MODEL_RUNS).count() == runs_before
+    assert sorted(map(tuple, read(spark, config, tables.GOLD_RECOMMENDATIONS).drop("score").collect())) == recs_before
+
+
+def test_a_missing_feature_date_names_the_job_to_run(spark, trained):
+    config, _ = trained
+    with pytest.raises(InputError, match="run `features --as-of 2019-10-20"):
+        train.run(spark, config, "propensity", "2019-10-20")
