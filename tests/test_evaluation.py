@@ -25,6 +25,7 @@ def test_ranking_metrics_match_hand_computed_values(spark):
     assert m["recall@3"] == pytest.approx((1 / 2 + 1) / 2)
     assert m["ndcg@3"] == pytest.approx((ndcg_a + ndcg_b) / 2)
     assert m["map@3"] == pytest.approx((ap_a + ap_b) / 2)
+    assert m["map_over_relevant@3"] == pytest.approx(((1 / 2) / 2 + (1 / 1 + 2 / 3) / 2) / 2)
     assert m["coverage@3"] == pytest.approx(4 / 8)   # i1..i4 recommended, 8 in the catalogue
 
 
@@ -71,3 +72,12 @@ def test_forecast_metrics(spark):
     assert m["wape"] == pytest.approx(7 / 15)
     assert m["rmse"] == pytest.approx(math.sqrt(29 / 3))
     assert m["smape"] == pytest.approx((4 / 18 + 0 + 10 / 15) / 3)
+
+
+def test_map_denominators_differ_when_more_items_are_relevant_than_k(spark):
+    recs = spark.createDataFrame([("A", "i1", 1), ("A", "x", 2)], "user string, item string, rank int")
+    truth = spark.createDataFrame([("A", "i1"), ("A", "i2"), ("A", "i3")], "user string, item string")
+    m = evaluation.ranking_metrics(recs, truth, k=1, catalogue_size=4)
+    assert m["map@1"] == pytest.approx(1.0)                  # 1 / min(3 relevant, k=1)
+    assert m["map_over_relevant@1"] == pytest.approx(1 / 3)  # 1 / 3 relevant
+    assert m["recall@1"] == pytest.approx(1 / 3)

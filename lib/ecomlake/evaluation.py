@@ -5,6 +5,7 @@ Ranking (per user, averaged over evaluated users; a user's relevant items are `t
   recall@k    = hits in the top k / relevant items
   ndcg@k      = sum over hits of 1 / log2(rank + 1), divided by the ideal DCG of min(relevant, k) hits
   map@k       = sum over hits of precision at the hit's rank, divided by min(relevant, k)
+  map_over_relevant@k = the same sum divided by all relevant items (Microsoft Recommenders' map_at_k)
   coverage@k  = distinct items recommended in any top k / catalogue size
 Binary: AUC, PR-AUC (Spark's BinaryClassificationEvaluator), log-loss, base rate, lift in the
 top decile (positive rate among the highest-scored 10 % / base rate), calibration by probability decile.
@@ -37,16 +38,18 @@ def ranking_metrics(recommendations: DataFrame, truth: DataFrame, k: int, catalo
                 .select((F.col("hits") / k).alias("precision"),
                         (F.col("hits") / F.col("n_relevant")).alias("recall"),
                         (F.col("dcg") / ideal).alias("ndcg"),
-                        (F.col("sum_precision") / F.least(F.col("n_relevant"), F.lit(k))).alias("ap")))
+                        (F.col("sum_precision") / F.least(F.col("n_relevant"), F.lit(k))).alias("ap"),
+                        (F.col("sum_precision") / F.col("n_relevant")).alias("ap_over_relevant")))
     row = per_user.agg(F.count(F.lit(1)).alias("users"), F.avg("precision").alias("precision"),
                        F.avg("recall").alias("recall"), F.avg("ndcg").alias("ndcg"),
-                       F.avg("ap").alias("map")).head()
+                       F.avg("ap").alias("map"), F.avg("ap_over_relevant").alias("map_over_relevant")).head()
     distinct_items = top.select(item).distinct().count()
     return {
         f"precision@{k}": row["precision"] or 0.0,
         f"recall@{k}": row["recall"] or 0.0,
         f"ndcg@{k}": row["ndcg"] or 0.0,
         f"map@{k}": row["map"] or 0.0,
+        f"map_over_relevant@{k}": row["map_over_relevant"] or 0.0,
         f"coverage@{k}": distinct_items / catalogue_size if catalogue_size else 0.0,
         "users_evaluated": float(row["users"]),
     }

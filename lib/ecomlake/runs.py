@@ -39,7 +39,8 @@ def record(spark: SparkSession, lake_root: str, runs: list[dict]) -> None:
     """Upsert runs by run_id. Each dict: run_id, task, model, is_baseline, as_of, params, metrics,
     details, input_versions, model_path."""
     now = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None)
-    rows = [(r["run_id"], r["task"], r["model"], r["is_baseline"], date.fromisoformat(r["as_of"]), now,
+    rows = [(r["run_id"], r["task"], r["model"], r["is_baseline"],
+             date.fromisoformat(r["as_of"]) if r["as_of"] else None, now,
              json.dumps(r["params"], sort_keys=True, default=str),
              {k: float(v) for k, v in r["metrics"].items() if v is not None},
              json.dumps(r.get("details", {}), sort_keys=True, default=str),

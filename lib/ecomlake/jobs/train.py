@@ -16,6 +16,8 @@ Needs `features --as-of DATE` (labels need events for the whole horizon after DA
   segments    RFM scores and KMeans segments with a profile per segment
   elasticity  log-log regression of conversion on price per category with 95 % intervals (vs the
               planted elasticities on generated data)
+  movielens   ALS, most-popular and co-occurrence on MovieLens-100k (`ingest --source movielens100k`)
+              with the Microsoft Recommenders benchmark protocol (not part of `all`)
 Every model is saved with Spark ML persistence under <lake_root>/models/<task>/<run_id>.
 """
 from __future__ import annotations
@@ -71,6 +73,63 @@ def _print_metrics(task: str, results: list[dict]) -> None:
 # ---- recommend -------------------------------------------------------------------------------
 
 
+def tune_als(spark: SparkSession, tc: dict, k: int, fit_on: DataFrame, truth: DataFrame,
+             exclude: bool = False) -> tuple[dict, list[dict]]:
+    """Grid search over train.als_ranks x als_reg_params x als_alphas by validation NDCG@k."""
+    fit_on = fit_on.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
+    truth = truth.persist(StorageLevel.MEMORY_AND_DISK)
+    users, items = recommend.index_frames(spark, fit_on)
+    catalogue = fit_on.select("product_id").distinct().count()
+    seen = fit_on if exclude else None
+    grid = []
+    for rank, reg, alpha in itertools.product(tc["als_ranks"], tc["als_reg_params"], tc["als_alphas"]):
+        model = recommend.fit_als(fit_on, users, items, int(rank), float(reg), float(alpha),
+                                  tc["als_max_iter"], tc["seed"])
+        recs = recommend.als_recommend(model, users, items, truth, k, seen)
+        ndcg = evaluation.ranking_metrics(recs, truth, k, catalogue, "user_key", "product_id")[f"ndcg@{k}"]
+        grid.append({"rank": int(rank), "reg_param": float(reg), "alpha": float(alpha), f"ndcg@{k}": ndcg})
+        print(f"  tuning ALS rank={rank} regParam={reg} alpha={alpha}: validation ndcg@{k}={ndcg:.4f}")
+    fit_on.unpersist()
+    truth.unpersist()
+    return max(grid, key=lambda g: g[f"ndcg@{k}"]), grid
+
+
+def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
+    """MovieLens-100k with the Microsoft Recommenders benchmark protocol: every rating is an implicit
+    interaction, per-user stratified 75/25 split (seed 42), k = 10, items seen in training removed."""
+    root, tc = config["lake_root"], config["train"]
+    k, seed = 10, 42
+    ratings = lake.read_table(spark, root, tables.BRONZE_MOVIELENS_RATINGS)
+    versions = runs.input_versions(spark, root, [tables.BRONZE_MOVIELENS_RATINGS])
+    inter = ratings.select(F.col("user_id").alias("user_key"), F.col("item_id").alias("product_id"),
+                           F.lit(1.0).alias("strength"))
+    split = recommend.stratified_split(inter, 0.75, seed).persist(StorageLevel.MEMORY_AND_DISK)
+    train_part, test_part = split.where("_is_train").drop("_is_train"), split.where("NOT _is_train").drop("_is_train")
+    # Tuning on a second stratified split of the training part only: the test part stays unseen.
+    inner = recommend.stratified_split(train_part, 0.75, seed + 1)
+    best, grid = tune_als(spark, tc, k, inner.where("_is_train").drop("_is_train"),
+                          inner.where("NOT _is_train").drop("_is_train"), exclude=True)
+    users, items = recommend.index_frames(spark, train_part)
+    als = recommend.fit_als(train_part, users, items, best["rank"], best["reg_param"], best["alpha"],
+                            tc["als_max_iter"], tc["seed"])
+    catalogue = train_part.select("product_id").distinct().count()
+    candidates = {
+        "als": recommend.als_recommend(als, users, items, test_part, k, train_part),
+        "popularity": recommend.popularity(train_part, test_part, k, train_part),
+        "co_occurrence": recommend.co_occurrence(train_part, test_part, k, train_part),
+    }
+    out = []
+    params = {"protocol": "stratified 75/25 per user, seed 42, ratings as implicit, seen items removed", "k": k}
+    for name, recs in candidates.items():
+        metrics = evaluation.ranking_metrics(recs, test_part, k, catalogue, "user_key", "product_id")
+        model_params = {**params, **({key: best[key] for key in ("rank", "reg_param", "alpha")} if name == "als" else {})}
+        out.append(_run("recommend_movielens", name, None, model_params, versions, metrics,
+                        {"tuning": grid} if name == "als" else {}, baseline=name != "als"))
+    split.unpersist()
+    return out
+
+
+
 def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int) -> list[dict]:
     root, tc, fc = config["lake_root"], config["train"], config["features"]
     k = tc["recommend_k"]
@@ -81,21 +140,8 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
 
     # Tuning: fit on interactions before as_of - 7 days, score on what users touch in that week.
     val_as_of = _shift(as_of, -7)
-    val_train = features.interactions(events, val_as_of, weights, half_life).persist(StorageLevel.MEMORY_AND_DISK)
-    val_truth = recommend.truth_items(events, val_as_of, 7).persist(StorageLevel.MEMORY_AND_DISK)
-    val_users, val_items = recommend.index_frames(spark, val_train)
-    catalogue = val_train.select("product_id").distinct().count()
-    grid = []
-    for rank, reg, alpha in itertools.product(tc["als_ranks"], tc["als_reg_params"], tc["als_alphas"]):
-        model = recommend.fit_als(val_train, val_users, val_items, int(rank), float(reg), float(alpha),
-                                  tc["als_max_iter"], tc["seed"])
-        recs = recommend.als_recommend(model, val_users, val_items, val_truth, k)
-        m = evaluation.ranking_metrics(recs, val_truth, k, catalogue, "user_key", "product_id")
-        grid.append({"rank": int(rank), "reg_param": float(reg), "alpha": float(alpha), f"ndcg@{k}": m[f"ndcg@{k}"]})
-        print(f"  tuning ALS rank={rank} regParam={reg} alpha={alpha}: validation ndcg@{k}={m[f'ndcg@{k}']:.4f}")
-    best = max(grid, key=lambda g: g[f"ndcg@{k}"])
-    val_train.unpersist()
-    val_truth.unpersist()
+    best, grid = tune_als(spark, tc, k, features.interactions(events, val_as_of, weights, half_life),
+                          recommend.truth_items(events, val_as_of, 7))
 
     inter = inter.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
     user_index, item_index = recommend.index_frames(spark, inter)
@@ -290,8 +336,11 @@ def train_elasticity(spark: SparkSession, config: dict, as_of: str) -> list[dict
 # ---- the job ---------------------------------------------------------------------------------
 
 
-def run(spark: SparkSession, config: dict, task: str, as_of: str, horizon_days: int | None = None) -> list[dict]:
-    as_of = parse_as_of(as_of)
+def run(spark: SparkSession, config: dict, task: str, as_of: str | None, horizon_days: int | None = None) -> list[dict]:
+    if task != "movielens":
+        if not as_of:
+            raise ConfigError(f"train {task} needs --as-of DATE (the cutoff of the features to train on)")
+        as_of = parse_as_of(as_of)
     root = config["lake_root"]
     horizon = horizon_days if horizon_days is not None else config["features"]["label_horizon_days"]
     if spark.sparkContext.getCheckpointDir() is None:
@@ -304,6 +353,7 @@ def run(spark: SparkSession, config: dict, task: str, as_of: str, horizon_days: 
         "forecast": lambda: train_forecast(spark, config, as_of),
         "segments": lambda: train_segments(spark, config, as_of),
         "elasticity": lambda: train_elasticity(spark, config, as_of),
+        "movielens": lambda: train_movielens(spark, config),
     }
     recorded = []
     for name in (TASKS if task == "all" else (task,)):
@@ -316,8 +366,9 @@ def run(spark: SparkSession, config: dict, task: str, as_of: str, horizon_days: 
 
 def main(argv=None) -> int:
     parser = job_parser("train", __doc__)
-    parser.add_argument("task", choices=(*TASKS, "all"), help="which model to train")
-    parser.add_argument("--as-of", required=True, help="cutoff date of the features to train on (YYYY-MM-DD)")
+    parser.add_argument("task", choices=(*TASKS, "all", "movielens"), help="which model to train")
+    parser.add_argument("--as-of", help="cutoff date of the features to train on (YYYY-MM-DD); "
+                                        "not used by `movielens`")
     parser.add_argument("--horizon-days", type=int, help="recommendation test horizon (default: features.label_horizon_days)")
     return run_job("train", parser, lambda spark, config, a: run(spark, config, a.task, a.as_of, a.horizon_days), argv)
 

@@ -2,8 +2,9 @@
 
 All three take `interactions` (user_key, product_id, strength) and return top-k rows
 (user_key, product_id, rank, score) for the users asked for, so one evaluation serves all.
-None of them filters items the user already interacted with: repeat views and repurchases
-are part of what the next period holds.
+By default none of them filters items the user already interacted with (repeat views and
+repurchases are part of what the next period holds in a shop); `exclude` (user_key, product_id)
+removes such items, as the MovieLens protocol requires.
 """
 from __future__ import annotations
 
@@ -32,25 +33,37 @@ def truth_items(events: DataFrame, as_of: str, horizon_days: int) -> DataFrame:
             .select("user_key", "product_id").distinct())
 
 
-def _top_k(scored: DataFrame, k: int) -> DataFrame:
+def _top_k(scored: DataFrame, k: int, exclude: DataFrame | None = None) -> DataFrame:
+    if exclude is not None:
+        scored = scored.join(exclude.select("user_key", "product_id"), ["user_key", "product_id"], "left_anti")
     order = Window.partitionBy("user_key").orderBy(F.desc("score"), "product_id")
     return (scored.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
             .select("user_key", "product_id", "rank", "score"))
 
 
-def popularity(interactions: DataFrame, users: DataFrame, k: int) -> DataFrame:
-    """The k items with the most users interacting (ties: summed strength, then id), for every user."""
+def _candidates(k: int, exclude: DataFrame | None) -> int:
+    """How many candidates to score so that k remain after removing a user's excluded items."""
+    if exclude is None:
+        return k
+    most = exclude.groupBy("user_key").count().agg(F.max("count")).head()[0] or 0
+    return k + int(most)
+
+
+def popularity(interactions: DataFrame, users: DataFrame, k: int, exclude: DataFrame | None = None) -> DataFrame:
+    """The k items with the most users interacting (ties: lower product id), for every user."""
     top = (interactions.groupBy("product_id")
-           .agg(F.countDistinct("user_key").alias("n_users"), F.sum("strength").alias("total"))
-           .orderBy(F.desc("n_users"), F.desc("total"), "product_id").limit(k)
+           .agg(F.countDistinct("user_key").alias("n_users"))
+           .orderBy(F.desc("n_users"), "product_id").limit(_candidates(k, exclude))
            .withColumn("score", F.col("n_users").cast("double")))
-    return _top_k(users.select("user_key").distinct().crossJoin(F.broadcast(top.select("product_id", "score"))), k)
+    return _top_k(users.select("user_key").distinct().crossJoin(F.broadcast(top.select("product_id", "score"))),
+                  k, exclude)
 
 
-def co_occurrence(interactions: DataFrame, users: DataFrame, k: int) -> DataFrame:
+def co_occurrence(interactions: DataFrame, users: DataFrame, k: int, exclude: DataFrame | None = None) -> DataFrame:
     """Item-to-item: C[i, j] = users who interacted with both i and j (a user's 50 strongest items
     count; 50 neighbours kept per item). score(u, j) = sum over u's items i of strength(u, i) * C[i, j]."""
-    history_order = Window.partitionBy("user_key").orderBy(F.desc("strength"), "product_id")
+    # Ties (e.g. all strengths 1.0) are broken by a hash, not by id, so no id range is favoured.
+    history_order = Window.partitionBy("user_key").orderBy(F.desc("strength"), F.xxhash64("user_key", "product_id"))
     history = (interactions.withColumn("_r", F.row_number().over(history_order))
                .where(F.col("_r") <= CO_OCCURRENCE_HISTORY).select("user_key", "product_id", "strength"))
     pairs = (history.alias("a").join(history.alias("b"), "user_key")
@@ -63,7 +76,7 @@ def co_occurrence(interactions: DataFrame, users: DataFrame, k: int) -> DataFram
               .join(neighbours, history["product_id"] == neighbours["item"])
               .groupBy("user_key", F.col("neighbour").alias("product_id"))
               .agg(F.sum(F.col("strength") * F.col("together")).alias("score")))
-    return _top_k(scored, k)
+    return _top_k(scored, k, exclude)
 
 
 def fit_als(interactions: DataFrame, user_index: DataFrame, item_index: DataFrame, rank: int,
@@ -79,16 +92,26 @@ def fit_als(interactions: DataFrame, user_index: DataFrame, item_index: DataFram
     return als.fit(data)
 
 
-def als_recommend(model, user_index: DataFrame, item_index: DataFrame, users: DataFrame, k: int) -> DataFrame:
+def als_recommend(model, user_index: DataFrame, item_index: DataFrame, users: DataFrame, k: int,
+                  exclude: DataFrame | None = None) -> DataFrame:
     """Top-k items for the given users (users unknown to the model get none)."""
     wanted = users.select("user_key").distinct().join(user_index, "user_key")
-    recs = model.recommendForUserSubset(wanted.select("user_index"), k)
-    return (recs.select("user_index", F.posexplode("recommendations").alias("pos", "rec"))
-            .join(user_index, "user_index")
-            .join(item_index, F.col("rec.item_index") == item_index["item_index"])
-            .select("user_key", "product_id", (F.col("pos") + 1).alias("rank"),
-                    F.col("rec.rating").cast("double").alias("score")))
+    recs = model.recommendForUserSubset(wanted.select("user_index"), _candidates(k, exclude))
+    scored = (recs.select("user_index", F.explode("recommendations").alias("rec"))
+              .join(user_index, "user_index")
+              .join(item_index, F.col("rec.item_index") == item_index["item_index"])
+              .select("user_key", "product_id", F.col("rec.rating").cast("double").alias("score")))
+    return _top_k(scored, k, exclude)
 
 
 def index_frames(spark: SparkSession, interactions: DataFrame):
     return dense_index(interactions, "user_key", "user_index"), dense_index(interactions, "product_id", "item_index")
+
+
+def stratified_split(interactions: DataFrame, ratio: float, seed: int) -> DataFrame:
+    """Adds `_is_train`: per user, a seeded random `ratio` of their items (at least one) is train,
+    the rest test (the Microsoft Recommenders benchmark's per-user stratified split)."""
+    per_user = Window.partitionBy("user_key")
+    order = per_user.orderBy(F.xxhash64(F.lit(seed), "user_key", "product_id"), "product_id")
+    keep = F.greatest(F.lit(1), F.round(F.count(F.lit(1)).over(per_user) * ratio))
+    return interactions.withColumn("_is_train", F.row_number().over(order) <= keep)
