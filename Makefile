@@ -7,7 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ecomlake-env-$(shell cat constraints.txt setup.py | sha1sum | cut -c1-12)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: env pipeline test bench-etl clean-lake
+.PHONY: env pipeline ml movielens test bench-etl bench-ml clean-lake
+# The cutoff the models train on (labels need 14 days after it) and the date they score.
+TRAIN_AS_OF ?= 2019-11-17
+SCORE_AS_OF ?= 2019-12-01
 
 env: $(STAMP)
 
@@ -18,11 +21,27 @@ $(STAMP): constraints.txt setup.py
 pipeline: env
 	./spark-submit.sh pipeline $(ARGS)
 
+# Features -> baselines -> scores on the lake that `make pipeline` built.
+ml: env
+	./spark-submit.sh features --as-of $(TRAIN_AS_OF) $(ARGS)
+	./spark-submit.sh train all --as-of $(TRAIN_AS_OF) $(ARGS)
+	./spark-submit.sh features --as-of $(SCORE_AS_OF) $(ARGS)
+	./spark-submit.sh score --as-of $(SCORE_AS_OF) $(ARGS)
+
+# MovieLens-100k with the Microsoft Recommenders benchmark protocol (README table).
+movielens: env
+	./spark-submit.sh ingest --source movielens100k $(ARGS)
+	./spark-submit.sh train movielens --conf 'train.als_ranks=[16,64]' --conf 'train.als_reg_params=[0.01,0.1]' \
+	    --conf 'train.als_alphas=[1,10,40]' --conf train.als_max_iter=15 $(ARGS)
+
 test: env
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 bench-etl: env
 	$(PY) benchmarks/etl.py $(ARGS)
+
+bench-ml: env
+	$(PY) benchmarks/ml.py $(ARGS)
 
 clean-lake:
 	rm -rf lakehouse data

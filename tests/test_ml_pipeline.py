@@ -103,3 +103,22 @@ def test_a_missing_feature_date_names_the_job_to_run(spark, trained):
     config, _ = trained
     with pytest.raises(InputError, match="run `features --as-of 2019-10-20"):
         train.run(spark, config, "propensity", "2019-10-20")
+
+
+def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, trained):
+    from ecomlake.jobs import train_deep
+
+    config, results = trained
+    out = train_deep.run(spark, config, "wide_deep", TRAIN_AS_OF, num_proc=2, launcher="spark",
+                         epochs=3, batch_size=64)
+    record = out["record"]
+    assert record["details"]["workers"] == 2 and record["details"]["weights_identical_on_all_ranks"]
+    loss = record["details"]["history"]["loss"]
+    assert len(loss) == 3 and loss[-1] < loss[0]
+    lr = results[("propensity", "logistic_regression")]["metrics"]
+    assert record["metrics"]["n"] == lr["n"]                      # the same hold-out users
+    assert record["metrics"]["auc"] > 0.6 and record["metrics"]["oracle_auc"] == pytest.approx(lr["oracle_auc"])
+    score.run(spark, config, SCORE_AS_OF, task="propensity")       # the newest propensity run is wide_deep
+    scores = read(spark, config, tables.GOLD_PROPENSITY_SCORES).where(f"as_of_date = '{SCORE_AS_OF}'")
+    assert {r.run_id for r in scores.select("run_id").distinct().collect()} == {record["run_id"]}
+    assert scores.where("probability < 0 OR probability > 1").count() == 0

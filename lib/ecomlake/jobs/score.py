@@ -7,7 +7,9 @@ Needs `features --as-of DATE` and a `train` run of each task scored. Writes, eac
 as_of_date and replaced on a re-run (idempotent), every row tagged with the model's run_id:
   gold/recommendations     top-k products per user (ALS; users ALS has not seen get the
                            most-popular list, source = 'popularity')
-  gold/propensity_scores   P(purchase in the horizon) per user, with its decile (10 = highest)
+  gold/propensity_scores   P(purchase in the horizon) per user, with its decile (10 = highest);
+                           from the logistic regression or, when it is the newest run (or named),
+                           the Wide & Deep model of `train_deep`
   gold/churn_risk          P(no purchase in the horizon) per past buyer, with its decile
   gold/segments            RFM scores and cell, KMeans segment and its name, per buyer
   gold/forecasts           units per product and per category for each of the next days
@@ -15,6 +17,7 @@ as_of_date and replaced on a re-run (idempotent), every row tagged with the mode
 """
 from __future__ import annotations
 
+import json
 import sys
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -22,6 +25,7 @@ from pyspark.sql import functions as F
 
 from ecomlake import lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.deep import encode, scoring
 from ecomlake.errors import EcomlakeError
 from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import classify, forecast, recommend, segments
@@ -63,8 +67,15 @@ def score_recommend(spark, root, run, as_of, user_features) -> DataFrame:
 def score_classifier(spark, root, run, as_of, user_features, task) -> DataFrame:
     from pyspark.ml import PipelineModel
 
-    model = PipelineModel.load(run["model_path"])
     users = user_features if task == "propensity" else user_features.where(F.col("frequency") > 0)
+    if run["model"] == "wide_deep":
+        spec = json.loads(lake.read_text_file(spark, f"{run['model_path']}/spec.json"))
+        prepared = classify.prepare(users, spec["categories"]).join(
+            users.select("user_key", encode.CATEGORY_COLUMN), "user_key")
+        scored = scoring.keras_probabilities(encode.encode(prepared, spec, keep=("user_key",)),
+                                             spec["model_path"], spec, keep=("user_key",))
+        return scored.withColumn("decile", _decile(scored, "probability"))
+    model = PipelineModel.load(run["model_path"])
     prepared = classify.prepare(users, run["details"]["categories"])
     scored = classify.predict(model, prepared, run["details"]["log_odds_shift"])
     return scored.withColumn("decile", _decile(scored, "probability"))

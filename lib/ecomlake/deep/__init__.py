@@ -1,0 +1,1 @@
+"""The deep-model path: Spark prepares data, Petastorm feeds TensorFlow, Horovod distributes training."""

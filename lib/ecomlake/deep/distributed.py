@@ -1,0 +1,138 @@
+"""Horovod-distributed Keras training over Petastorm shards, and its two launchers.
+
+`train_worker(spec)` runs in every Horovod process:
+- pins one GPU per local rank when GPUs are visible (NCCL on a GPU cluster), else limits CPU
+  threads to spec["threads"] (Gloo on CPU);
+- reads its own shard of the training Parquet (`make_batch_reader(cur_shard=rank,
+  shard_count=size)`), row groups assigned round-robin, so shards are disjoint and cover the data;
+- scales the learning rate by the number of workers with a warm-up, broadcasts rank 0's weights
+  at the start, averages metrics across workers;
+- only rank 0 writes checkpoints (weights + the epoch reached, after every epoch) and the final
+  model; a run with the same checkpoint folder resumes from the last epoch written.
+Launchers: `launch(spec, num_proc, "spark")` runs the workers as Spark tasks (horovod.spark.run);
+`"horovodrun"` starts them as local processes (horovod.runner.run, the Python form of horovodrun).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "weights.h5"
+
+
+def _local(url_or_path: str) -> str:
+    return url_or_path[len("file://"):] if url_or_path.startswith("file://") else url_or_path
+
+
+def last_checkpoint_epoch(checkpoint_dir: str) -> int:
+    path = os.path.join(_local(checkpoint_dir), STATE_FILE)
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return int(json.load(f)["epoch"])
+
+
+def shard_row_ids(url: str, rank: int, size: int) -> list[int]:
+    """The row_id values of one shard, read once (audits that shards are disjoint and complete)."""
+    from petastorm import make_batch_reader
+
+    ids: list[int] = []
+    with make_batch_reader(url, cur_shard=rank, shard_count=size, num_epochs=1, schema_fields=["row_id"],
+                           shuffle_row_groups=False, workers_count=1) as reader:
+        for batch in reader:
+            ids.extend(int(x) for x in batch.row_id)
+    return ids
+
+
+def train_worker(spec: dict) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import hashlib
+
+    import numpy as np
+    import tensorflow as tf
+    import horovod.tensorflow.keras as hvd
+    from petastorm import make_batch_reader
+    from petastorm.tf_utils import make_petastorm_dataset
+
+    from ecomlake.deep import wide_deep
+    from ecomlake.deep.encode import numeric_name
+
+    hvd.init()
+    rank, size = hvd.rank(), hvd.size()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        tf.config.experimental.set_memory_growth(gpus[hvd.local_rank()], True)
+        tf.config.set_visible_devices(gpus[hvd.local_rank()], "GPU")
+    else:
+        tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    checkpoint_dir = _local(spec["checkpoint_dir"])
+    initial_epoch = last_checkpoint_epoch(checkpoint_dir)
+    n_numeric = len(spec["numeric_columns"])
+    model = wide_deep.build(n_numeric, len(spec["vocabulary"]), seed=spec["seed"])
+    if initial_epoch and rank == 0:
+        model.load_weights(os.path.join(checkpoint_dir, WEIGHTS_FILE))  # broadcast to the others below
+    scaled_lr = spec["learning_rate"] * size
+    optimizer = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr))
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=[tf.keras.metrics.AUC(name="auc")])
+    steps = max(1, spec["train_rows"] // (spec["batch_size"] * size))
+    callbacks = [
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+        hvd.callbacks.MetricAverageCallback(),
+        hvd.callbacks.LearningRateWarmupCallback(initial_lr=scaled_lr, warmup_epochs=spec["warmup_epochs"],
+                                                 steps_per_epoch=steps, verbose=0),
+    ]
+    if rank == 0:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+
+        class Checkpoint(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                self.model.save_weights(os.path.join(checkpoint_dir, WEIGHTS_FILE))
+                with open(os.path.join(checkpoint_dir, STATE_FILE), "w", encoding="utf-8") as f:
+                    json.dump({"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}, f)
+
+        callbacks.append(Checkpoint())
+
+    columns = ["label", "category", *[numeric_name(i) for i in range(n_numeric)]]
+
+    def to_xy(batch):
+        numeric = tf.stack([tf.cast(getattr(batch, numeric_name(i)), tf.float32) for i in range(n_numeric)], axis=1)
+        category = tf.reshape(tf.cast(batch.category, tf.int32), (-1, 1))
+        return {"numeric": numeric, "category": category}, tf.cast(batch.label, tf.float32)
+
+    seen = shard_row_ids(spec["train_url"], rank, size) if spec.get("audit_shards") else []
+    history: dict = {}
+    if spec["epochs"] > initial_epoch:
+        with make_batch_reader(spec["train_url"], cur_shard=rank, shard_count=size, num_epochs=None,
+                               schema_fields=columns, shuffle_row_groups=True, seed=spec["seed"] + rank,
+                               workers_count=spec.get("reader_threads", 1)) as reader:
+            dataset = (make_petastorm_dataset(reader).unbatch()
+                       .shuffle(spec.get("shuffle_buffer", 4096), seed=spec["seed"] + rank)
+                       .batch(spec["batch_size"]).map(to_xy).prefetch(2))
+            fit = model.fit(dataset, epochs=spec["epochs"], initial_epoch=initial_epoch, steps_per_epoch=steps,
+                            callbacks=callbacks, verbose=0)
+            history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    if rank == 0:
+        model.save(_local(spec["model_path"]))
+    weights = model.get_weights()
+    digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
+    return {"rank": rank, "size": size, "initial_epoch": initial_epoch, "history": history,
+            "weights_sha1": digest, "row_ids": seen, "steps_per_epoch": steps}
+
+
+def launch(spec: dict, num_proc: int, launcher: str) -> list[dict]:
+    """Run train_worker on num_proc Horovod workers; returns each rank's result, rank order."""
+    if launcher == "spark":
+        import horovod.spark
+
+        results = horovod.spark.run(train_worker, args=(spec,), num_proc=num_proc, verbose=0)
+    elif launcher == "horovodrun":
+        import horovod.runner
+
+        results = horovod.runner.run(train_worker, args=(spec,), np=num_proc, hosts=f"localhost:{num_proc}",
+                                     use_gloo=True, verbose=0)
+    else:
+        raise ValueError(f"unknown launcher '{launcher}': spark or horovodrun")
+    return sorted(results, key=lambda r: r["rank"])
