@@ -71,7 +71,8 @@ def train_worker(spec: dict) -> dict:
     checkpoint_dir = _local(spec["checkpoint_dir"])
     initial_epoch = last_checkpoint_epoch(checkpoint_dir)
     n_numeric = len(spec["numeric_columns"])
-    model = wide_deep.build(n_numeric, len(spec["vocabulary"]), seed=spec["seed"])
+    model = wide_deep.build(n_numeric, len(spec["vocabulary"]), hidden=tuple(spec.get("hidden", (64, 32))),
+                            seed=spec["seed"])
     if initial_epoch and rank == 0:
         model.load_weights(os.path.join(checkpoint_dir, WEIGHTS_FILE))  # broadcast to the others below
     scaled_lr = spec["learning_rate"] * size
@@ -84,6 +85,17 @@ def train_worker(spec: dict) -> dict:
         hvd.callbacks.LearningRateWarmupCallback(initial_lr=scaled_lr, warmup_epochs=spec["warmup_epochs"],
                                                  steps_per_epoch=steps, verbose=0),
     ]
+    import time
+
+    class EpochTimer(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_seconds.append(time.perf_counter() - self.started)
+
+    epoch_seconds: list[float] = []
+    callbacks.append(EpochTimer())
     if rank == 0:
         os.makedirs(checkpoint_dir, exist_ok=True)
 
@@ -110,7 +122,10 @@ def train_worker(spec: dict) -> dict:
                                workers_count=spec.get("reader_threads", 1)) as reader:
             dataset = (make_petastorm_dataset(reader).unbatch()
                        .shuffle(spec.get("shuffle_buffer", 4096), seed=spec["seed"] + rank)
-                       .batch(spec["batch_size"]).map(to_xy).prefetch(2))
+                       .batch(spec["batch_size"]).map(to_xy))
+            if spec.get("cache_input"):  # benchmark: the first epoch's batches, replayed from memory
+                dataset = dataset.take(steps).cache().repeat()
+            dataset = dataset.prefetch(2)
             fit = model.fit(dataset, epochs=spec["epochs"], initial_epoch=initial_epoch, steps_per_epoch=steps,
                             callbacks=callbacks, verbose=0)
             history = {k: [float(v) for v in values] for k, values in fit.history.items()}
@@ -119,7 +134,7 @@ def train_worker(spec: dict) -> dict:
     weights = model.get_weights()
     digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
     return {"rank": rank, "size": size, "initial_epoch": initial_epoch, "history": history,
-            "weights_sha1": digest, "row_ids": seen, "steps_per_epoch": steps}
+            "weights_sha1": digest, "row_ids": seen, "steps_per_epoch": steps, "epoch_seconds": epoch_seconds}
 
 
 def launch(spec: dict, num_proc: int, launcher: str) -> list[dict]:
