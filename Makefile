@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ecomlake-env-$(shell cat constraints.txt setup.py | sha1sum | cut -c1-12)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: env pipeline ml movielens test bench-etl bench-ml clean-lake
+.PHONY: env pipeline ml deep movielens test bench-etl bench-ml bench-deep clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -28,6 +28,12 @@ ml: env
 	./spark-submit.sh features --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh score --as-of $(SCORE_AS_OF) $(ARGS)
 
+# The deep models through Petastorm + Horovod (2 workers here), after `make ml`.
+deep: env
+	./spark-submit.sh train_deep wide_deep --as-of $(TRAIN_AS_OF) --num-proc 2 $(ARGS)
+	./spark-submit.sh train_deep session_gru --as-of $(TRAIN_AS_OF) --num-proc 2 $(ARGS)
+	./spark-submit.sh train_deep lstm_forecaster --as-of $(TRAIN_AS_OF) --num-proc 2 --history-days 14 $(ARGS)
+
 # MovieLens-100k with the Microsoft Recommenders benchmark protocol (README table).
 movielens: env
 	./spark-submit.sh ingest --source movielens100k $(ARGS)
@@ -42,6 +48,9 @@ bench-etl: env
 
 bench-ml: env
 	$(PY) benchmarks/ml.py $(ARGS)
+
+bench-deep: env
+	$(PY) benchmarks/deep.py $(ARGS)
 
 clean-lake:
 	rm -rf lakehouse data

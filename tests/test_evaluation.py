@@ -81,3 +81,13 @@ def test_map_denominators_differ_when_more_items_are_relevant_than_k(spark):
     assert m["map@1"] == pytest.approx(1.0)                  # 1 / min(3 relevant, k=1)
     assert m["map_over_relevant@1"] == pytest.approx(1 / 3)  # 1 / 3 relevant
     assert m["recall@1"] == pytest.approx(1 / 3)
+
+
+def test_next_item_metrics(spark):
+    df = spark.createDataFrame([([5, 7, 9], 7), ([1, 2, 3], 4), ([4, 1, 2], 4), (None, 3)],
+                               "predicted array<int>, target int")
+    m = evaluation.next_item_metrics(df, k=2)
+    # hits: 7 at rank 2, 4 at rank 1; 9 would be rank 3 (outside k); a null prediction misses.
+    assert m["recall@2"] == pytest.approx(2 / 4)
+    assert m["mrr@2"] == pytest.approx((1 / 2 + 1) / 4)
+    assert m["examples"] == 4

@@ -122,3 +122,40 @@ def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, traine
     scores = read(spark, config, tables.GOLD_PROPENSITY_SCORES).where(f"as_of_date = '{SCORE_AS_OF}'")
     assert {r.run_id for r in scores.select("run_id").distinct().collect()} == {record["run_id"]}
     assert scores.where("probability < 0 OR probability > 1").count() == 0
+
+
+def test_session_gru_next_item_through_horovodrun(spark, trained):
+    from ecomlake.jobs import train_deep
+
+    config, _ = trained
+    out = train_deep.run(spark, config, "session_gru", TRAIN_AS_OF, num_proc=2, launcher="horovodrun",
+                         epochs=2, batch_size=64)
+    by_model = {r["model"]: r for r in out["records"]}
+    assert set(by_model) == {"session_gru", "most_popular", "item_transitions", "als"}
+    gru = by_model["session_gru"]
+    assert gru["details"]["weights_identical_on_all_ranks"]
+    assert gru["metrics"]["examples"] == by_model["most_popular"]["metrics"]["examples"] > 100
+    assert gru["metrics"]["recall@20"] > by_model["most_popular"]["metrics"]["recall@20"]
+    assert 0 < gru["metrics"]["mrr@20"] <= gru["metrics"]["recall@20"]
+    recorded = read(spark, config, tables.GOLD_MODEL_RUNS).where("task = 'next_item'").count()
+    assert recorded == 4
+
+
+def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, trained):
+    from ecomlake.jobs import train_deep
+
+    config, results = trained
+    # 61 generated days: 33 days precede the hold-out origin, so 14-day windows (+ 14 ahead) fit.
+    out = train_deep.run(spark, config, "lstm_forecaster", TRAIN_AS_OF, num_proc=2, launcher="horovodrun",
+                         epochs=3, batch_size=32, history_days=14)
+    lstm, naive = (r["metrics"] for r in out["records"])
+    linear = results[("forecast", "linear_regression")]["metrics"]
+    assert lstm["category_n"] == naive["category_n"] == linear["category_n"] == 14 * 15  # the same held-out days
+    assert out["records"][0]["details"]["weights_identical_on_all_ranks"]
+    assert lstm["category_wape"] < 1.5
+    score.run(spark, config, SCORE_AS_OF, task="forecast")      # the newest forecast run is the LSTM
+    forecasts = read(spark, config, tables.GOLD_FORECASTS).where(f"as_of_date = '{SCORE_AS_OF}'")
+    assert {r.run_id for r in forecasts.select("run_id").distinct().collect()} == {out["records"][0]["run_id"]}
+    dates = forecasts.agg(F.min("forecast_date"), F.max("forecast_date")).head()
+    assert (str(dates[0]), str(dates[1])) == ("2019-12-01", "2019-12-14")
+    assert forecasts.where("forecast < 0 OR forecast IS NULL").count() == 0

@@ -9,6 +9,8 @@ Ranking (per user, averaged over evaluated users; a user's relevant items are `t
   coverage@k  = distinct items recommended in any top k / catalogue size
 Binary: AUC, PR-AUC (Spark's BinaryClassificationEvaluator), log-loss, base rate, lift in the
 top decile (positive rate among the highest-scored 10 % / base rate), calibration by probability decile.
+Next item (session models): Recall@k = share of examples whose target is in the k predictions;
+MRR@k = mean of 1 / (rank of the target), 0 when it is not in the top k.
 Regression (forecasts): WAPE = sum |y - f| / sum |y|, RMSE, sMAPE = mean 2|y - f| / (|y| + |f|)
 (a term is 0 when both are 0).
 """
@@ -109,3 +111,13 @@ def forecast_metrics(df: DataFrame, actual: str = "actual", forecast: str = "for
     ).head()
     wape = row["abs_error"] / row["abs_actual"] if row["abs_actual"] else float("nan")
     return {"wape": wape, "rmse": row["rmse"], "smape": row["smape"], "n": float(row["n"])}
+
+
+def next_item_metrics(df: DataFrame, k: int, predicted: str = "predicted", target: str = "target") -> dict[str, float]:
+    """Recall@k and MRR@k of `predicted` (array, best first; null = no prediction) against `target`."""
+    # PySpark 3.5's array_position takes a literal value; the SQL function takes a column.
+    position = F.coalesce(F.expr(f"array_position(slice(`{predicted}`, 1, {int(k)}), `{target}`)"), F.lit(0))
+    row = df.agg(F.count(F.lit(1)).alias("n"),
+                 F.avg(F.when(position > 0, 1.0).otherwise(0.0)).alias("recall"),
+                 F.avg(F.when(position > 0, 1.0 / position).otherwise(0.0)).alias("mrr")).head()
+    return {f"recall@{k}": row["recall"] or 0.0, f"mrr@{k}": row["mrr"] or 0.0, "examples": float(row["n"])}

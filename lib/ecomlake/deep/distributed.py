@@ -21,12 +21,13 @@ STATE_FILE = "state.json"
 WEIGHTS_FILE = "weights.h5"
 
 
-def _local(url_or_path: str) -> str:
+def local_path(url_or_path: str) -> str:
+    """file:///x -> /x: Keras and os need plain paths, Petastorm needs the URL."""
     return url_or_path[len("file://"):] if url_or_path.startswith("file://") else url_or_path
 
 
 def last_checkpoint_epoch(checkpoint_dir: str) -> int:
-    path = os.path.join(_local(checkpoint_dir), STATE_FILE)
+    path = os.path.join(local_path(checkpoint_dir), STATE_FILE)
     if not os.path.exists(path):
         return 0
     with open(path, encoding="utf-8") as f:
@@ -55,9 +56,6 @@ def train_worker(spec: dict) -> dict:
     from petastorm import make_batch_reader
     from petastorm.tf_utils import make_petastorm_dataset
 
-    from ecomlake.deep import wide_deep
-    from ecomlake.deep.encode import numeric_name
-
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     gpus = tf.config.list_physical_devices("GPU")
@@ -68,16 +66,15 @@ def train_worker(spec: dict) -> dict:
         tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
-    checkpoint_dir = _local(spec["checkpoint_dir"])
+    checkpoint_dir = local_path(spec["checkpoint_dir"])
     initial_epoch = last_checkpoint_epoch(checkpoint_dir)
-    n_numeric = len(spec["numeric_columns"])
-    model = wide_deep.build(n_numeric, len(spec["vocabulary"]), hidden=tuple(spec.get("hidden", (64, 32))),
-                            seed=spec["seed"])
+    architecture = ARCHITECTURES[spec.get("model", "wide_deep")]()
+    model = architecture.build(spec)
     if initial_epoch and rank == 0:
         model.load_weights(os.path.join(checkpoint_dir, WEIGHTS_FILE))  # broadcast to the others below
     scaled_lr = spec["learning_rate"] * size
     optimizer = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr))
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=[tf.keras.metrics.AUC(name="auc")])
+    model.compile(optimizer=optimizer, loss=architecture.loss, metrics=architecture.metrics())
     steps = max(1, spec["train_rows"] // (spec["batch_size"] * size))
     callbacks = [
         hvd.callbacks.BroadcastGlobalVariablesCallback(0),
@@ -107,12 +104,10 @@ def train_worker(spec: dict) -> dict:
 
         callbacks.append(Checkpoint())
 
-    columns = ["label", "category", *[numeric_name(i) for i in range(n_numeric)]]
+    columns = architecture.columns(spec)
 
     def to_xy(batch):
-        numeric = tf.stack([tf.cast(getattr(batch, numeric_name(i)), tf.float32) for i in range(n_numeric)], axis=1)
-        category = tf.reshape(tf.cast(batch.category, tf.int32), (-1, 1))
-        return {"numeric": numeric, "category": category}, tf.cast(batch.label, tf.float32)
+        return architecture.to_xy(batch, spec)
 
     seen = shard_row_ids(spec["train_url"], rank, size) if spec.get("audit_shards") else []
     history: dict = {}
@@ -120,9 +115,11 @@ def train_worker(spec: dict) -> dict:
         with make_batch_reader(spec["train_url"], cur_shard=rank, shard_count=size, num_epochs=None,
                                schema_fields=columns, shuffle_row_groups=True, seed=spec["seed"] + rank,
                                workers_count=spec.get("reader_threads", 1)) as reader:
-            dataset = (make_petastorm_dataset(reader).unbatch()
+            # Stack the columns of each Petastorm row-group batch first: unbatching and shuffling
+            # 3 tensors per row instead of one per column is what keeps the input from bounding training.
+            dataset = (make_petastorm_dataset(reader).map(to_xy).unbatch()
                        .shuffle(spec.get("shuffle_buffer", 4096), seed=spec["seed"] + rank)
-                       .batch(spec["batch_size"]).map(to_xy))
+                       .batch(spec["batch_size"]))
             if spec.get("cache_input"):  # benchmark: the first epoch's batches, replayed from memory
                 dataset = dataset.take(steps).cache().repeat()
             dataset = dataset.prefetch(2)
@@ -130,11 +127,32 @@ def train_worker(spec: dict) -> dict:
                             callbacks=callbacks, verbose=0)
             history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     if rank == 0:
-        model.save(_local(spec["model_path"]))
+        model.save(local_path(spec["model_path"]))
     weights = model.get_weights()
     digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
     return {"rank": rank, "size": size, "initial_epoch": initial_epoch, "history": history,
             "weights_sha1": digest, "row_ids": seen, "steps_per_epoch": steps, "epoch_seconds": epoch_seconds}
+
+
+def _wide_deep():
+    from ecomlake.deep import wide_deep
+
+    return wide_deep.Architecture()
+
+
+def _session_gru():
+    from ecomlake.deep import session_gru
+
+    return session_gru.Architecture()
+
+
+def _forecaster():
+    from ecomlake.deep import forecast_windows
+
+    return forecast_windows.Architecture()
+
+
+ARCHITECTURES = {"wide_deep": _wide_deep, "session_gru": _session_gru, "lstm_forecaster": _forecaster}
 
 
 def launch(spec: dict, num_proc: int, launcher: str) -> list[dict]:

@@ -19,3 +19,36 @@ def build(n_numeric: int, vocabulary_size: int, embedding_dim: int = 8, hidden=(
     deep = tf.keras.layers.Dense(1)(deep)
     probability = tf.keras.layers.Activation("sigmoid", name="probability")(tf.keras.layers.Add()([wide, deep]))
     return tf.keras.Model(inputs=[numeric, category], outputs=probability)
+
+
+class Architecture:
+    """What the Horovod worker needs to train Wide & Deep from an encoded Parquet shard."""
+    loss = "binary_crossentropy"
+
+    @staticmethod
+    def build(spec: dict):
+        return build(len(spec["numeric_columns"]), len(spec["vocabulary"]),
+                     hidden=tuple(spec.get("hidden", (64, 32))), seed=spec["seed"])
+
+    @staticmethod
+    def metrics():
+        import tensorflow as tf
+
+        return [tf.keras.metrics.AUC(name="auc")]
+
+    @staticmethod
+    def columns(spec: dict) -> list[str]:
+        from ecomlake.deep.encode import numeric_name
+
+        return ["label", "category", *[numeric_name(i) for i in range(len(spec["numeric_columns"]))]]
+
+    @staticmethod
+    def to_xy(batch, spec: dict):
+        import tensorflow as tf
+
+        from ecomlake.deep.encode import numeric_name
+
+        n = len(spec["numeric_columns"])
+        numeric = tf.stack([tf.cast(getattr(batch, numeric_name(i)), tf.float32) for i in range(n)], axis=1)
+        category = tf.reshape(tf.cast(batch.category, tf.int32), (-1, 1))
+        return {"numeric": numeric, "category": category}, tf.cast(batch.label, tf.float32)

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from ecomlake import lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, run_job
-from ecomlake.deep import encode, scoring
+from ecomlake.deep import encode, forecast_windows, scoring
 from ecomlake.errors import EcomlakeError
 from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import classify, forecast, recommend, segments
@@ -96,6 +96,14 @@ def score_forecast(spark, root, run, as_of) -> DataFrame:
     from pyspark.ml import PipelineModel
 
     daily = lake.read_partition(spark, root, tables.GOLD_DAILY_SALES, "as_of_date", as_of, f"features --as-of {as_of}")
+    if run["model"] == "lstm_forecaster":
+        spec = json.loads(lake.read_text_file(spark, f"{run['model_path']}/spec.json"))
+        windows = forecast_windows.windows(forecast_windows.series_arrays(daily, as_of), as_of, spec["history"],
+                                           spec["horizon"], training=False)
+        keep = ("level", "series_key", "origin_date", "scale",
+                *[forecast_windows.x_name(i) for i in range(spec["history"])])
+        scored = scoring.keras_forecasts(windows, spec["model_path"], spec, keep)
+        return scoring.explode_forecasts(scored, spec)
     horizon = run["params"]["holdout_days"]
     out = None
     for level in run["params"]["levels"]:

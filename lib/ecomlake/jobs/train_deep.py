@@ -12,6 +12,16 @@ in Spark (mapInPandas) and the run is recorded in gold/model_runs (task propensi
 wide_deep) next to the logistic regression, the recency baseline and the oracle AUC.
 --launcher spark (default) runs the workers as Spark tasks (horovod.spark.run); horovodrun starts
 local processes. --resume continues from the run's last checkpoint instead of starting over.
+
+session_gru: next item in a session (GRU4Rec-style) over the 5,000 most viewed products, trained
+on sessions before --as-of and evaluated on sessions in the label horizon after it: Recall@20 and
+MRR@20 against most-popular, item transitions (co-occurrence with the last item) and the user's
+ALS top-20 (the latest `train recommend` run). Recorded as task next_item.
+
+lstm_forecaster: a global LSTM over 28-day (--history-days) windows of every product and category series of
+gold/daily_sales (scaled by each series' mean), predicting the next train.forecast_holdout_days
+days at once; WAPE/RMSE/sMAPE on the same held-out days as `train forecast`, next to seasonal
+naive on the same rows. Recorded as task forecast; `score` uses it when it is the newest run.
 """
 from __future__ import annotations
 
@@ -24,21 +34,24 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import evaluation, lake, runs, tables
+from ecomlake import evaluation, features, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, run_job
-from ecomlake.deep import distributed, encode, scoring
+from ecomlake.deep import distributed, encode, forecast_windows, scoring, sequences
+from ecomlake.deep.distributed import local_path
 from ecomlake.errors import ConfigError, InputError
 from ecomlake.jobs.features import parse_as_of
 from ecomlake.jobs.train import oracle_auc
 from ecomlake.models import classify
 
-MODELS = ("wide_deep",)
+MODELS = ("wide_deep", "session_gru", "lstm_forecaster")
+FORECAST_HISTORY_DAYS = 28
+NEXT_ITEM_K = 20
 
 
 def _local_dir(path: str) -> str:
     if "://" in path and not path.startswith("file://"):
         raise ConfigError(f"train_deep keeps checkpoints on a shared local/NFS/DBFS-fuse path; got {path}")
-    return path[len("file://"):] if path.startswith("file://") else path
+    return local_path(path)
 
 
 def prepare_data(spark: SparkSession, config: dict, as_of: str, out_dir: str, num_files: int) -> tuple[dict, dict]:
@@ -69,9 +82,175 @@ def prepare_data(spark: SparkSession, config: dict, as_of: str, out_dir: str, nu
     return spec, counts
 
 
+def _start(root: str, task: str, model_name: str, as_of: str, params: dict, resume: bool) -> tuple[str, str, str]:
+    """run_id, model dir and checkpoint dir of a run; clears old checkpoints unless resuming."""
+    run_id = runs.make_run_id(task, model_name, as_of, params)
+    model_dir = _local_dir(runs.model_dir(root, task, run_id))
+    checkpoint_dir = f"{model_dir}/checkpoints"
+    if not resume:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    elif distributed.last_checkpoint_epoch(checkpoint_dir) == 0:
+        raise InputError(f"--resume: no checkpoint in {checkpoint_dir}; run without --resume first")
+    return run_id, model_dir, checkpoint_dir
+
+
+def run_session_gru(spark: SparkSession, config: dict, as_of: str, num_proc: int, launcher: str, epochs: int,
+                    batch_size: int, learning_rate: float, resume: bool, max_items: int = 5000,
+                    max_len: int = 10) -> dict:
+    """Next item in a session: a GRU over the session so far, trained on sessions before the cutoff
+    and evaluated on sessions in the horizon after it, against most-popular, item transitions
+    (co-occurrence with the last item) and the user's ALS top-20."""
+    root = config["lake_root"]
+    horizon = config["features"]["label_horizon_days"]
+    events = lake.read_table(spark, root, tables.SILVER_EVENTS)
+    versions = runs.input_versions(spark, root, [tables.SILVER_EVENTS])
+    params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
+              "seed": config["train"]["seed"], "max_items": max_items, "max_len": max_len, "horizon_days": horizon}
+    run_id, model_dir, checkpoint_dir = _start(root, "next_item", "session_gru", as_of, params, resume)
+    gap = config["sessionize"]["gap_minutes"]
+    history = features.events_before(events, as_of)
+    vocabulary = sequences.item_vocabulary(history, max_items).persist(StorageLevel.MEMORY_AND_DISK)
+    train_examples = sequences.next_item_examples(sequences.session_sequences(history, vocabulary, gap), max_len)
+    test_examples = sequences.next_item_examples(
+        sequences.session_sequences(features.events_in_horizon(events, as_of, horizon), vocabulary, gap), max_len)
+    (train_examples.withColumn("row_id", F.xxhash64("user_key", "session_start", "position"))
+     .repartition(max(4, 2 * num_proc), "row_id").sortWithinPartitions("row_id")
+     .write.mode("overwrite").parquet(f"{model_dir}/data/train"))
+    test_examples.write.mode("overwrite").parquet(f"{model_dir}/data/test")
+    train_rows = spark.read.parquet(f"{model_dir}/data/train").count()
+    test = spark.read.parquet(f"{model_dir}/data/test").persist(StorageLevel.MEMORY_AND_DISK)
+    if train_rows < batch_size * num_proc or test.limit(1).count() == 0:
+        raise InputError(f"too few session examples ({train_rows} before {as_of}, test after it) for "
+                         f"--batch-size {batch_size} x {num_proc} workers")
+    vocabulary_size = vocabulary.count()
+    spec = {**params, "model": "session_gru", "vocabulary_size": vocabulary_size,
+            "train_url": f"file://{model_dir}/data/train", "train_rows": train_rows,
+            "checkpoint_dir": checkpoint_dir, "model_path": f"{model_dir}/model.h5",
+            "threads": max(1, (os.cpu_count() or 1) // num_proc)}
+    vocabulary.write.mode("overwrite").parquet(f"{model_dir}/vocabulary")
+    with open(f"{model_dir}/spec.json", "w", encoding="utf-8") as f:
+        json.dump(spec, f, indent=2)
+    results = distributed.launch(spec, num_proc, launcher)
+
+    k = NEXT_ITEM_K
+    inputs = [sequences.item_name(i) for i in range(max_len)]
+    last = F.col(sequences.item_name(max_len - 1))
+    keep = ("user_key", "target", sequences.item_name(max_len - 1))
+    candidates = {
+        "session_gru": scoring.keras_top_k(test, spec["model_path"], inputs, k, keep),
+        "most_popular": test.withColumn("predicted", F.array(*[F.lit(i) for i in sequences.popular_items(train_examples, k)])),
+        "item_transitions": test.join(sequences.transition_neighbours(train_examples, max_len, k)
+                                      .withColumnRenamed("neighbours", "predicted"),
+                                      last == F.col("last_item"), "left"),
+    }
+    als = _als_items(spark, root, test, vocabulary, k)
+    if als is not None:
+        candidates["als"] = als
+    out = []
+    for name, predicted in candidates.items():
+        metrics = evaluation.next_item_metrics(predicted, k)
+        record = {"run_id": run_id if name == "session_gru" else runs.make_run_id("next_item", name, as_of, params),
+                  "task": "next_item", "model": name, "is_baseline": name != "session_gru", "as_of": as_of,
+                  "params": params, "metrics": metrics, "input_versions": versions,
+                  "model_path": model_dir if name == "session_gru" else None,
+                  "details": ({"workers": len(results), "launcher": launcher, "history": results[0]["history"],
+                               "train_examples": train_rows, "vocabulary_size": vocabulary_size,
+                               "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1}
+                              if name == "session_gru" else {})}
+        out.append(record)
+        print(f"train_deep next_item {name:<17} " + ", ".join(f"{m}={v:.4f}" for m, v in sorted(metrics.items())))
+    runs.record(spark, root, out)
+    test.unpersist()
+    vocabulary.unpersist()
+    return {"records": out, "workers": results, "spec": spec}
+
+
+def run_forecaster(spark: SparkSession, config: dict, as_of: str, num_proc: int, launcher: str, epochs: int,
+                   batch_size: int, learning_rate: float, resume: bool, history: int = FORECAST_HISTORY_DAYS) -> dict:
+    """A global LSTM over 28-day windows of every product and category series, predicting the next
+    train.forecast_holdout_days days at once; evaluated on the same held-out days as `train forecast`."""
+    from datetime import date, timedelta
+
+    root = config["lake_root"]
+    horizon = config["train"]["forecast_holdout_days"]
+    if history < 7:
+        raise ConfigError(f"--history-days must be at least 7 (seasonal naive needs a week), got {history}")
+    origin = (date.fromisoformat(as_of) - timedelta(days=horizon)).isoformat()
+    daily = lake.read_partition(spark, root, tables.GOLD_DAILY_SALES, "as_of_date", as_of, f"features --as-of {as_of}")
+    versions = runs.input_versions(spark, root, [tables.GOLD_DAILY_SALES])
+    params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
+              "seed": config["train"]["seed"], "history": history, "horizon": horizon, "origin": origin}
+    run_id, model_dir, checkpoint_dir = _start(root, "forecast", "lstm_forecaster", as_of, params, resume)
+    series = forecast_windows.series_arrays(daily, origin).persist(StorageLevel.MEMORY_AND_DISK)
+    (forecast_windows.windows(series, origin, history, horizon, training=True)
+     .withColumn("row_id", F.xxhash64("level", "series_key", "origin_date"))
+     .repartition(max(4, 2 * num_proc), "row_id").sortWithinPartitions("row_id")
+     .write.mode("overwrite").parquet(f"{model_dir}/data/train"))
+    train_rows = spark.read.parquet(f"{model_dir}/data/train").count()
+    if train_rows < batch_size * num_proc:
+        raise InputError(f"{train_rows} training windows are fewer than one batch per worker "
+                         f"({batch_size} x {num_proc}): a window needs {history} + {horizon} days before {origin}; "
+                         f"lower --history-days or --batch-size, or use a later --as-of")
+    spec = {**params, "model": "lstm_forecaster", "train_url": f"file://{model_dir}/data/train",
+            "train_rows": train_rows, "checkpoint_dir": checkpoint_dir, "model_path": f"{model_dir}/model.h5",
+            "threads": max(1, (os.cpu_count() or 1) // num_proc)}
+    with open(f"{model_dir}/spec.json", "w", encoding="utf-8") as f:
+        json.dump(spec, f, indent=2)
+    results = distributed.launch(spec, num_proc, launcher)
+
+    holdout = forecast_windows.windows(series, origin, history, horizon, training=False)
+    keep = ("level", "series_key", "origin_date", "scale", *holdout.columns[5:])
+    predicted = scoring.explode_forecasts(
+        scoring.keras_forecasts(holdout, spec["model_path"], spec, keep), spec).persist(StorageLevel.MEMORY_AND_DISK)
+    metrics = {"lstm_forecaster": {}, "seasonal_naive": {}}
+    for level in ("category", "product"):
+        rows = predicted.where(F.col("level") == level)
+        for name, column in (("lstm_forecaster", "forecast"), ("seasonal_naive", "seasonal_naive")):
+            metrics[name].update({f"{level}_{k}": v for k, v in
+                                  evaluation.forecast_metrics(rows, "actual", column).items()})
+    out = [{"run_id": run_id, "task": "forecast", "model": "lstm_forecaster", "is_baseline": False, "as_of": as_of,
+            "params": params, "metrics": metrics["lstm_forecaster"], "input_versions": versions,
+            "model_path": model_dir,
+            "details": {"workers": len(results), "launcher": launcher, "history": results[0]["history"],
+                        "train_windows": train_rows,
+                        "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1}},
+           {"run_id": runs.make_run_id("forecast", "seasonal_naive_windows", as_of, params), "task": "forecast",
+            "model": "seasonal_naive_windows", "is_baseline": True, "as_of": as_of, "params": params,
+            "metrics": metrics["seasonal_naive"], "input_versions": versions, "model_path": None, "details": {}}]
+    runs.record(spark, root, out)
+    predicted.unpersist()
+    series.unpersist()
+    for record in out:
+        print(f"train_deep forecast {record['model']:<24} " +
+              ", ".join(f"{m}={v:.4f}" for m, v in sorted(record["metrics"].items())))
+    return {"records": out, "workers": results, "spec": spec}
+
+
+def _als_items(spark: SparkSession, root: str, test, vocabulary, k: int):
+    """Each test user's ALS top-k (latest `train recommend` run) as vocabulary items; None without a run."""
+    from pyspark.ml.recommendation import ALSModel
+
+    from ecomlake.errors import EcomlakeError
+    from ecomlake.models import recommend
+
+    try:
+        run = runs.find(spark, root, "recommend")
+    except EcomlakeError:
+        print("train_deep next_item: no `train recommend` run: the ALS comparison is skipped")
+        return None
+    path = run["model_path"]
+    users, items = spark.read.parquet(f"{path}/user_index"), spark.read.parquet(f"{path}/item_index")
+    recs = recommend.als_recommend(ALSModel.load(f"{path}/als"), users, items, test.select("user_key"), k)
+    per_user = (recs.join(vocabulary, "product_id")
+                .groupBy("user_key")
+                .agg(F.transform(F.array_sort(F.collect_list(F.struct("rank", "item"))), lambda s: s["item"])
+                     .alias("predicted")))
+    return test.join(per_user, "user_key", "left")
+
+
 def run(spark: SparkSession, config: dict, model_name: str, as_of: str, num_proc: int | None = None,
         launcher: str = "spark", epochs: int = 8, batch_size: int = 256, learning_rate: float = 0.002,
-        resume: bool = False, audit_shards: bool = False) -> dict:
+        resume: bool = False, audit_shards: bool = False, history_days: int = FORECAST_HISTORY_DAYS) -> dict:
     if model_name not in MODELS:
         raise ConfigError(f"unknown deep model '{model_name}'; models: {', '.join(MODELS)}")
     as_of = parse_as_of(as_of)
@@ -79,16 +258,16 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str, num_proc
     num_proc = num_proc or os.cpu_count() or 1
     if num_proc < 1 or epochs < 1 or batch_size < 1:
         raise ConfigError("--num-proc, --epochs and --batch-size must be positive")
+    if model_name == "lstm_forecaster":
+        return run_forecaster(spark, config, as_of, num_proc, launcher, epochs, batch_size, learning_rate, resume,
+                              history_days)
+    if model_name == "session_gru":
+        return run_session_gru(spark, config, as_of, num_proc, launcher, epochs, batch_size, learning_rate, resume)
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": config["train"]["seed"], "test_fraction": 0.2}
     versions = runs.input_versions(spark, root, [tables.GOLD_USER_FEATURES, tables.GOLD_USER_LABELS])
-    run_record = {"run_id": runs.make_run_id("propensity", model_name, as_of, params)}
-    model_dir = _local_dir(runs.model_dir(root, "propensity", run_record["run_id"]))
-    checkpoint_dir = f"{model_dir}/checkpoints"
-    if not resume:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    elif distributed.last_checkpoint_epoch(checkpoint_dir) == 0:
-        raise InputError(f"--resume: no checkpoint in {checkpoint_dir}; run without --resume first")
+    run_id, model_dir, checkpoint_dir = _start(root, "propensity", model_name, as_of, params, resume)
+    run_record = {"run_id": run_id}
     spec, counts = prepare_data(spark, config, as_of, f"{model_dir}/data", num_files=max(4, 2 * num_proc))
     if counts["train"] < batch_size * num_proc:
         raise InputError(f"{counts['train']} training rows are fewer than one batch per worker "
@@ -138,9 +317,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=256, help="per worker")
     parser.add_argument("--learning-rate", type=float, default=0.002, help="per worker (scaled by workers)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--history-days", type=int, default=FORECAST_HISTORY_DAYS,
+                        help="lstm_forecaster: days of history per window (default 28)")
     return run_job("train_deep", parser, lambda spark, config, a: run(
         spark, config, a.model, a.as_of, a.num_proc, a.launcher, a.epochs, a.batch_size, a.learning_rate,
-        a.resume), argv)
+        a.resume, history_days=a.history_days), argv)
 
 
 if __name__ == "__main__":
