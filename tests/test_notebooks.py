@@ -48,3 +48,24 @@ def test_pipeline_notebook_runs_and_the_review_notebook_reads_its_tables(spark, 
     run_notebook(NOTEBOOKS[1], spark, FakeDbutils({"lake_root": str(tmp_path / "lake")}, ""), displayed)
     by_reason = displayed[1]
     assert by_reason.agg({"count": "sum"}).head()[0] == sum(truth["dirty_rows"].values())
+
+
+def test_models_notebook_trains_scores_and_shows_the_runs(spark, tmp_path, monkeypatch):
+    from ecomlake import config as cfg
+    from ecomlake.jobs import pipeline
+    from tests.conftest import TEST_SPARK_OVERRIDES
+
+    monkeypatch.setenv("ECOMLAKE_PSEUDONYM_KEY", "notebook-secret-key-123")
+    config = cfg.load("local", overrides=[*TEST_SPARK_OVERRIDES, f"generate.output={tmp_path}/raw"],
+                      lake=str(tmp_path / "lake"))
+    pipeline.run(spark, config, events=6000, seed=2)
+    values = {"lake_root": str(tmp_path / "lake"), "raw_root": str(tmp_path / "raw"),
+              "train_tasks": "segments, elasticity", "score_tasks": "segments"}
+    displayed = []
+    notebook = [p for p in NOTEBOOKS if p.name == "02_models.py"][0]
+    run_notebook(notebook, spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
+    shown = {(r.task, r.model, r.metric) for r in displayed[0].collect()}
+    assert ("segments", "rfm_kmeans", "silhouette") in shown
+    assert ("elasticity", "log_log_wls", "mean_abs_error_vs_planted") in shown
+    segments = spark.read.format("delta").load(f"{tmp_path}/lake/gold/segments")
+    assert segments.where("as_of_date = '2019-12-01'").count() > 0

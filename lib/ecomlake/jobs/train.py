@@ -316,21 +316,27 @@ def train_elasticity(spark: SparkSession, config: dict, as_of: str) -> list[dict
     events = features.events_before(lake.read_table(spark, root, tables.SILVER_EVENTS), as_of)
     versions = runs.input_versions(spark, root, [tables.SILVER_EVENTS])
     estimates = [r.asDict() for r in elasticity.elasticities(elasticity.price_bins(events)).orderBy("category_code").collect()]
+    fitted = [e for e in estimates if _finite(e["elasticity"])]  # too few bins: no estimate
     planted_text = lake.read_text_file(spark, f"{config['generate']['output']}/_ground_truth/categories.json")
-    metrics = {"categories": float(len([e for e in estimates if e["elasticity"] == e["elasticity"]]))}
+    metrics = {"categories": float(len(fitted))}
     if planted_text:
         planted = {(c["category_code"] or "unknown"): c["elasticity"] for c in json.loads(planted_text)}
-        compared = [e for e in estimates if e["category_code"] in planted and e["elasticity"] == e["elasticity"]]
+        compared = [e for e in fitted if e["category_code"] in planted]
         for e in compared:
             e["planted"] = planted[e["category_code"]]
         if compared:
             metrics["mean_abs_error_vs_planted"] = sum(abs(e["elasticity"] - e["planted"]) for e in compared) / len(compared)
             metrics["planted_inside_ci_share"] = sum(e["ci_low"] <= e["planted"] <= e["ci_high"] for e in compared) / len(compared)
     for e in estimates:
-        print(f"  elasticity {e['category_code']:<32} {e['elasticity']:>7.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]"
-              + (f" planted {e['planted']:.2f}" if "planted" in e else ""))
+        shown = (f"{e['elasticity']:>7.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]" if _finite(e["elasticity"])
+                 else f"no estimate ({e['bins']} price bins)")
+        print(f"  elasticity {e['category_code']:<32} {shown}" + (f" planted {e['planted']:.2f}" if "planted" in e else ""))
     return [_run("elasticity", "log_log_wls", as_of, {"min_views": 30, "bin_width_log_price": 0.1}, versions,
                  metrics, {"estimates": estimates})]
+
+
+def _finite(value) -> bool:
+    return value is not None and value == value  # NaN != NaN
 
 
 # ---- the job ---------------------------------------------------------------------------------
