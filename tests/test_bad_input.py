@@ -54,3 +54,21 @@ def test_ingest_twice_adds_nothing_and_a_changed_file_replaces_its_rows(spark, t
     assert ingest.main(args) == 0
     assert sorted(r.user_session for r in bronze.collect()) == ["s1", "s2"]
     assert quarantine.count() == 0
+
+
+def test_new_jobs_name_what_is_wrong(spark, tmp_path, capsys):
+    from ecomlake.jobs import features, score, train, train_deep
+
+    assert features.main(["--as-of", "2019-13-01", *lake_args(tmp_path)]) == 2
+    assert "--as-of must be a date YYYY-MM-DD, got '2019-13-01'" in capsys.readouterr().err
+    assert features.main(["--as-of", "2019-11-17", *lake_args(tmp_path)]) == 2
+    assert "table silver/events does not exist" in capsys.readouterr().err
+    assert train.main(["propensity", *lake_args(tmp_path)]) == 2
+    assert "train propensity needs --as-of DATE" in capsys.readouterr().err
+    assert train.main(["segments", "--as-of", "2019-11-17", "--conf", "train.als_ranks=[]", *lake_args(tmp_path)]) == 2
+    assert "config key 'train.als_ranks'" in capsys.readouterr().err
+    assert score.main(["--as-of", "2019-12-01", *lake_args(tmp_path)]) == 2
+    assert "table gold/user_features does not exist" in capsys.readouterr().err
+    assert train_deep.main(["wide_deep", "--as-of", "2019-11-17", "--num-proc", "2", *lake_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "table gold/user_features does not exist" in err and "Traceback" not in err

@@ -16,18 +16,22 @@ def table_exists(spark: SparkSession, path: str) -> bool:
 
 
 def read_table(spark: SparkSession, lake_root: str, table: Table) -> DataFrame:
+    return spark.read.format("delta").load(_require(spark, lake_root, table))
+
+
+def _require(spark: SparkSession, lake_root: str, table: Table) -> str:
     path = table.path(lake_root)
     if not table_exists(spark, path):
         raise InputError(
             f"table {table.id} does not exist at {path}: run the `{table.producer}` job first"
         )
-    return spark.read.format("delta").load(path)
+    return path
 
 
 def table_version(spark: SparkSession, lake_root: str, table: Table) -> int:
     from delta.tables import DeltaTable
 
-    return DeltaTable.forPath(spark, table.path(lake_root)).history(1).select("version").head()[0]
+    return DeltaTable.forPath(spark, _require(spark, lake_root, table)).history(1).select("version").head()[0]
 
 
 def overwrite_table(df: DataFrame, lake_root: str, table: Table, replace_where: str | None = None,

@@ -70,7 +70,7 @@ def prepare_data(spark: SparkSession, config: dict, as_of: str, out_dir: str, nu
     train = data.where(~F.col("_test"))
     vocabulary = classify.top_categories(uf, n=50)
     spec = encode.build_spec(train, classify.feature_columns(categories), vocabulary)
-    counts = {}
+    counts = {"horizon_days": labels.select("horizon_days").head()[0]}
     for name, part in (("train", train), ("test", data.where(F.col("_test")))):
         # Enough files (row groups) that every worker gets a shard, in a stable order.
         (encode.encode(part, spec, keep=("row_id", "user_key", "label"))
@@ -283,9 +283,7 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str, num_proc
     test = spark.read.parquet(f"{model_dir}/data/test")
     scored = scoring.keras_probabilities(test, spec["model_path"], spec, keep=("user_key", "label")).persist()
     metrics = evaluation.binary_metrics(scored, "label", "probability")
-    horizon = lake.read_partition(spark, root, tables.GOLD_USER_LABELS, "as_of_date", as_of, "features") \
-        .select("horizon_days").head()[0]
-    auc = oracle_auc(spark, config, scored, as_of, horizon)
+    auc = oracle_auc(spark, config, scored, as_of, counts["horizon_days"])
     if auc is not None:
         metrics["oracle_auc"] = auc
     history = results[0]["history"]
