@@ -22,7 +22,9 @@ setup(
         "deep": ["tensorflow-cpu", "petastorm"],
         "bench": ["duckdb", "psutil", "implicit"],
         "dev": ["pytest", "duckdb", "psutil"],
+        # Customer value, reviews, pricing and the report (issue 5).
+        "analytics": ["scipy", "matplotlib", "rdata", "safetensors"],
         "all": ["tensorflow-cpu", "petastorm", "duckdb", "psutil", "pytest", "scipy", "scikit-learn",
-                "implicit"],
+                "implicit", "matplotlib", "rdata", "safetensors"],
     },
 )

@@ -74,6 +74,15 @@ SCHEMA: dict[str, Key] = {
     "train.forecast_holdout_days": Key(int, 14, "days held out at the end of the sales history"),
     "train.segments_k": Key(int, 5, "number of KMeans customer segments"),
     "train.seed": Key(int, 7, "seed for splits and models"),
+    "clv.horizon_weeks": Key(float, 52.0, "CLV and expected purchases look this many weeks ahead"),
+    "clv.max_fit_rows": Key(int, 200_000, "Gamma-Gamma fits on at most this many distinct (x, m) rows"),
+    "sentiment.test_fraction": Key(float, 0.2, "share of reviews held out (fixed by a hash of review_id)"),
+    "sentiment.vocabulary_size": Key(int, 20_000, "words kept by the TF-IDF and deep text models"),
+    "sentiment.embedding_train_rows": Key(int, 4_000, "training reviews embedded with MiniLM (cost: ~50/s/core)"),
+    "risk.alert_threshold": Key(float, 0.5, "users whose risk score is at least this are alerted"),
+    "risk.test_fraction": Key(float, 0.3, "share of users held out to measure the risk classifier"),
+    "pricing.lead_time_days": Key(int, 7, "replenishment lead time of the inventory suggestion"),
+    "pricing.service_level": Key(float, 0.95, "chance that stock covers lead-time demand"),
 }
 
 

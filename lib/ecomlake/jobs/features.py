@@ -27,11 +27,11 @@ from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import ConfigError
 
 
-def parse_as_of(value: str) -> str:
+def parse_as_of(value: str, flag: str = "--as-of") -> str:
     try:
         return date.fromisoformat(value).isoformat()
     except ValueError:
-        raise ConfigError(f"--as-of must be a date YYYY-MM-DD, got '{value}'") from None
+        raise ConfigError(f"{flag} must be a date YYYY-MM-DD, got '{value}'") from None
 
 
 def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None = None) -> dict:

