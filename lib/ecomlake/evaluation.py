@@ -121,3 +121,25 @@ def next_item_metrics(df: DataFrame, k: int, predicted: str = "predicted", targe
                  F.avg(F.when(position > 0, 1.0).otherwise(0.0)).alias("recall"),
                  F.avg(F.when(position > 0, 1.0 / position).otherwise(0.0)).alias("mrr")).head()
     return {f"recall@{k}": row["recall"] or 0.0, f"mrr@{k}": row["mrr"] or 0.0, "examples": float(row["n"])}
+
+
+def classification_metrics(predicted: DataFrame, label: str, prediction: str = "prediction") -> dict[str, float]:
+    """Accuracy, macro-F1 (every class weighs the same: the rare unhappy classes count) and the
+    accuracy and macro-F1 of always predicting the most frequent class, from one per-class count."""
+    pairs = predicted.groupBy(F.col(label).alias("y"), F.col(prediction).alias("p")).count().collect()  # classes^2
+    classes = sorted({r["y"] for r in pairs} | {r["p"] for r in pairs})
+    total = sum(r["count"] for r in pairs)
+    true = {c: sum(r["count"] for r in pairs if r["y"] == c) for c in classes}
+    predicted_n = {c: sum(r["count"] for r in pairs if r["p"] == c) for c in classes}
+    correct = {c: sum(r["count"] for r in pairs if r["y"] == c and r["p"] == c) for c in classes}
+
+    def f1(c):
+        return 2 * correct[c] / (true[c] + predicted_n[c]) if true[c] + predicted_n[c] else 0.0
+
+    label_classes = [c for c in classes if true[c]]
+    majority = max(label_classes, key=lambda c: true[c])
+    majority_f1 = 2 * true[majority] / (true[majority] + total) / len(label_classes)
+    return {"accuracy": sum(correct.values()) / total if total else 0.0,
+            "macro_f1": sum(f1(c) for c in label_classes) / len(label_classes) if label_classes else 0.0,
+            "majority_accuracy": true[majority] / total if total else 0.0,
+            "majority_macro_f1": majority_f1, "n": float(total)}

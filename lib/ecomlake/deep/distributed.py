@@ -152,7 +152,14 @@ def _forecaster():
     return forecast_windows.Architecture()
 
 
-ARCHITECTURES = {"wide_deep": _wide_deep, "session_gru": _session_gru, "lstm_forecaster": _forecaster}
+def _review_text():
+    from ecomlake.deep import text
+
+    return text.Architecture()
+
+
+ARCHITECTURES = {"wide_deep": _wide_deep, "session_gru": _session_gru, "lstm_forecaster": _forecaster,
+                 "review_text": _review_text}
 
 
 def launch(spec: dict, num_proc: int, launcher: str) -> list[dict]:

@@ -47,6 +47,28 @@ def keras_probabilities(encoded: DataFrame, model_path: str, spec: dict, keep: t
     return encoded.mapInPandas(score, schema)
 
 
+def keras_sequence_probabilities(encoded: DataFrame, model_path: str, input_columns: list[str],
+                                 keep: tuple[str, ...]) -> DataFrame:
+    """keep columns + probability from a saved binary Keras model whose one input stacks
+    `input_columns` (int ids), e.g. the review text model."""
+    path = local_path(model_path)
+    schema = StructType([encoded.schema[c] for c in keep] + [StructField("probability", DoubleType())])
+
+    def score(batches):
+        import numpy as np
+
+        model = _model(path)
+        for pdf in batches:
+            if pdf.empty:
+                continue
+            out = pdf[list(keep)].copy()
+            out["probability"] = model.predict_on_batch(pdf[input_columns].to_numpy(dtype=np.int32)).reshape(-1) \
+                .astype("float64")
+            yield out
+
+    return encoded.mapInPandas(score, schema)
+
+
 def keras_top_k(encoded: DataFrame, model_path: str, input_columns: list[str], k: int,
                 keep: tuple[str, ...]) -> DataFrame:
     """keep columns + `predicted` (array<int>, the k highest-scored classes, best first, never

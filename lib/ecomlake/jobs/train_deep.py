@@ -22,6 +22,12 @@ lstm_forecaster: a global LSTM over 28-day (--history-days) windows of every pro
 gold/daily_sales (scaled by each series' mean), predicting the next train.forecast_holdout_days
 days at once; WAPE/RMSE/sMAPE on the same held-out days as `train forecast`, next to seasonal
 naive on the same rows. Recorded as task forecast; `score` uses it when it is the newest run.
+
+review_text: P(the reviewer recommends the item) from the review's words (embedding -> masked
+mean -> dense) on bronze/clothing_reviews, with the same hash split as the `sentiment` job (no
+--as-of needed); the vocabulary (sentiment.vocabulary_size words) is saved beside the model.
+Recorded as task review_recommended next to tfidf_lr; every review is scored into
+gold/review_sentiment (model review_text).
 """
 from __future__ import annotations
 
@@ -43,7 +49,8 @@ from ecomlake.jobs.features import parse_as_of
 from ecomlake.jobs.train import oracle_auc
 from ecomlake.models import classify
 
-MODELS = ("wide_deep", "session_gru", "lstm_forecaster")
+MODELS = ("wide_deep", "session_gru", "lstm_forecaster", "review_text")
+REVIEW_MAX_LEN = 96  # tokens per review kept by review_text (the median review has ~60)
 FORECAST_HISTORY_DAYS = 28
 NEXT_ITEM_K = 20
 
@@ -248,16 +255,75 @@ def _als_items(spark: SparkSession, root: str, test, vocabulary, k: int):
     return test.join(per_user, "user_key", "left")
 
 
-def run(spark: SparkSession, config: dict, model_name: str, as_of: str, num_proc: int | None = None,
+def run_review_text(spark: SparkSession, config: dict, num_proc: int, launcher: str, epochs: int, batch_size: int,
+                    learning_rate: float, resume: bool, max_len: int = REVIEW_MAX_LEN) -> dict:
+    from ecomlake.deep import text
+    from ecomlake.jobs.sentiment import output_rows, recommended_metrics
+    from ecomlake.models import sentiment
+
+    root, settings, seed = config["lake_root"], config["sentiment"], config["train"]["seed"]
+    versions = runs.input_versions(spark, root, [tables.BRONZE_CLOTHING_REVIEWS])
+    params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
+              "seed": seed, "max_len": max_len, "test_fraction": settings["test_fraction"],
+              "vocabulary_size": settings["vocabulary_size"]}
+    run_id, model_dir, checkpoint_dir = _start(root, "review_recommended", "review_text", None, params, resume)
+    reviews = sentiment.prepare(lake.read_table(spark, root, tables.BRONZE_CLOTHING_REVIEWS), seed,
+                                settings["test_fraction"]).persist(StorageLevel.MEMORY_AND_DISK)
+    vocab = text.vocabulary(reviews.where(~F.col("is_test")), settings["vocabulary_size"]).persist()
+    vocab.write.mode("overwrite").parquet(f"{model_dir}/vocabulary")
+    vocabulary_size = vocab.count()
+    encoded = text.encode(reviews, vocab, max_len).withColumn("label", F.col("recommended"))
+    (encoded.where(~F.col("is_test")).withColumn("row_id", F.col("review_id"))
+     .select("row_id", "label", *[text.token_name(i) for i in range(max_len)])
+     .repartition(max(4, 2 * num_proc), "row_id").sortWithinPartitions("row_id")
+     .write.mode("overwrite").parquet(f"{model_dir}/data/train"))
+    train_rows = spark.read.parquet(f"{model_dir}/data/train").count()
+    if train_rows < batch_size * num_proc:
+        raise InputError(f"{train_rows} training reviews are fewer than one batch per worker "
+                         f"({batch_size} x {num_proc}): lower --batch-size")
+    spec = {**params, "model": "review_text", "vocabulary_size": vocabulary_size,
+            "train_url": f"file://{model_dir}/data/train", "train_rows": train_rows,
+            "checkpoint_dir": checkpoint_dir, "model_path": f"{model_dir}/model.h5",
+            "threads": max(1, (os.cpu_count() or 1) // num_proc)}
+    with open(f"{model_dir}/spec.json", "w", encoding="utf-8") as f:
+        json.dump(spec, f, indent=2)
+    results = distributed.launch(spec, num_proc, launcher)
+
+    inputs = [text.token_name(i) for i in range(max_len)]
+    scored = (scoring.keras_sequence_probabilities(encoded, spec["model_path"], inputs, ("review_id",))
+              .withColumnRenamed("probability", "probability_recommended")
+              .join(reviews, "review_id")).persist(StorageLevel.MEMORY_AND_DISK)
+    metrics = recommended_metrics(scored.where(F.col("is_test")))
+    lake.replace_partition(output_rows(scored, "review_text", run_id), root, tables.GOLD_REVIEW_SENTIMENT,
+                           "model", "review_text")
+    record = {"run_id": run_id, "task": "review_recommended", "model": "review_text", "is_baseline": False,
+              "as_of": None, "params": params, "metrics": metrics, "input_versions": versions, "model_path": model_dir,
+              "details": {"workers": len(results), "launcher": launcher, "history": results[0]["history"],
+                          "train_rows": train_rows, "vocabulary_size": vocabulary_size,
+                          "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1}}
+    runs.record(spark, root, [record])
+    scored.unpersist()
+    vocab.unpersist()
+    reviews.unpersist()
+    print(f"train_deep review_text: {len(results)} workers ({launcher}); "
+          + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k in ("auc", "pr_auc", "accuracy", "macro_f1")))
+    return {"record": record, "workers": results, "spec": spec}
+
+
+def run(spark: SparkSession, config: dict, model_name: str, as_of: str | None, num_proc: int | None = None,
         launcher: str = "spark", epochs: int = 8, batch_size: int = 256, learning_rate: float = 0.002,
         resume: bool = False, audit_shards: bool = False, history_days: int = FORECAST_HISTORY_DAYS) -> dict:
     if model_name not in MODELS:
         raise ConfigError(f"unknown deep model '{model_name}'; models: {', '.join(MODELS)}")
-    as_of = parse_as_of(as_of)
     root = config["lake_root"]
     num_proc = num_proc or os.cpu_count() or 1
     if num_proc < 1 or epochs < 1 or batch_size < 1:
         raise ConfigError("--num-proc, --epochs and --batch-size must be positive")
+    if model_name == "review_text":
+        return run_review_text(spark, config, num_proc, launcher, epochs, batch_size, learning_rate, resume)
+    if not as_of:
+        raise ConfigError(f"train_deep {model_name} needs --as-of (the cutoff of the features to train on)")
+    as_of = parse_as_of(as_of)
     if model_name == "lstm_forecaster":
         return run_forecaster(spark, config, as_of, num_proc, launcher, epochs, batch_size, learning_rate, resume,
                               history_days)
@@ -308,7 +374,7 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str, num_proc
 def main(argv=None) -> int:
     parser = job_parser("train_deep", __doc__)
     parser.add_argument("model", choices=MODELS, help="which deep model to train")
-    parser.add_argument("--as-of", required=True, help="cutoff date of the features to train on")
+    parser.add_argument("--as-of", help="cutoff date of the features to train on (not for review_text)")
     parser.add_argument("--num-proc", type=int, help="Horovod workers (default: the machine's cores)")
     parser.add_argument("--launcher", choices=("spark", "horovodrun"), default="spark")
     parser.add_argument("--epochs", type=int, default=8)

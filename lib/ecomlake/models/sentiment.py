@@ -1,0 +1,127 @@
+"""Review sentiment: does a reviewer recommend the item, and which star rating did they give?
+
+Three models share one fixed split (a hash of review_id) and one text (title + ". " + review):
+- TF-IDF logistic regression (Spark ML): words and bigrams, stop words removed except negations
+  ("not", "no", ...: "not flattering" must stay negative), IDF weighting, L2-regularised LR;
+  a binary model for the recommended flag and a multinomial one for the 5-star rating;
+- all-MiniLM-L6-v2 sentence embeddings (ecomlake.sentence_embeddings, in a pandas function) as
+  the features of a logistic regression;
+- a text model trained through the deep path (ecomlake.deep.text; train_deep review_text).
+"""
+from __future__ import annotations
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from ecomlake.models.classify import holdout
+
+NEGATIONS = {"no", "not", "nor", "don't", "doesn't", "didn't", "isn't", "wasn't", "aren't", "weren't",
+             "won't", "wouldn't", "couldn't", "shouldn't", "can't", "cannot", "against", "too", "very"}
+TOKEN_PATTERN = r"[^a-z']+"   # split on anything that is not a letter or an apostrophe
+
+
+def review_text(reviews: DataFrame) -> Column:
+    return F.concat_ws(". ", F.col("title"), F.col("review_text"))
+
+
+def prepare(reviews: DataFrame, seed: int, test_fraction: float) -> DataFrame:
+    """review_id, item_id, department, class_name, text, recommended, rating, rating_index, is_test."""
+    from ecomlake.errors import require_columns
+
+    require_columns(reviews, ["review_id", "item_id", "title", "review_text", "rating", "recommended"], "reviews")
+    return reviews.select(
+        "review_id", "item_id", F.coalesce("department", F.lit("unknown")).alias("department"),
+        F.coalesce("class_name", F.lit("unknown")).alias("class_name"),
+        review_text(reviews).alias("text"), F.col("recommended").cast("double").alias("recommended"),
+        "rating", (F.col("rating") - 1).cast("double").alias("rating_index"),
+        holdout(F.col("review_id"), seed, test_fraction).alias("is_test"))
+
+
+def stop_words() -> list[str]:
+    from pyspark.ml.feature import StopWordsRemover
+
+    return [w for w in StopWordsRemover.loadDefaultStopWords("english") if w not in NEGATIONS]
+
+
+def tfidf_pipeline(label: str, vocabulary_size: int, multiclass: bool = False, reg_param: float = 0.02) -> Pipeline:
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import IDF, CountVectorizer, NGram, RegexTokenizer, SQLTransformer, StopWordsRemover
+
+    return Pipeline(stages=[
+        RegexTokenizer(inputCol="text", outputCol="tokens", pattern=TOKEN_PATTERN, toLowercase=True, minTokenLength=2),
+        StopWordsRemover(inputCol="tokens", outputCol="words", stopWords=stop_words()),
+        NGram(n=2, inputCol="words", outputCol="bigrams"),
+        SQLTransformer(statement="SELECT *, concat(words, bigrams) AS terms FROM __THIS__"),
+        CountVectorizer(inputCol="terms", outputCol="counts", vocabSize=vocabulary_size, minDF=3.0),
+        IDF(inputCol="counts", outputCol="features"),
+        LogisticRegression(featuresCol="features", labelCol=label, regParam=reg_param, elasticNetParam=0.0,
+                           maxIter=100, family="multinomial" if multiclass else "binomial"),
+    ])
+
+
+def top_terms(model: PipelineModel, n: int = 15, min_review_share: float = 0.005) -> dict[str, list[tuple[str, float]]]:
+    """The n terms that push hardest towards recommending and against (binary model), among terms
+    in at least min_review_share of the training reviews: rare terms get extreme weights that
+    explain little. Reads at most vocabulary_size coefficients."""
+    vocabulary = model.stages[4].vocabulary
+    idf = model.stages[5]
+    weights = model.stages[-1].coefficients.toArray()
+    common = max(3, int(min_review_share * idf.numDocs))
+    ranked = sorted(((t, w) for t, w, df in zip(vocabulary, weights, idf.docFreq) if df >= common),
+                    key=lambda t: t[1])
+    return {"for": [(t, round(float(w), 3)) for t, w in reversed(ranked[-n:])],
+            "against": [(t, round(float(w), 3)) for t, w in ranked[:n]]}
+
+
+def positive_probability(probability: Column) -> Column:
+    """P(class 1) from Spark ML's probability vector."""
+    from pyspark.ml.functions import vector_to_array
+
+    return vector_to_array(probability)[1]
+
+
+def expected_rating(prediction: Column) -> Column:
+    """Rating predicted by the multinomial model: its most probable class index 0..4 -> 1..5."""
+    return (prediction + 1).cast("int")
+
+
+def embed(df: DataFrame, text_column: str = "text") -> DataFrame:
+    """Adds `embedding` (array<float>, 384, L2-normalised) computed by MiniLM in a pandas function."""
+    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
+
+    schema = StructType(df.schema.fields + [StructField("embedding", ArrayType(FloatType()))])
+
+    def compute(frames):
+        import os
+
+        from ecomlake import sentence_embeddings
+
+        # One BLAS thread per Python worker: Spark already runs one worker per core.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        for pdf in frames:
+            pdf["embedding"] = list(sentence_embeddings.embed_texts(pdf[text_column].fillna("").tolist()))
+            yield pdf
+
+    return df.mapInPandas(compute, schema)
+
+
+def embedding_features(embedded: DataFrame) -> DataFrame:
+    from pyspark.ml.functions import array_to_vector
+
+    return embedded.withColumn("features", array_to_vector("embedding"))
+
+
+def embedding_classifier(label: str, reg_param: float = 0.01):
+    from pyspark.ml.classification import LogisticRegression
+
+    return LogisticRegression(featuresCol="features", labelCol=label, regParam=reg_param, maxIter=200)
+
+
+def department_summary(scored: DataFrame) -> DataFrame:
+    """Per department: reviews, share not recommended (actual) and the mean predicted probability."""
+    return (scored.groupBy("department")
+            .agg(F.count("*").alias("reviews"),
+                 (1 - F.avg("recommended")).alias("not_recommended_share"),
+                 F.avg("probability_recommended").alias("mean_probability_recommended"))
+            .orderBy(F.desc("not_recommended_share")))
