@@ -1,0 +1,129 @@
+"""risk: fraud and risk signals per session and user, a classifier, and ranked alerts with reasons.
+
+  ./spark-submit.sh risk [--as-of 2019-12-01]
+
+Reads silver/sessions and silver/events before --as-of (default: the day after the last event).
+Signals and rules: ecomlake.models.risk. When the lake holds generated data, the generator's
+planted fraud (bots and card testers, _ground_truth/users) are the labels: a logistic regression
+on the signals is trained on 70 % of users and measured on the other 30 % (risk.test_fraction)
+with precision, recall and PR-AUC, next to the rule count as the baseline. Without labels the
+rules alone rank users. Writes, replacing the partition of that as-of date:
+  gold/risk_signals   every user's signals, fired reasons, rule score, risk score (and label)
+  gold/risk_alerts    users with a risk score >= risk.alert_threshold or any rule firing, ranked
+                      (alert_rank 1 = riskiest), each with its reasons in words
+  gold/model_runs     task 'risk': the classifier and the rule baseline
+"""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, timedelta
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ecomlake import config as cfg
+from ecomlake import evaluation, features, lake, runs, tables
+from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.errors import InputError
+from ecomlake.jobs.features import parse_as_of
+from ecomlake.models import risk
+from ecomlake.models.classify import holdout
+from ecomlake.privacy import pseudonymise
+
+OUTPUT_COLUMNS = ["user_key", *risk.SIGNALS, "reasons", "rule_score", "risk_score", "label"]
+
+
+def planted_fraud_labels(spark: SparkSession, config: dict) -> DataFrame | None:
+    """user_key, label (1 = bot or card tester), kind from the generator's ground truth, if present."""
+    output = config["generate"]["output"]
+    if not lake.path_exists(spark, f"{output}/_ground_truth/users"):
+        return None
+    users = spark.read.parquet(f"{output}/_ground_truth/users").select("user_id", "kind")
+    labelled = pseudonymise(users, "user_id", "user_key", cfg.pseudonymisation_key(config))
+    return labelled.select("user_key", "kind", (F.col("kind") != "normal").cast("double").alias("label"))
+
+
+def run(spark: SparkSession, config: dict, as_of: str | None = None) -> dict:
+    root, settings, seed = config["lake_root"], config["risk"], config["train"]["seed"]
+    events = lake.read_table(spark, root, tables.SILVER_EVENTS)
+    sessions = lake.read_table(spark, root, tables.SILVER_SESSIONS)
+    if as_of is None:
+        last = events.agg(F.max("event_date")).first()[0]
+        if last is None:
+            raise InputError("silver/events is empty: run `pipeline` (or ingest + clean) first")
+        as_of = (last + timedelta(days=1)).isoformat()
+    as_of = parse_as_of(as_of)
+    versions = runs.input_versions(spark, root, [tables.SILVER_EVENTS, tables.SILVER_SESSIONS])
+    cutoff = features.cutoff(as_of)
+    signals = risk.with_reasons(risk.user_signals(sessions.where(F.col("session_start") < cutoff),
+                                                  features.events_before(events, as_of), cutoff))
+    labels = planted_fraud_labels(spark, config)
+    if labels is not None:
+        signals = signals.join(labels, "user_key", "left")
+        if signals.where(F.col("label").isNotNull()).limit(1).count() == 0:
+            labels = None  # the ground truth belongs to other data
+            signals = signals.drop("kind", "label")
+    params = {"as_of": as_of, "alert_threshold": settings["alert_threshold"], "seed": seed,
+              "test_fraction": settings["test_fraction"]}
+    records = []
+    if labels is not None:
+        data = (signals.withColumn("label", F.coalesce("label", F.lit(0.0)))
+                .withColumn("_test", holdout(F.col("user_key"), seed, settings["test_fraction"]))
+                .persist(StorageLevel.MEMORY_AND_DISK))
+        model = risk.classifier(seed).fit(data.where(~F.col("_test")))
+        from ecomlake.models.sentiment import positive_probability
+
+        scored = (model.transform(data).withColumn("risk_score", positive_probability(F.col("probability")))
+                  .drop("raw_features", "features", "rawPrediction", "probability", "prediction"))
+        test = scored.where(F.col("_test"))
+        threshold = settings["alert_threshold"]
+        for name, score, cut in (("logistic_regression", "risk_score", threshold), ("rule_count", "rule_score", 1.0)):
+            metrics = evaluation.binary_metrics(test, "label", score, probability=False)
+            metrics.update(risk.precision_recall_at(test, score, cut))
+            by_kind = {r.kind: r.caught for r in test.where(F.col("label") == 1).groupBy("kind").agg(
+                F.avg((F.col(score) >= cut).cast("double")).alias("caught")).collect()}  # 2 kinds
+            records.append({"run_id": runs.make_run_id("risk", name, as_of, params), "task": "risk", "model": name,
+                            "is_baseline": name == "rule_count", "as_of": as_of, "params": params,
+                            "metrics": {**metrics, **{f"recall_{k}": v for k, v in by_kind.items()}},
+                            "details": {"threshold": cut, "labels": "generator ground truth (kind != normal)"},
+                            "input_versions": versions, "model_path": None})
+            print(f"risk {name:<20} PR-AUC {metrics['pr_auc']:.3f}, AUC {metrics['auc']:.3f}, precision "
+                  f"{metrics['precision']:.3f}, recall {metrics['recall']:.3f} at >= {cut} "
+                  f"({int(metrics['flagged'])} of {int(metrics['n'])} test users flagged, base rate {metrics['base_rate']:.3f})")
+        coefficients = dict(zip([s for s in risk.SIGNALS if s not in ("sessions", "events")],
+                                (round(float(c), 3) for c in model.stages[-1].coefficients)))
+        records[0]["details"]["standardised_coefficients"] = coefficients
+        data.unpersist()
+    else:
+        scored = signals.withColumn("risk_score", F.col("rule_score") / len(risk.rules())).withColumn(
+            "label", F.lit(None).cast("double"))
+        print("risk: no planted labels for these users: the rules alone rank them")
+    run_id = records[0]["run_id"] if records else runs.make_run_id("risk", "rules", as_of, params)
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+    tag = {"run_id": F.lit(run_id), "as_of_date": F.to_date(F.lit(as_of))}
+    lake.replace_partition(scored.select(*OUTPUT_COLUMNS).withColumns(tag), root, tables.GOLD_RISK_SIGNALS,
+                           "as_of_date", as_of)
+    alerts = risk.ranked_alerts(scored, "risk_score", settings["alert_threshold"])
+    lake.replace_partition(alerts.select("alert_rank", "user_key", "risk_score", "reasons", "rule_score",
+                                         *[s for s in risk.SIGNALS], "label").withColumns(tag),
+                           root, tables.GOLD_RISK_ALERTS, "as_of_date", as_of)
+    if records:
+        runs.record(spark, root, records)
+    n_alerts = lake.read_table(spark, root, tables.GOLD_RISK_ALERTS).where(f"as_of_date = '{as_of}'").count()
+    print(f"risk: {n_alerts:,} alerts as of {as_of} -> {tables.GOLD_RISK_ALERTS.id}")
+    for r in alerts.orderBy("alert_rank").limit(3).collect():
+        print(f"  #{r.alert_rank} user {r.user_key}: score {r.risk_score:.3f}; " + "; ".join(r.reasons))
+    scored.unpersist()
+    return {"as_of": as_of, "alerts": n_alerts, "records": records}
+
+
+def main(argv=None) -> int:
+    parser = job_parser("risk", __doc__)
+    parser.add_argument("--as-of", help="cutoff date (default: the day after the last event)")
+    return run_job("risk", parser, lambda spark, config, a: run(spark, config, a.as_of), argv)
+
+
+if __name__ == "__main__":
+    exit_with(main(sys.argv[1:]))
