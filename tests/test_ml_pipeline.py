@@ -159,3 +159,66 @@ def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, trained):
     dates = forecasts.agg(F.min("forecast_date"), F.max("forecast_date")).head()
     assert (str(dates[0]), str(dates[1])) == ("2019-12-01", "2019-12-14")
     assert forecasts.where("forecast < 0 OR forecast IS NULL").count() == 0
+
+
+def test_risk_alerts_catch_the_planted_fraud_with_reasons(spark, trained):
+    from ecomlake.jobs import risk
+
+    config, _ = trained
+    out = risk.run(spark, config, SCORE_AS_OF)
+    model, rules = (r["metrics"] for r in out["records"])
+    assert model["n"] > 0 and 0 < model["base_rate"] < 0.1
+    assert model["pr_auc"] > 5 * model["base_rate"] and model["recall"] >= 0.5
+    assert rules["precision"] > 5 * rules["base_rate"]
+    alerts = read(spark, config, tables.GOLD_RISK_ALERTS).where(f"as_of_date = '{SCORE_AS_OF}'")
+    ranks = sorted(r.alert_rank for r in alerts.select("alert_rank").collect())
+    assert ranks == list(range(1, out["alerts"] + 1))
+    assert alerts.where((F.size("reasons") == 0) & (F.col("risk_score") < 0.5)).count() == 0
+    top = alerts.orderBy("alert_rank").first()
+    assert top.label == 1.0 and len(top.reasons) >= 1
+    assert risk.run(spark, config, SCORE_AS_OF)["alerts"] == out["alerts"]      # idempotent
+    assert read(spark, config, tables.GOLD_RISK_ALERTS).count() == out["alerts"]
+
+
+def test_clv_on_the_generated_purchases(spark, trained):
+    from ecomlake.jobs import clv
+
+    config, _ = trained
+    out = clv.run(spark, config, "events", "2019-11-02", "2019-11-30")
+    values = read(spark, config, tables.GOLD_CUSTOMER_VALUE).where("source = 'events'")
+    assert values.count() == out["customers"] > 100
+    assert values.where("probability_alive < 0 OR probability_alive > 1 OR clv < 0").count() == 0
+    assert out["metrics"]["mae"] < out["metrics"]["naive_rate_mae"]
+    with pytest.raises(Exception, match="--holdout-end 2019-11-01 must be after"):
+        clv.run(spark, config, "events", "2019-11-02", "2019-11-01")
+
+
+def test_pricing_inventory_and_elasticity_on_generated_data(spark, trained):
+    from ecomlake.jobs import pricing
+
+    config, _ = trained
+    out = pricing.run(spark, config, SCORE_AS_OF)
+    assert "dominicks_oj" not in out and out["events"]["categories"] >= 5
+    inventory = read(spark, config, tables.GOLD_INVENTORY).where(f"as_of_date = '{SCORE_AS_OF}'")
+    products = read(spark, config, tables.GOLD_FORECASTS).where(
+        f"as_of_date = '{SCORE_AS_OF}' AND level = 'product'").select("series_key").distinct().count()
+    assert inventory.count() == products == out["inventory"]["products"]
+    assert inventory.where("reorder_point < lead_time_demand OR safety_stock < 0").count() == 0
+
+
+def test_report_has_every_section_image_and_suggestion(spark, trained, tmp_path):
+    from ecomlake.jobs import report
+    from ecomlake.report import SECTION_TITLES
+
+    config, _ = trained
+    output = tmp_path / "report.html"
+    out = report.run(spark, config, SCORE_AS_OF, str(output))
+    page = output.read_text()
+    for title in SECTION_TITLES:
+        assert f"<h2>{title}</h2>" in page
+    assert page.count('src="data:image/png;base64,') == out["images"] >= 9
+    # Everything but the reviews (no review data in this lake) is built; the reviews say how to add them.
+    assert [k for k, built in out["sections"].items() if not built] == ["reviews"]
+    assert "Skipped: gold/review_sentiment is missing: run `sentiment`" in page
+    assert page.count('<div class="suggest">') == 8
+    assert "win-back coupon" in page and "Restock first" in page and "test the price of" in page

@@ -87,3 +87,22 @@ def test_sentiment_job_end_to_end_beats_the_trivial_baselines(spark, make_config
     # Idempotent: a second run replaces its rows.
     sentiment_job.run(spark, config, embeddings=False)
     assert lake.read_table(spark, config["lake_root"], tables.GOLD_REVIEW_SENTIMENT).where("model = 'tfidf_lr'").count() == 240
+
+
+def test_review_text_model_through_petastorm_and_horovod(spark, make_config):
+    from ecomlake.jobs import train_deep
+
+    config = make_config("sentiment.vocabulary_size=200")
+    reviews = spark.createDataFrame(planted_reviews(400), "review_id long, item_id long, age int, title string, "
+                                    "review_text string, rating int, recommended int, positive_feedback int, "
+                                    "division string, department string, class_name string")
+    lake.overwrite_table(reviews, config["lake_root"], tables.BRONZE_CLOTHING_REVIEWS)
+    out = train_deep.run(spark, config, "review_text", None, num_proc=2, launcher="horovodrun", epochs=4,
+                         batch_size=16, learning_rate=0.01)
+    record = out["record"]
+    assert record["details"]["weights_identical_on_all_ranks"]
+    assert record["metrics"]["auc"] > 0.8
+    history = record["details"]["history"]["loss"]
+    assert history[-1] < history[0]
+    gold = lake.read_table(spark, config["lake_root"], tables.GOLD_REVIEW_SENTIMENT).where("model = 'review_text'")
+    assert gold.count() == 400 and gold.where("split = 'test'").count() > 40
