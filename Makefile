@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ecomlake-env-$(shell cat constraints.txt setup.py | sha1sum | cut -c1-12)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: env pipeline ml deep movielens test bench-etl bench-ml bench-deep clean-lake
+.PHONY: env pipeline ml deep movielens analytics report-screenshot test bench-etl bench-ml bench-deep clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -39,6 +39,25 @@ movielens: env
 	./spark-submit.sh ingest --source movielens100k $(ARGS)
 	./spark-submit.sh train movielens --conf 'train.als_ranks=[16,64]' --conf 'train.als_reg_params=[0.01,0.1]' \
 	    --conf 'train.als_alphas=[1,10,40]' --conf train.als_max_iter=15 $(ARGS)
+
+# Real public data (installed by `make env`) + customer value, reviews, risk, pricing and the report,
+# after `make ml` (the report also uses the generated lake's gold tables).
+analytics: env
+	./spark-submit.sh ingest --source cdnow $(ARGS)
+	./spark-submit.sh ingest --source clothing_reviews $(ARGS)
+	./spark-submit.sh ingest --source dominicks_oj $(ARGS)
+	./spark-submit.sh clv --orders cdnow $(ARGS)
+	./spark-submit.sh sentiment $(ARGS)
+	./spark-submit.sh train_deep review_text --num-proc 2 --epochs 6 $(ARGS)
+	./spark-submit.sh risk --as-of $(SCORE_AS_OF) $(ARGS)
+	./spark-submit.sh pricing --as-of $(SCORE_AS_OF) $(ARGS)
+	./spark-submit.sh report --as-of $(SCORE_AS_OF) $(ARGS)
+
+# A PNG of the report as a browser shows it (needs Debian's chromium: apt-get install chromium).
+report-screenshot:
+	chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+	    --no-first-run --disable-sync --hide-scrollbars --user-data-dir=$$(mktemp -d) --window-size=1100,9000 \
+	    --screenshot=lakehouse/reports/report.png file://$(CURDIR)/lakehouse/reports/report.html
 
 test: env
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)

@@ -72,3 +72,25 @@ def test_new_jobs_name_what_is_wrong(spark, tmp_path, capsys):
     assert train_deep.main(["wide_deep", "--as-of", "2019-11-17", "--num-proc", "2", *lake_args(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "table gold/user_features does not exist" in err and "Traceback" not in err
+
+
+def test_analytics_jobs_name_the_missing_table_or_bad_flag(spark, tmp_path, capsys):
+    from ecomlake.jobs import clv, pricing, risk, sentiment
+
+    assert clv.main(["--orders", "cdnow", *lake_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "table bronze/cdnow_orders does not exist" in err and "run the `ingest --source cdnow` job first" in err
+    assert clv.main(["--orders", "events", *lake_args(tmp_path)]) == 2
+    assert "--orders events needs --calibration-end (YYYY-MM-DD)" in capsys.readouterr().err
+    assert clv.main(["--orders", "cdnow", "--calibration-end", "30/09/1997", *lake_args(tmp_path)]) == 2
+    assert "--calibration-end must be a date YYYY-MM-DD, got '30/09/1997'" in capsys.readouterr().err
+    assert sentiment.main(lake_args(tmp_path)) == 2
+    assert "bronze/clothing_reviews does not exist" in capsys.readouterr().err
+    assert risk.main(lake_args(tmp_path)) == 2
+    assert "silver/events does not exist" in capsys.readouterr().err
+    assert pricing.main(["--holdout-weeks", "0", *lake_args(tmp_path)]) == 2
+    assert "--holdout-weeks must be at least 1, got 0" in capsys.readouterr().err
+    assert pricing.main(lake_args(tmp_path)) == 2
+    err = capsys.readouterr()
+    assert "pricing found none of its inputs" in err.err and "run `ingest --source dominicks_oj`" in err.out
+    assert "Traceback" not in err.err

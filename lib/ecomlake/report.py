@@ -276,7 +276,7 @@ def forecasts_section(spark, root, as_of) -> Section:
         s.table(quality, "Hold-out error of the forecasters (WAPE: lower is better)",
                 {"category_wape": "{:.3f}", "product_wape": "{:.3f}"})
     growth = (ahead.groupby("series_key")["forecast"].mean()
-              / history.groupby("series_key").apply(lambda g: g.sort_values("event_date")["units"].tail(14).mean())
+              / history.sort_values("event_date").groupby("series_key")["units"].apply(lambda u: u.tail(14).mean())
               .clip(lower=1e-9))
     up = growth.idxmax()
     s.suggestions.append(f"'{up}' is forecast to sell {growth.max():.0%} of its last two weeks' daily rate over the "
