@@ -25,48 +25,40 @@ def _model(path: str):
     return _MODELS[path]
 
 
-def keras_probabilities(encoded: DataFrame, model_path: str, spec: dict, keep: tuple[str, ...]) -> DataFrame:
-    """keep columns + probability, for every row of an encoded DataFrame."""
+def _probabilities(encoded: DataFrame, model_path: str, keep: tuple[str, ...], to_inputs) -> DataFrame:
+    """keep columns + probability; to_inputs(pandas batch) -> the model's inputs."""
     path = local_path(model_path)
-    numeric_columns = [numeric_name(i) for i in range(len(spec["numeric_columns"]))]
     schema = StructType([encoded.schema[c] for c in keep] + [StructField("probability", DoubleType())])
 
     def score(batches):
-        import numpy as np
-
         model = _model(path)
         for pdf in batches:
             if pdf.empty:
                 continue
-            inputs = {"numeric": pdf[numeric_columns].to_numpy(dtype=np.float32),
-                      "category": pdf[["category"]].to_numpy(dtype=np.int32)}
             out = pdf[list(keep)].copy()
-            out["probability"] = model.predict_on_batch(inputs).reshape(-1).astype("float64")
+            out["probability"] = model.predict_on_batch(to_inputs(pdf)).reshape(-1).astype("float64")
             yield out
 
     return encoded.mapInPandas(score, schema)
+
+
+def keras_probabilities(encoded: DataFrame, model_path: str, spec: dict, keep: tuple[str, ...]) -> DataFrame:
+    """keep columns + probability, for every row of an encoded DataFrame (Wide & Deep inputs)."""
+    import numpy as np
+
+    numeric_columns = [numeric_name(i) for i in range(len(spec["numeric_columns"]))]
+    return _probabilities(encoded, model_path, keep, lambda pdf: {
+        "numeric": pdf[numeric_columns].to_numpy(dtype=np.float32),
+        "category": pdf[["category"]].to_numpy(dtype=np.int32)})
 
 
 def keras_sequence_probabilities(encoded: DataFrame, model_path: str, input_columns: list[str],
                                  keep: tuple[str, ...]) -> DataFrame:
     """keep columns + probability from a saved binary Keras model whose one input stacks
     `input_columns` (int ids), e.g. the review text model."""
-    path = local_path(model_path)
-    schema = StructType([encoded.schema[c] for c in keep] + [StructField("probability", DoubleType())])
+    import numpy as np
 
-    def score(batches):
-        import numpy as np
-
-        model = _model(path)
-        for pdf in batches:
-            if pdf.empty:
-                continue
-            out = pdf[list(keep)].copy()
-            out["probability"] = model.predict_on_batch(pdf[input_columns].to_numpy(dtype=np.int32)).reshape(-1) \
-                .astype("float64")
-            yield out
-
-    return encoded.mapInPandas(score, schema)
+    return _probabilities(encoded, model_path, keep, lambda pdf: pdf[input_columns].to_numpy(dtype=np.int32))
 
 
 def keras_top_k(encoded: DataFrame, model_path: str, input_columns: list[str], k: int,
