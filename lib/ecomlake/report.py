@@ -375,7 +375,7 @@ def inventory_section(spark, root, as_of) -> Section:
     fig, ax = _figure(8, 2.6)
     ax.bar(top["product_id"].astype(str), top["lead_time_demand"], label="expected lead-time demand")
     ax.bar(top["product_id"].astype(str), top["safety_stock"], bottom=top["lead_time_demand"], label="safety stock")
-    ax.set_title("Reorder point = lead-time demand + safety stock (top 10 products)"), ax.legend(fontsize=8)
+    ax.set_title("Reorder point = lead-time demand + safety stock (top 10 products)"), ax.legend(fontsize=8, loc="lower right")
     ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     s.plot(fig)
     s.table(top, f"Highest reorder points as of {day} (lead time "
