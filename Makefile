@@ -32,6 +32,7 @@ ml: env
 deep: env
 	./spark-submit.sh train_deep wide_deep --as-of $(TRAIN_AS_OF) --num-proc 2 $(ARGS)
 	./spark-submit.sh train_deep session_gru --as-of $(TRAIN_AS_OF) --num-proc 2 $(ARGS)
+	./spark-submit.sh score --as-of $(SCORE_AS_OF) --task next_item $(ARGS)
 	./spark-submit.sh train_deep lstm_forecaster --as-of $(TRAIN_AS_OF) --num-proc 2 --history-days 14 $(ARGS)
 
 # MovieLens-100k with the Microsoft Recommenders benchmark protocol (README table).

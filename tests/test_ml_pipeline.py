@@ -139,6 +139,16 @@ def test_session_gru_next_item_through_horovodrun(spark, trained):
     assert 0 < gru["metrics"]["mrr@20"] <= gru["metrics"]["recall@20"]
     recorded = read(spark, config, tables.GOLD_MODEL_RUNS).where("task = 'next_item'").count()
     assert recorded == 4
+    # Scoring: each user active in the last 7 days gets the GRU's top-20 after their newest session.
+    score.run(spark, config, SCORE_AS_OF, task="next_item")
+    recs = read(spark, config, tables.GOLD_NEXT_ITEM).where(f"as_of_date = '{SCORE_AS_OF}'")
+    per_user = recs.groupBy("user_key").agg(F.count("*").alias("n"), F.min("rank").alias("first"),
+                                            F.max("rank").alias("last"), F.countDistinct("product_id").alias("distinct"))
+    assert per_user.count() > 50
+    assert per_user.where("n != 20 OR first != 1 OR last != 20 OR distinct != 20").count() == 0
+    assert {r.run_id for r in recs.select("run_id").distinct().collect()} == {gru["run_id"]}
+    latest = recs.agg(F.max("session_start")).first()[0]
+    assert str(latest) < SCORE_AS_OF
 
 
 def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, trained):

@@ -37,3 +37,16 @@ def test_vocabulary_sequences_and_examples(spark):
     assert sequences.popular_items(examples, 2) == [3, 2]
     neighbours = {r.last_item: r.neighbours for r in sequences.transition_neighbours(examples, 2, 5).collect()}
     assert neighbours == {1: [2], 2: [3]}
+
+
+def test_latest_session_prefix_is_the_newest_sessions_last_items(spark):
+    from datetime import datetime
+
+    seqs = spark.createDataFrame([
+        (1, datetime(2019, 11, 1, 10), [5, 6]),
+        (1, datetime(2019, 11, 3, 9), [7, 8, 9, 10]),    # newest: its last 3 items
+        (2, datetime(2019, 11, 2, 8), [4]),              # one item: left-padded
+    ], "user_key long, session_start timestamp, items array<int>")
+    got = {r.user_key: (str(r.session_start), [r[sequences.item_name(i)] for i in range(3)])
+           for r in sequences.latest_session_prefixes(seqs, 3).collect()}
+    assert got == {1: ("2019-11-03 09:00:00", [8, 9, 10]), 2: ("2019-11-02 08:00:00", [0, 0, 4])}

@@ -41,6 +41,7 @@ GOLD_PROPENSITY_SCORES = Table("gold", "propensity_scores", "score")
 GOLD_CHURN_RISK = Table("gold", "churn_risk", "score")
 GOLD_SEGMENTS = Table("gold", "segments", "score")
 GOLD_FORECASTS = Table("gold", "forecasts", "score")
+GOLD_NEXT_ITEM = Table("gold", "next_item_recommendations", "score --task next_item")
 # Real data adapters (job `ingest --source ...`).
 BRONZE_MOVIELENS_RATINGS = Table("bronze", "movielens_ratings", "ingest --source movielens100k")
 QUARANTINE_MOVIELENS_RATINGS = Table("quarantine", "movielens_ratings", "ingest --source movielens100k")

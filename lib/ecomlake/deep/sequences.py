@@ -26,8 +26,8 @@ def item_vocabulary(events: DataFrame, max_items: int) -> DataFrame:
     return dense_index(top, "product_id", "item").withColumn("item", F.col("item") + 1)
 
 
-def session_sequences(events: DataFrame, vocabulary: DataFrame, gap_minutes: int) -> DataFrame:
-    """user_key, session_start, items (array<int>, time order, repeats collapsed), sessions >= 2 items."""
+def session_sequences(events: DataFrame, vocabulary: DataFrame, gap_minutes: int, min_items: int = 2) -> DataFrame:
+    """user_key, session_start, items (array<int>, time order, repeats collapsed), sessions with >= min_items."""
     steps = (sessionize.assign_sessions(events.where(F.col("event_type").isin("view", "cart")), gap_minutes)
              .join(F.broadcast(vocabulary), "product_id"))
     order = Window.partitionBy("user_key", "session_number").orderBy("event_time", "_type_order", "product_id")
@@ -37,7 +37,7 @@ def session_sequences(events: DataFrame, vocabulary: DataFrame, gap_minutes: int
             .agg(F.min("event_time").alias("session_start"),
                  F.array_sort(F.collect_list(F.struct("event_time", "_type_order", "product_id", "item"))).alias("_steps"))
             .select("user_key", "session_start", F.transform("_steps", lambda s: s["item"]).alias("items"))
-            .where(F.size("items") >= 2))
+            .where(F.size("items") >= min_items))
 
 
 def next_item_examples(sequences: DataFrame, max_len: int) -> DataFrame:
@@ -50,6 +50,18 @@ def next_item_examples(sequences: DataFrame, max_len: int) -> DataFrame:
     return exploded.select("user_key", "session_start", "position",
                            *[padded.getItem(i).cast("int").alias(item_name(i)) for i in range(max_len)],
                            F.col("target").cast("int").alias("target"))
+
+
+def latest_session_prefixes(sequences: DataFrame, max_len: int) -> DataFrame:
+    """Each user's newest session: user_key, session_start, item_000.. (its last max_len items,
+    left-padded): the input that asks the model for the item that comes next."""
+    newest = sequences.groupBy("user_key").agg(F.max_by(F.struct("session_start", "items"), "session_start").alias("s"))
+    items = F.col("s.items")
+    start = F.greatest(F.lit(1), F.size(items) - max_len + 1)
+    prefix = F.slice(items, start, F.lit(max_len))
+    padded = F.concat(F.array_repeat(F.lit(0), F.lit(max_len) - F.size(prefix)), prefix)
+    return newest.select("user_key", F.col("s.session_start").alias("session_start"),
+                         *[padded.getItem(i).cast("int").alias(item_name(i)) for i in range(max_len)])
 
 
 def popular_items(examples: DataFrame, k: int) -> list[int]:

@@ -14,6 +14,9 @@ as_of_date and replaced on a re-run (idempotent), every row tagged with the mode
   gold/segments            RFM scores and cell, KMeans segment and its name, per buyer
   gold/forecasts           units per product and per category for each of the next days
                            (linear model and seasonal naive)
+--task next_item (not part of `all`: it needs a `train_deep session_gru` run) writes
+  gold/next_item_recommendations   for each user active in the 7 days before the date, the
+                           session GRU's top-k next products after their newest session
 """
 from __future__ import annotations
 
@@ -25,14 +28,16 @@ from pyspark.sql import functions as F
 
 from ecomlake import lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, run_job
-from ecomlake.deep import encode, forecast_windows, scoring
+from ecomlake.deep import encode, forecast_windows, scoring, sequences
 from ecomlake.errors import EcomlakeError
 from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import classify, forecast, recommend, segments
 
 TASKS = ("recommend", "propensity", "churn", "segments", "forecast")
+NEXT_ITEM_ACTIVE_DAYS = 7
 OUTPUT = {"recommend": tables.GOLD_RECOMMENDATIONS, "propensity": tables.GOLD_PROPENSITY_SCORES,
-          "churn": tables.GOLD_CHURN_RISK, "segments": tables.GOLD_SEGMENTS, "forecast": tables.GOLD_FORECASTS}
+          "churn": tables.GOLD_CHURN_RISK, "segments": tables.GOLD_SEGMENTS, "forecast": tables.GOLD_FORECASTS,
+          "next_item": tables.GOLD_NEXT_ITEM}
 
 
 def _decile(df: DataFrame, column: str) -> Column:
@@ -119,13 +124,36 @@ def score_forecast(spark, root, run, as_of) -> DataFrame:
     return out.withColumnRenamed("event_date", "forecast_date")
 
 
+def score_next_item(spark, root, run, as_of, gap_minutes) -> DataFrame:
+    """The GRU's top-k products after each recently active user's newest session (before as_of)."""
+    from datetime import date, timedelta
+
+    from ecomlake import features
+
+    spec = json.loads(lake.read_text_file(spark, f"{run['model_path']}/spec.json"))
+    vocabulary = spark.read.parquet(f"{run['model_path']}/vocabulary")
+    since = (date.fromisoformat(as_of) - timedelta(days=NEXT_ITEM_ACTIVE_DAYS)).isoformat()
+    recent = features.events_before(lake.read_table(spark, root, tables.SILVER_EVENTS), as_of) \
+        .where(F.col("event_time") >= features.cutoff(since))
+    prefixes = sequences.latest_session_prefixes(
+        sequences.session_sequences(recent, vocabulary, gap_minutes, min_items=1), spec["max_len"])
+    inputs = [sequences.item_name(i) for i in range(spec["max_len"])]
+    from ecomlake.jobs.train_deep import NEXT_ITEM_K
+
+    top = scoring.keras_top_k(prefixes, spec["model_path"], inputs, NEXT_ITEM_K,
+                              ("user_key", "session_start"))
+    return (top.select("user_key", "session_start", F.posexplode("predicted").alias("position", "item"))
+            .join(F.broadcast(vocabulary), "item")
+            .select("user_key", "session_start", (F.col("position") + 1).alias("rank"), "product_id"))
+
+
 def run(spark: SparkSession, config: dict, as_of: str, task: str = "all", run_id: str | None = None) -> dict:
     as_of = parse_as_of(as_of)
     root = config["lake_root"]
     if run_id and task == "all":
         raise EcomlakeError("--run-id names one model: give --task too")
     wanted = TASKS if task == "all" else (task,)
-    needs_users = set(wanted) - {"forecast"}
+    needs_users = set(wanted) - {"forecast", "next_item"}
     user_features = (lake.read_partition(spark, root, tables.GOLD_USER_FEATURES, "as_of_date", as_of,
                                          f"features --as-of {as_of}") if needs_users else None)
     counts = {}
@@ -137,6 +165,8 @@ def run(spark: SparkSession, config: dict, as_of: str, task: str = "all", run_id
             scored = score_classifier(spark, root, model_run, as_of, user_features, name)
         elif name == "segments":
             scored = score_segments(spark, root, model_run, as_of, user_features)
+        elif name == "next_item":
+            scored = score_next_item(spark, root, model_run, as_of, config["sessionize"]["gap_minutes"])
         else:
             scored = score_forecast(spark, root, model_run, as_of)
         table = OUTPUT[name]
@@ -150,7 +180,8 @@ def run(spark: SparkSession, config: dict, as_of: str, task: str = "all", run_id
 def main(argv=None) -> int:
     parser = job_parser("score", __doc__)
     parser.add_argument("--as-of", required=True, help="date of the features to score (YYYY-MM-DD)")
-    parser.add_argument("--task", default="all", choices=(*TASKS, "all"), help="which scores to write")
+    parser.add_argument("--task", default="all", choices=(*TASKS, "next_item", "all"),
+                        help="which scores to write (all = every task but next_item)")
     parser.add_argument("--run-id", help="score with this run of gold/model_runs instead of the latest")
     return run_job("score", parser, lambda spark, config, a: run(spark, config, a.as_of, a.task, a.run_id), argv)
 
