@@ -23,8 +23,8 @@ setup(
         "bench": ["duckdb", "psutil", "implicit"],
         "dev": ["pytest", "duckdb", "psutil"],
         # Customer value, reviews, pricing and the report (issue 5).
-        "analytics": ["scipy", "matplotlib", "rdata", "safetensors"],
+        "analytics": ["scipy", "matplotlib", "rdata", "safetensors", "threadpoolctl"],
         "all": ["tensorflow-cpu", "petastorm", "duckdb", "psutil", "pytest", "scipy", "scikit-learn",
-                "implicit", "matplotlib", "rdata", "safetensors"],
+                "implicit", "matplotlib", "rdata", "safetensors", "threadpoolctl"],
     },
 )

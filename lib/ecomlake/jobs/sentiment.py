@@ -8,7 +8,7 @@ reviews, and measures on the test reviews:
   tfidf_lr              words + bigrams, TF-IDF, logistic regression: recommended flag (AUC, PR-AUC,
                         accuracy, macro-F1) and 5-star rating (multinomial: accuracy, macro-F1)
   minilm_lr             all-MiniLM-L6-v2 sentence embeddings (384 numbers per review, computed in a
-                        pandas function) -> logistic regression, on sentiment.embedding_train_rows
+                        pandas UDF) -> logistic regression, on sentiment.embedding_train_rows
                         training reviews (embedding costs ~50 short reviews/s per core)
   tfidf_lr_same_rows    TF-IDF LR on those same rows: the fair comparison for minilm_lr
   majority              always the most frequent class: the trivial baseline

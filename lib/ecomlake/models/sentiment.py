@@ -10,6 +10,7 @@ Three models share one fixed split (a hash of review_id) and one text (title + "
 """
 from __future__ import annotations
 
+import pandas as pd
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -87,23 +88,21 @@ def expected_rating(prediction: Column) -> Column:
 
 
 def embed(df: DataFrame, text_column: str = "text") -> DataFrame:
-    """Adds `embedding` (array<float>, 384, L2-normalised) computed by MiniLM in a pandas function."""
-    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
+    """Adds `embedding` (array<float>, 384, L2-normalised) computed by MiniLM in a pandas UDF
+    (Arrow batches of texts; the model is loaded once per Python worker)."""
+    from pyspark.sql.types import ArrayType, FloatType
 
-    schema = StructType(df.schema.fields + [StructField("embedding", ArrayType(FloatType()))])
-
-    def compute(frames):
-        import os
+    @F.pandas_udf(ArrayType(FloatType()))
+    def minilm(texts: pd.Series) -> pd.Series:
+        from threadpoolctl import threadpool_limits
 
         from ecomlake import sentence_embeddings
 
         # One BLAS thread per Python worker: Spark already runs one worker per core.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        for pdf in frames:
-            pdf["embedding"] = list(sentence_embeddings.embed_texts(pdf[text_column].fillna("").tolist()))
-            yield pdf
+        with threadpool_limits(limits=1, user_api="blas"):
+            return pd.Series(list(sentence_embeddings.embed_texts(texts.fillna("").tolist())))
 
-    return df.mapInPandas(compute, schema)
+    return df.withColumn("embedding", minilm(F.col(text_column)))
 
 
 def embedding_features(embedded: DataFrame) -> DataFrame:
