@@ -29,7 +29,7 @@ from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import InputError
 from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import risk
-from ecomlake.models.classify import holdout
+from ecomlake.models.classify import holdout, positive_probability
 from ecomlake.privacy import pseudonymise
 
 OUTPUT_COLUMNS = ["user_key", *risk.SIGNALS, "reasons", "rule_score", "risk_score", "label"]
@@ -73,8 +73,6 @@ def run(spark: SparkSession, config: dict, as_of: str | None = None) -> dict:
                 .withColumn("_test", holdout(F.col("user_key"), seed, settings["test_fraction"]))
                 .persist(StorageLevel.MEMORY_AND_DISK))
         model = risk.classifier(seed).fit(data.where(~F.col("_test")))
-        from ecomlake.models.sentiment import positive_probability
-
         scored = (model.transform(data).withColumn("risk_score", positive_probability(F.col("probability")))
                   .drop("raw_features", "features", "rawPrediction", "probability", "prediction"))
         test = scored.where(F.col("_test"))

@@ -30,6 +30,7 @@ from ecomlake import evaluation, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import InputError
 from ecomlake.models import sentiment
+from ecomlake.models.classify import positive_probability
 
 OUTPUT_COLUMNS = ["review_id", "item_id", "department", "class_name", "split", "recommended", "rating",
                   "probability_recommended", "predicted_recommended", "predicted_rating", "model", "run_id"]
@@ -96,7 +97,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
     flag_model = sentiment.tfidf_pipeline("recommended", settings["vocabulary_size"]).fit(train)
     rating_model = sentiment.tfidf_pipeline("rating_index", settings["vocabulary_size"], multiclass=True).fit(train)
     scored = (flag_model.transform(reviews)
-              .withColumn("probability_recommended", sentiment.positive_probability(F.col("probability")))
+              .withColumn("probability_recommended", positive_probability(F.col("probability")))
               .select(*reviews.columns, "probability_recommended"))
     rated = rating_model.transform(reviews).select("review_id", sentiment.expected_rating(F.col("prediction"))
                                                    .alias("predicted_rating"))
@@ -128,7 +129,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
         n_subset = embedded_train.count()
         classifier = sentiment.embedding_classifier("recommended").fit(embedded_train)
         minilm = (classifier.transform(embedded.where(F.col("is_test")))
-                  .withColumn("probability_recommended", sentiment.positive_probability(F.col("probability")))
+                  .withColumn("probability_recommended", positive_probability(F.col("probability")))
                   .select(*reviews.columns, "probability_recommended"))
         extra = {"train_rows": limit}
         run_id = record("review_recommended", "minilm_lr", recommended_metrics(minilm),
@@ -138,7 +139,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
         same_rows = sentiment.tfidf_pipeline("recommended", settings["vocabulary_size"]).fit(
             embedded_train.select(*reviews.columns))
         small = (same_rows.transform(test)
-                 .withColumn("probability_recommended", sentiment.positive_probability(F.col("probability")))
+                 .withColumn("probability_recommended", positive_probability(F.col("probability")))
                  .select(*reviews.columns, "probability_recommended"))
         record("review_recommended", "tfidf_lr_same_rows", recommended_metrics(small),
                {"train_rows": n_subset}, is_baseline=True, extra_params=extra)

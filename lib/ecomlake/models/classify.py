@@ -79,9 +79,14 @@ def fit(train: DataFrame, label: str, categories: list[str], reg_param: float = 
     return model, math.log(pos / (n - pos))
 
 
+def positive_probability(probability: Column) -> Column:
+    """P(class 1) from Spark ML's probability vector."""
+    return vector_to_array(probability)[1]
+
+
 def predict(model, prepared: DataFrame, log_odds_shift: float) -> DataFrame:
     """user_key, probability (calibrated) from a fitted pipeline."""
-    raw = model.transform(prepared).select("user_key", vector_to_array("probability")[1].alias("_p"))
+    raw = model.transform(prepared).select("user_key", positive_probability(F.col("probability")).alias("_p"))
     p = F.least(F.greatest(F.col("_p"), F.lit(1e-12)), F.lit(1 - 1e-12))
     logit = F.log(p / (1 - p)) + F.lit(log_odds_shift)
     return raw.select("user_key", (1 / (1 + F.exp(-logit))).alias("probability"))

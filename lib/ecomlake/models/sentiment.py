@@ -75,13 +75,6 @@ def top_terms(model: PipelineModel, n: int = 15, min_review_share: float = 0.005
             "against": [(t, round(float(w), 3)) for t, w in ranked[:n]]}
 
 
-def positive_probability(probability: Column) -> Column:
-    """P(class 1) from Spark ML's probability vector."""
-    from pyspark.ml.functions import vector_to_array
-
-    return vector_to_array(probability)[1]
-
-
 def expected_rating(prediction: Column) -> Column:
     """Rating predicted by the multinomial model: its most probable class index 0..4 -> 1..5."""
     return (prediction + 1).cast("int")
