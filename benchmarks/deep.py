@@ -10,6 +10,10 @@
    cores / workers threads) at each batch size: samples/s over the epochs after the first (warm),
    the 2-worker / 1-worker ratio, and whether training is input-bound (epoch time with the real
    Petastorm input vs the same batches replayed from memory).
+3. Explains the ratio with one more run per batch size, 1 worker on 1 thread: TensorFlow's own
+   speed-up from a second thread (1 worker, 2 threads / 1 thread), Horovod's per-core scaling
+   (2 workers x 1 thread / 1 worker x 1 thread) and so the best ratio 2 workers could reach against
+   a 2-thread worker with perfect Horovod scaling (2 x one-thread rate / two-thread rate).
 Not a test: numbers (raw JSON next to this file).
 """
 from __future__ import annotations
@@ -73,13 +77,14 @@ def pyarrow_rows_per_second(path: Path) -> float:
     return rows / (time.perf_counter() - started)
 
 
-def train_once(url, rows, workers, batch, hidden, workdir, cache_input, epochs=3):
-    run_dir = workdir / f"w{workers}-b{batch}-{'mem' if cache_input else 'io'}"
+def train_once(url, rows, workers, batch, hidden, workdir, cache_input, threads=None, epochs=3):
+    threads = threads or max(1, (os.cpu_count() or 2) // workers)
+    run_dir = workdir / f"w{workers}-t{threads}-b{batch}-{'mem' if cache_input else 'io'}"
     shutil.rmtree(run_dir, ignore_errors=True)
     spec = {"numeric_columns": [f"x{i}" for i in range(N_NUMERIC)], "vocabulary": [f"c{i}" for i in range(20)],
             "train_url": url, "train_rows": rows, "epochs": epochs, "batch_size": batch, "learning_rate": 0.001,
-            "warmup_epochs": 1, "seed": 7, "threads": max(1, (os.cpu_count() or 2) // workers),
-            "hidden": hidden, "cache_input": cache_input, "reader_threads": 1, "shuffle_buffer": 2 * batch,
+            "warmup_epochs": 1, "seed": 7, "threads": threads,
+            "hidden": hidden, "cache_input": cache_input, "reader_threads": 1,
             "checkpoint_dir": str(run_dir / "ckpt"), "model_path": str(run_dir / "model.h5")}
     results = distributed.launch(spec, workers, "horovodrun")
     steps = results[0]["steps_per_epoch"]
@@ -114,11 +119,18 @@ def main() -> None:
         one = train_once(url, args.rows, 1, batch, hidden, workdir, False)
         two = train_once(url, args.rows, 2, batch, hidden, workdir, False)
         memory = train_once(url, args.rows, 1, batch, hidden, workdir, True)
-        row = {"batch": batch, "one_worker": one, "two_workers": two, "ratio": two / one, "one_worker_in_memory": memory}
+        one_thread = train_once(url, args.rows, 1, batch, hidden, workdir, False, threads=1)
+        row = {"batch": batch, "one_worker": one, "two_workers": two, "ratio": two / one, "one_worker_in_memory": memory,
+               "one_worker_one_thread": one_thread, "tf_two_thread_speedup": one / one_thread,
+               "horovod_per_core_ratio": two / one_thread, "ratio_ceiling": 2 * one_thread / one}
         results["training"].append(row)
         print(f"batch {batch:>6}: 1 worker {one:>9,.0f} samples/s, 2 workers {two:>9,.0f} samples/s "
               f"(x{two / one:.2f}); 1 worker, input from memory {memory:>9,.0f} samples/s "
               f"({'input-bound' if memory > 1.2 * one else 'not input-bound'})", flush=True)
+        print(f"              1 worker on 1 thread {one_thread:>9,.0f} samples/s: TensorFlow's 2nd thread "
+              f"x{one / one_thread:.2f}, 2 workers / 1-thread worker x{two / one_thread:.2f}, so with "
+              f"perfect Horovod scaling 2 workers reach at most x{2 * one_thread / one:.2f} of a 2-thread worker",
+              flush=True)
     out = Path(__file__).with_name(f"results-deep-{args.rows}.json")
     out.write_text(json.dumps(results, indent=2))
     print(f"raw numbers: {out}")

@@ -12,6 +12,7 @@
 
 dbutils.widgets.text("lake_root", "dbfs:/ecomlake", "Lake root")
 dbutils.widgets.text("input_path", "", "REES46 input (file, folder or glob; empty = generate)")
+dbutils.widgets.text("catalog_path", "", "Product catalogue CSV (empty = the generated one, if any)")
 dbutils.widgets.text("raw_root", "dbfs:/raw/ecomlake/rees46", "Where generate writes")
 dbutils.widgets.text("events", "10000000", "Events to generate")
 dbutils.widgets.text("secret_scope", "ecomlake", "Secret scope holding the pseudonymisation key")
@@ -43,6 +44,7 @@ summary = pipeline.run(
     config,
     input_path=dbutils.widgets.get("input_path") or None,
     events=int(dbutils.widgets.get("events")),
+    catalog_path=dbutils.widgets.get("catalog_path") or None,
 )
 
 # COMMAND ----------

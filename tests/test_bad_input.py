@@ -1,4 +1,6 @@
 """Bad input gets a clear message (file, column or key) and exit status 2, not a stack trace."""
+import pytest
+
 from ecomlake import rees46
 from ecomlake.jobs import clean, ingest, sessionize
 
@@ -13,15 +15,23 @@ def test_missing_input_file(spark, tmp_path, capsys):
     assert f"input '{tmp_path / 'nope.csv'}' does not exist" in capsys.readouterr().err
 
 
-def test_wrong_header_names_the_file(spark, tmp_path, capsys):
+@pytest.mark.parametrize("source, kind, header", [("rees46", "9-column REES46", rees46.HEADER),
+                                                   ("rees46_catalog", "5-column catalogue", rees46.CATALOG_HEADER)])
+def test_wrong_header_names_the_file(spark, tmp_path, capsys, source, kind, header):
     bad = tmp_path / "orders.csv"
     bad.write_text("order_id,amount\n1,2.5\n")
-    rc = ingest.main(["--source", "rees46", "--input", str(bad), *lake_args(tmp_path)])
+    rc = ingest.main(["--source", source, "--input", str(bad), *lake_args(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2
-    assert f"{bad} does not have the 9-column REES46 header" in err
-    assert f"expected '{rees46.HEADER}', found 'order_id,amount'" in err
+    assert f"{bad} does not have the {kind} header" in err
+    assert f"expected '{header}', found 'order_id,amount'" in err
     assert "Traceback" not in err
+
+
+def test_catalogue_ingest_without_input_says_what_to_pass(spark, tmp_path, capsys):
+    rc = ingest.main(["--source", "rees46_catalog", *lake_args(tmp_path)])
+    assert rc == 2
+    assert "--source rees46_catalog needs --input (the catalogue CSV" in capsys.readouterr().err
 
 
 def test_unknown_source_and_config_typo(spark, tmp_path, capsys):

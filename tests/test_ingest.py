@@ -64,3 +64,48 @@ def test_quoted_field_is_unquoted(spark):
         .withColumn("_batch_id", F.lit("b")).withColumn("_ingested_at", F.current_timestamp())
     row = ingest.bronze_rows(ingest.classify_rees46_lines(df)).head()
     assert row.brand == "apple, inc."
+
+
+def classify_catalog(spark, lines):
+    df = spark.createDataFrame([(line, "file:/products.csv", "b1", datetime(2019, 12, 1, tzinfo=timezone.utc))
+                                for line in lines], "value string, _source_file string, _batch_id string, _ingested_at timestamp")
+    out = ingest.classify_catalog_lines(ingest.drop_headers(df, rees46.CATALOG_HEADER))
+    rows = [(r.raw_line, r.product_id, r.brand, r.base_price, r._reject_reason)
+            for r in out.select("raw_line", "product_id", "brand", "base_price", "_reject_reason").collect()]
+    return sorted(rows, key=lambda r: (r[0], r[4] or ""))
+
+
+def test_each_catalogue_line_gets_the_expected_verdict(spark):
+    apple = "1003,2053,electronics.smartphone,apple,489.07"
+    samsung = "1003,2053,electronics.smartphone,samsung,489.07"  # same product_id, another line: a conflict
+    quoted = '1007,2053,electronics.smartphone,"apple, inc.",10'
+    lines = [rees46.CATALOG_HEADER, samsung, apple, apple, "1004,2053,a,b,-5", "1005,2053,a,b,free",
+             ",2053,a,b,10", "1006,2053,a", quoted, "1008,2053,,,", "", "x1009,2053,a,b,1", "1010,cat,a,b,1",
+             "1011,2053,a,b,0"]
+    assert classify_catalog(spark, lines) == [
+        ("", None, None, None, "empty_line"),
+        (",2053,a,b,10", None, "b", 10.0, "missing_product_id"),
+        (apple, 1003, "apple", 489.07, None),                       # first line of 1003: kept
+        (apple, 1003, "apple", 489.07, "duplicate_product_id"),     # the same line again
+        (samsung, 1003, "samsung", 489.07, "duplicate_product_id"),
+        ("1004,2053,a,b,-5", 1004, "b", -5.0, "bad_base_price"),
+        ("1005,2053,a,b,free", 1005, "b", None, "unparseable_base_price"),
+        ("1006,2053,a", 1006, None, None, "wrong_column_count"),
+        (quoted, 1007, "apple, inc.", 10.0, None),
+        ("1008,2053,,,", 1008, None, None, None),                   # no code, brand or price: still a product
+        ("1010,cat,a,b,1", 1010, "b", 1.0, "unparseable_category_id"),
+        ("1011,2053,a,b,0", 1011, "b", 0.0, "bad_base_price"),
+        ("x1009,2053,a,b,1", None, "b", 1.0, "unparseable_product_id"),
+    ]
+
+
+def test_catalogue_bronze_and_quarantine_rows(spark):
+    df = spark.createDataFrame([("1,2,c.d,e,3.5", "f"), ("1,2,c.d,e,3.5", "f"), ("2,2,c.d,e,-1", "f")],
+                               "value string, _source_file string") \
+        .withColumn("_batch_id", F.lit("b1")).withColumn("_ingested_at", F.current_timestamp())
+    classified = ingest.classify_catalog_lines(df)
+    bronze = ingest.catalog_bronze_rows(classified).collect()
+    assert [tuple(r)[:5] for r in bronze] == [(1, 2, "c.d", "e", 3.5)]
+    rejected = sorted((r.stage, r.reason, r.raw_line, r.product_id) for r in ingest.catalog_rejected_rows(classified).collect())
+    assert rejected == [("ingest", "bad_base_price", "2,2,c.d,e,-1", 2),
+                        ("ingest", "duplicate_product_id", "1,2,c.d,e,3.5", 1)]

@@ -46,6 +46,7 @@ def test_pipeline_notebook_runs_and_the_review_notebook_reads_its_tables(spark, 
     run_notebook(NOTEBOOKS[0], spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
     truth = json.loads((tmp_path / "raw" / "_ground_truth" / "generator.json").read_text())
     assert displayed[0].agg({"views": "sum"}).head()[0] > 0
+    assert spark.read.format("delta").load(f"{tmp_path}/lake/bronze/products").count() == truth["products"]
     run_notebook(NOTEBOOKS[1], spark, FakeDbutils({"lake_root": str(tmp_path / "lake")}, ""), displayed)
     by_reason = displayed[1]
     assert by_reason.agg({"count": "sum"}).head()[0] == sum(truth["dirty_rows"].values())

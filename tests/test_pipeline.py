@@ -9,7 +9,8 @@ from ecomlake.config import pseudonymisation_key
 from ecomlake.jobs import pipeline
 
 ALL_TABLES = (tables.BRONZE_EVENTS, tables.BRONZE_INGEST_LOG, tables.QUARANTINE_EVENTS,
-              tables.SILVER_EVENTS, tables.SILVER_SESSIONS, tables.GOLD_DAILY_FUNNEL)
+              tables.SILVER_EVENTS, tables.SILVER_SESSIONS, tables.GOLD_DAILY_FUNNEL,
+              tables.BRONZE_PRODUCTS, tables.QUARANTINE_PRODUCTS)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,22 @@ def test_counts_reconcile_with_the_input(spark, first_run):
     funnel = read(spark, config, tables.GOLD_DAILY_FUNNEL).agg(F.sum("purchases")).head()[0]
     assert sessions[1] == purchases == funnel
     log = read(spark, config, tables.BRONZE_INGEST_LOG).collect()
-    assert sorted(r.source_file.rsplit("/", 1)[1] for r in log) == sorted(truth["files"])
-    assert sum(r.input_lines for r in log) == truth["data_lines"]
+    events_log = [r for r in log if "/events/" in r.source_file]
+    assert sorted(r.source_file.rsplit("/", 1)[1] for r in events_log) == sorted(truth["files"])
+    assert sum(r.input_lines for r in events_log) == truth["data_lines"]
+
+
+def test_the_generated_catalogue_lands_in_bronze_products(spark, first_run):
+    config, summary, truth = first_run
+    assert summary["rows"]["bronze/products"] == truth["products"]
+    assert summary["rows"]["quarantine/products"] == 0
+    products = read(spark, config, tables.BRONZE_PRODUCTS)
+    assert products.select("product_id").distinct().count() == truth["products"]
+    # every product that events refer to is in the catalogue
+    events = read(spark, config, tables.SILVER_EVENTS).select("product_id").distinct()
+    assert events.join(products, "product_id", "left_anti").count() == 0
+    [log] = [r for r in read(spark, config, tables.BRONZE_INGEST_LOG).collect() if r.source_file.endswith("products.csv")]
+    assert (log.input_lines, log.bronze_rows, log.quarantined_rows) == (truth["products"], truth["products"], 0)
 
 
 def test_every_planted_dirty_row_is_quarantined_with_its_reason(first_run):

@@ -1,13 +1,14 @@
 """Raw source lines -> bronze rows and quarantined rows (pure DataFrame transforms)."""
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ecomlake import rees46
 from ecomlake.quarantine import quarantine_rows
 
 BRONZE_COLUMNS = (*rees46.COLUMNS, "_source_file", "_batch_id", "_ingested_at")
+LINEAGE_COLUMNS = ("_source_file", "_batch_id", "_ingested_at")
 
 
 def classify_rees46_lines(lines: DataFrame) -> DataFrame:
@@ -30,3 +31,37 @@ def rejected_rows(classified: DataFrame) -> DataFrame:
 def drop_headers(lines: DataFrame, header: str) -> DataFrame:
     """Drop lines that are the header (each file starts with one; a BOM or spaces do not matter)."""
     return lines.where(F.trim(F.regexp_replace(F.col("value"), "^\ufeff", "")) != F.lit(header))
+
+
+def classify_catalog_lines(lines: DataFrame) -> DataFrame:
+    """Catalogue lines(value, _source_file, _batch_id, _ingested_at) without header lines ->
+    typed products (product_id, category_id, category_code, brand, base_price), `raw_line`, lineage
+    and `_reject_reason` (null when accepted).
+
+    A product is one row: when several lines carry the same product_id, the first (by source file,
+    then line text, so a re-run picks the same one) is kept and the others are rejected as
+    `duplicate_product_id`, never silently dropped. A price must be positive when given.
+    """
+    split = rees46.split_lines(lines, columns=rees46.CATALOG_COLUMNS)
+    reason = rees46.ingest_reject_reason(rees46.CATALOG_COLUMNS, rees46.CATALOG_PARSED_COLUMNS)
+    typed = split.select(
+        *[rees46.typed(c).alias(c) for c in rees46.CATALOG_COLUMNS],
+        F.col("value").alias("raw_line"), *LINEAGE_COLUMNS,
+        reason.when(F.col("product_id").isNull(), F.lit("missing_product_id"))
+              .when(rees46.typed("base_price") <= 0, F.lit("bad_base_price")).alias("_reject_reason"))
+    accepted = F.col("_reject_reason").isNull()
+    line_of_product = Window.partitionBy("product_id", accepted).orderBy("_source_file", "raw_line")
+    duplicate = accepted & (F.row_number().over(line_of_product) > 1)
+    return typed.withColumn("_reject_reason", F.when(duplicate, F.lit("duplicate_product_id"))
+                            .otherwise(F.col("_reject_reason")))
+
+
+def catalog_bronze_rows(classified: DataFrame) -> DataFrame:
+    return classified.where(F.col("_reject_reason").isNull()).select(*rees46.CATALOG_COLUMNS, *LINEAGE_COLUMNS)
+
+
+def catalog_rejected_rows(classified: DataFrame) -> DataFrame:
+    """Rejected catalogue lines: stage, reason, the raw line, the fields that did parse, lineage."""
+    return classified.where(F.col("_reject_reason").isNotNull()).select(
+        F.lit("ingest").alias("stage"), F.col("_reject_reason").alias("reason"), "raw_line",
+        *rees46.CATALOG_COLUMNS, *LINEAGE_COLUMNS)

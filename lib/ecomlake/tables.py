@@ -26,6 +26,8 @@ QUARANTINE_EVENTS = Table("quarantine", "events", "ingest / clean")
 SILVER_EVENTS = Table("silver", "events", "clean")
 SILVER_SESSIONS = Table("silver", "sessions", "sessionize")
 GOLD_DAILY_FUNNEL = Table("gold", "daily_funnel", "sessionize")
+BRONZE_PRODUCTS = Table("bronze", "products", "ingest --source rees46_catalog")
+QUARANTINE_PRODUCTS = Table("quarantine", "products", "ingest --source rees46_catalog")
 
 # Point-in-time features and labels (job `features`), partitioned by as_of_date.
 GOLD_USER_FEATURES = Table("gold", "user_features", "features")

@@ -115,11 +115,16 @@ def train_worker(spec: dict) -> dict:
         with make_batch_reader(spec["train_url"], cur_shard=rank, shard_count=size, num_epochs=None,
                                schema_fields=columns, shuffle_row_groups=True, seed=spec["seed"] + rank,
                                workers_count=spec.get("reader_threads", 1)) as reader:
-            # Stack the columns of each Petastorm row-group batch first: unbatching and shuffling
-            # 3 tensors per row instead of one per column is what keeps the input from bounding training.
-            dataset = (make_petastorm_dataset(reader).map(to_xy).unbatch()
-                       .shuffle(spec.get("shuffle_buffer", 4096), seed=spec["seed"] + rank)
-                       .batch(spec["batch_size"]))
+            # Whole row groups, never single rows: stack the columns of each Petastorm row-group
+            # batch, shuffle its rows with one gather (row groups come in shuffled order), then
+            # re-cut into training batches. Per-row unbatch/shuffle/batch cost more CPU than the
+            # model on 2 cores (see the deep benchmark in the README).
+            def shuffle_rows(x, y):
+                order = tf.random.shuffle(tf.range(tf.shape(y)[0]), seed=spec["seed"] + rank)
+                return tf.nest.map_structure(lambda t: tf.gather(t, order), (x, y))
+
+            dataset = (make_petastorm_dataset(reader).map(to_xy).map(shuffle_rows)
+                       .rebatch(spec["batch_size"]))
             if spec.get("cache_input"):  # benchmark: the first epoch's batches, replayed from memory
                 dataset = dataset.take(steps).cache().repeat()
             dataset = dataset.prefetch(2)

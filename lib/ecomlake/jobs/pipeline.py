@@ -3,6 +3,9 @@
   ./spark-submit.sh pipeline                       # the embedded default: generated data, ./lakehouse
   ./spark-submit.sh pipeline --events 2000000      # a bigger generated dataset
   ./spark-submit.sh pipeline --input '/data/rees46/2019-*.csv'   # real REES46 files
+  ./spark-submit.sh pipeline --input '/data/rees46/2019-*.csv' --catalog /data/products.csv
+
+The product catalogue goes to bronze/products: the generated one always, a real one with --catalog.
 
 Prints rows per table, quarantined rows by reason, sessions, conversion rate and wall time.
 Every step is idempotent, so re-running the pipeline leaves the tables as they are.
@@ -24,17 +27,20 @@ SUMMARY_TABLES = (tables.BRONZE_EVENTS, tables.QUARANTINE_EVENTS, tables.SILVER_
 
 
 def run(spark: SparkSession, config: dict, input_path: str | None = None, events: int | None = None,
-        seed: int | None = None) -> dict:
+        seed: int | None = None, catalog_path: str | None = None) -> dict:
     started = time.time()
     timings = {}
     if input_path is None:
         t = time.time()
         generate.run(spark, config, events=events, seed=seed)
         input_path = f"{config['generate']['output']}/events"
+        catalog_path = catalog_path or f"{config['generate']['output']}/catalog/products.csv"
         timings["generate"] = time.time() - t
-    steps = (("ingest", lambda: ingest.run(spark, config, "rees46", input_path)),
-             ("clean", lambda: clean.run(spark, config)),
-             ("sessionize", lambda: sessionize.run(spark, config)))
+    steps = [("ingest", lambda: ingest.run(spark, config, "rees46", input_path))]
+    if catalog_path:
+        steps.append(("ingest catalogue", lambda: ingest.run(spark, config, "rees46_catalog", catalog_path)))
+    steps += [("clean", lambda: clean.run(spark, config)),
+              ("sessionize", lambda: sessionize.run(spark, config))]
     results = {}
     for name, step in steps:
         t = time.time()
@@ -49,6 +55,9 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
 
 def summarize(spark: SparkSession, root: str) -> dict:
     rows = {t.id: lake.read_table(spark, root, t).count() for t in SUMMARY_TABLES}
+    for catalog_table in (tables.BRONZE_PRODUCTS, tables.QUARANTINE_PRODUCTS):  # absent without a catalogue
+        if lake.table_exists(spark, catalog_table.path(root)):
+            rows[catalog_table.id] = lake.read_table(spark, root, catalog_table).count()
     reasons = {(r["stage"], r["reason"]): r["count"] for r in
                lake.read_table(spark, root, tables.QUARANTINE_EVENTS).groupBy("stage", "reason").count().collect()}
     sessions = (lake.read_table(spark, root, tables.SILVER_SESSIONS)
@@ -73,10 +82,12 @@ def print_summary(summary: dict, root: str) -> None:
 def main(argv=None) -> int:
     parser = job_parser("pipeline", __doc__)
     parser.add_argument("--input", help="REES46 files to ingest instead of generating data")
+    parser.add_argument("--catalog", help="a product catalogue CSV to ingest into bronze/products "
+                                          "(default: the generated one when no --input is given)")
     parser.add_argument("--events", type=int, help="events to generate (default: config generate.events)")
     parser.add_argument("--seed", type=int, help="generator seed (default: config generate.seed)")
     return run_job("pipeline", parser,
-                   lambda spark, config, a: run(spark, config, a.input, a.events, a.seed), argv)
+                   lambda spark, config, a: run(spark, config, a.input, a.events, a.seed, a.catalog), argv)
 
 
 if __name__ == "__main__":
