@@ -56,6 +56,7 @@ def train_worker(spec: dict) -> dict:
     from petastorm import make_batch_reader
     from petastorm.tf_utils import make_petastorm_dataset
 
+    dropped_placeholders = drop_launcher_placeholders(os.environ)
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     gpus = tf.config.list_physical_devices("GPU")
@@ -136,7 +137,8 @@ def train_worker(spec: dict) -> dict:
     weights = model.get_weights()
     digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
     return {"rank": rank, "size": size, "initial_epoch": initial_epoch, "history": history,
-            "weights_sha1": digest, "row_ids": seen, "steps_per_epoch": steps, "epoch_seconds": epoch_seconds}
+            "weights_sha1": digest, "row_ids": seen, "steps_per_epoch": steps, "epoch_seconds": epoch_seconds,
+            "dropped_placeholders": dropped_placeholders}
 
 
 def _wide_deep():
@@ -165,6 +167,22 @@ def _review_text():
 
 ARCHITECTURES = {"wide_deep": _wide_deep, "session_gru": _session_gru, "lstm_forecaster": _forecaster,
                  "review_text": _review_text}
+
+
+# horovod.runner.run (0.28.1) exports these as the text "(None,)" (a stray comma in its argument
+# defaults). Horovod reads that as 0: a zero cycle time makes each worker's background thread
+# negotiate without pause, using a whole core, and a zero cache capacity turns the response cache
+# off. Dropping them before hvd.init() restores the defaults (measured in the README's deep benchmark).
+LAUNCHER_PLACEHOLDER = "(None,)"
+PLACEHOLDER_VARIABLES = ("HOROVOD_CYCLE_TIME", "HOROVOD_CACHE_CAPACITY")
+
+
+def drop_launcher_placeholders(environ) -> list[str]:
+    """Remove Horovod tuning variables the launcher set to its placeholder; returns their names."""
+    dropped = [key for key in PLACEHOLDER_VARIABLES if environ.get(key) == LAUNCHER_PLACEHOLDER]
+    for key in dropped:
+        del environ[key]
+    return dropped
 
 
 def launch(spec: dict, num_proc: int, launcher: str) -> list[dict]:
