@@ -5,10 +5,9 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ecomlake import rees46
-from ecomlake.quarantine import quarantine_rows
+from ecomlake.quarantine import LINEAGE_COLUMNS, quarantine_rows
 
-BRONZE_COLUMNS = (*rees46.COLUMNS, "_source_file", "_batch_id", "_ingested_at")
-LINEAGE_COLUMNS = ("_source_file", "_batch_id", "_ingested_at")
+BRONZE_COLUMNS = (*rees46.COLUMNS, *LINEAGE_COLUMNS)
 
 
 def classify_rees46_lines(lines: DataFrame) -> DataFrame:

@@ -221,15 +221,25 @@ def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None) ->
         return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
     lines, batch_id, now = read_batch(spark, files, "catalog-")
     classified = ingest.classify_catalog_lines(ingest.drop_headers(lines, rees46.CATALOG_HEADER))
-    lake.overwrite_table(ingest.catalog_bronze_rows(classified), root, tables.BRONZE_PRODUCTS)
-    lake.overwrite_table(ingest.catalog_rejected_rows(classified), root, tables.QUARANTINE_PRODUCTS)
+    # Two tables and the line counts from one read of the files.
+    classified.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        lake.overwrite_table(ingest.catalog_bronze_rows(classified), root, tables.BRONZE_PRODUCTS)
+        lake.overwrite_table(ingest.catalog_rejected_rows(classified), root, tables.QUARANTINE_PRODUCTS)
+        input_lines = {r["_source_file"]: r["count"] for r in classified.groupBy("_source_file").count().collect()}
+    finally:
+        classified.unpersist()
     per_file: dict[str, dict[str, int]] = {}
-    for table, key in ((tables.BRONZE_PRODUCTS, "bronze"), (tables.QUARANTINE_PRODUCTS, "quarantined")):
-        for r in lake.read_table(spark, root, table).groupBy("_source_file").count().collect():
-            per_file.setdefault(r["_source_file"], {"bronze": 0, "quarantined": 0})[key] = r["count"]
-    input_lines = {r["_source_file"]: r["count"] for r in classified.groupBy("_source_file").count().collect()}
-    reasons = ", ".join(f"{r['reason']}={r['count']}" for r in lake.read_table(spark, root, tables.QUARANTINE_PRODUCTS)
-                        .groupBy("reason").count().orderBy("reason").collect())
+    bronze_counts = lake.read_table(spark, root, tables.BRONZE_PRODUCTS).groupBy("_source_file").count().collect()
+    for r in bronze_counts:
+        per_file.setdefault(r["_source_file"], {"bronze": 0, "quarantined": 0})["bronze"] = r["count"]
+    reason_counts: dict[str, int] = {}
+    quarantine_counts = (lake.read_table(spark, root, tables.QUARANTINE_PRODUCTS)
+                         .groupBy("_source_file", "reason").count().collect())
+    for r in quarantine_counts:
+        per_file.setdefault(r["_source_file"], {"bronze": 0, "quarantined": 0})["quarantined"] += r["count"]
+        reason_counts[r["reason"]] = reason_counts.get(r["reason"], 0) + r["count"]
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(reason_counts.items()))
     log_rows = []
     for f in files:
         counts, n_lines = per_file.get(f.path, {"bronze": 0, "quarantined": 0}), input_lines.get(f.path, 0)
