@@ -11,6 +11,7 @@ lake_root = dbutils.widgets.get("lake_root")
 
 # COMMAND ----------
 
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 quarantine = spark.read.format("delta").load(f"{lake_root}/quarantine/events")
@@ -25,3 +26,15 @@ display(log.orderBy(F.desc("ingested_at")))
 # COMMAND ----------
 
 display(quarantine.where("stage = 'ingest'").select("reason", "raw_line", "_source_file").limit(100))
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC Whole files set aside by ingest (empty, wrong header, a compressed stream that breaks): the
+# MAGIC other files of their batch went through. Fix the file and ingest again: it leaves this list.
+
+# COMMAND ----------
+
+files_path = f"{lake_root}/quarantine/files"
+if DeltaTable.isDeltaTable(spark, files_path):
+    display(spark.read.format("delta").load(files_path).orderBy(F.desc("ingested_at")))

@@ -1,4 +1,7 @@
-"""The deep path: encoding, and a real 2-process Horovod (Gloo) training over Petastorm shards."""
+"""The deep path: encoding, checkpoints, and a real 2-process Horovod (Gloo) training over Petastorm shards."""
+import os
+
+import numpy as np
 import pytest
 
 from ecomlake.deep import distributed, encode
@@ -52,12 +55,109 @@ def test_two_horovod_workers_train_on_disjoint_shards_and_resume(tiny_training_s
     assert first[0]["history"]["loss"] == first[1]["history"]["loss"]  # metrics averaged across workers
     assert distributed.last_checkpoint_epoch(str(tmp_path / "checkpoints")) == 2
     assert (tmp_path / "model.h5").exists()
+    steps = first[0]["steps_per_epoch"]
+    assert [r["optimizer_iterations"] for r in first] == [2 * steps, 2 * steps]
 
     resumed = distributed.launch(spec_for(tiny_training_set, tmp_path, epochs=3), 2, "horovodrun")
     assert [r["initial_epoch"] for r in resumed] == [2, 2]
     assert len(resumed[0]["history"]["loss"]) == 1                     # only epoch 3 was run
     assert distributed.last_checkpoint_epoch(str(tmp_path / "checkpoints")) == 3
     assert resumed[0]["weights_sha1"] == resumed[1]["weights_sha1"]
+    # Every rank went on from the saved optimizer state (Adam's step count), not from a fresh one.
+    assert [r["optimizer_iterations"] for r in resumed] == [3 * steps, 3 * steps]
+    # One committed checkpoint is kept (plus its state file), no temporary files.
+    assert len(os.listdir(tmp_path / "checkpoints")) == 2
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(distributed.WRITING_PREFIX)]
+
+
+def _small_model(seed):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    model = tf.keras.Sequential([tf.keras.Input(shape=(3,)), tf.keras.layers.Dense(4, activation="relu"),
+                                 tf.keras.layers.Dense(1)])
+    optimizer = tf.keras.optimizers.Adam(learning_rate=0.01)
+    model.compile(optimizer=optimizer, loss="mse")
+    return model, optimizer
+
+
+def _train_steps(model, steps, seed):
+    x = np.random.default_rng(seed).normal(size=(16 * steps, 3)).astype("float32")
+    model.fit(x, x.sum(axis=1), batch_size=16, epochs=1, shuffle=False, verbose=0)
+
+
+def _optimizer_values(optimizer):
+    return [v.numpy() for v in optimizer.variables]
+
+
+def test_a_checkpoint_keeps_the_optimizer_state_and_a_failed_write_leaves_the_last_one(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    folder = str(tmp_path / "checkpoints")
+    model, optimizer = _small_model(seed=1)
+    _train_steps(model, 5, seed=0)
+    distributed.save_checkpoint(folder, model, optimizer, 1, {"loss": 0.5})
+    weights, optimizer_state = model.get_weights(), _optimizer_values(optimizer)
+    assert int(optimizer.iterations.numpy()) == 5
+
+    _train_steps(model, 3, seed=1)  # epoch 2, whose checkpoint never gets committed:
+    real_write = tf.train.Checkpoint.write
+
+    def torn_write(self, prefix, **kwargs):  # the files are written, one is cut short, then it fails
+        path = real_write(self, prefix, **kwargs)
+        with open(f"{prefix}.data-00000-of-00001", "r+b") as f:
+            f.truncate(8)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(tf.train.Checkpoint, "write", torn_write)
+    with pytest.raises(OSError, match="No space left"):
+        distributed.save_checkpoint(folder, model, optimizer, 2)
+    monkeypatch.undo()
+    # ... or the new checkpoint is in place and replacing the state file (the commit) fails.
+    def failed_commit(path, value):
+        raise OSError("I/O error")
+
+    monkeypatch.setattr(distributed, "_replace_json", failed_commit)
+    with pytest.raises(OSError, match="I/O error"):
+        distributed.save_checkpoint(folder, model, optimizer, 2)
+    monkeypatch.undo()
+
+    assert distributed.last_checkpoint_epoch(folder) == 1
+    assert not [f for f in os.listdir(folder) if f.startswith(distributed.WRITING_PREFIX)]
+    fresh, fresh_optimizer = _small_model(seed=2)   # other initial weights, an unused optimizer
+    assert distributed.restore_checkpoint(folder, fresh, fresh_optimizer) == 1
+    assert int(fresh_optimizer.iterations.numpy()) == 5
+    for restored, saved in zip(fresh.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    for restored, saved in zip(_optimizer_values(fresh_optimizer), optimizer_state, strict=True):
+        np.testing.assert_array_equal(restored, saved)  # iterations, learning rate, Adam's m and v
+
+    # Training goes on from there; the next commit replaces the checkpoint and clears the leftovers.
+    _train_steps(fresh, 2, seed=3)
+    distributed.save_checkpoint(folder, fresh, fresh_optimizer, 2)
+    assert distributed.last_checkpoint_epoch(folder) == 2
+    names = sorted(os.listdir(folder))
+    assert len(names) == 2 and names[0].startswith("epoch-0002-") and names[1] == distributed.STATE_FILE
+    again, again_optimizer = _small_model(seed=3)
+    assert distributed.restore_checkpoint(folder, again, again_optimizer) == 2
+    assert int(again_optimizer.iterations.numpy()) == 7
+
+
+def test_a_model_is_saved_through_a_temporary_file(tmp_path, monkeypatch):
+    model, _ = _small_model(seed=1)
+    path = tmp_path / "model.h5"
+    distributed.save_model(model, str(path))
+    before = path.read_bytes()
+
+    def crash_mid_save(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half a model")
+        raise MemoryError("killed mid-write")
+
+    monkeypatch.setattr(model, "save", crash_mid_save)
+    with pytest.raises(MemoryError):
+        distributed.save_model(model, str(path))
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.h5"]
 
 
 def test_launcher_placeholders_are_dropped_before_horovod_starts():

@@ -1,10 +1,11 @@
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from ecomlake import generate as gen
+from ecomlake import rees46
 
 
 def lines_of(spark, p, user_partitions=None):
@@ -80,6 +81,8 @@ def test_params_are_validated():
     with pytest.raises(ValueError, match="dirty_fraction"):
         gen.GeneratorParams(dirty_fraction=0.9)
     assert gen.GeneratorParams(start_date="2019-10-01", days=61).file_labels() == ["2019-Oct", "2019-Nov"]
+    daily = gen.GeneratorParams(start_date="2019-10-30", days=14).file_labels(daily=True)
+    assert len(daily) == 14 and daily[:3] == ["2019-10-30", "2019-10-31", "2019-11-01"] and daily[-1] == "2019-11-12"
     assert date.fromisoformat(gen.GeneratorParams().start_date) == date(2019, 10, 1)
 
 
@@ -94,3 +97,54 @@ def test_a_converted_session_buys_the_product_whose_price_set_its_odds(spark):
     joined = bought.join(planned, "session_key").collect()
     assert len(joined) > 20
     assert all(r.product_id == r.planned_product for r in joined)
+
+
+def _csv_names(output):
+    return sorted(f.name for f in (output / "events").iterdir() if f.suffix == ".csv" and not f.name.startswith("."))
+
+
+def _data_lines(folder, names):
+    """The lines of these files in this order, each file's header checked and dropped."""
+    out = []
+    for name in names:
+        lines = (folder / name).read_text(encoding="utf-8").splitlines()
+        assert lines[0] == rees46.HEADER
+        out += lines[1:]
+    return out
+
+
+def test_daily_files_hold_the_monthly_lines_one_file_per_day(spark, make_config, tmp_path):
+    from ecomlake.jobs import generate as job
+
+    # Two weeks across a month's end; dirty timestamps too, to check where they land.
+    settings = ("generate.start_date='2019-10-25'", "generate.days=14", "generate.dirty_fraction=0.05")
+    config = make_config(*settings)
+    monthly_dir, daily_dir = tmp_path / "monthly", tmp_path / "daily"
+    monthly = job.run(spark, config, output=str(monthly_dir), events=2000, seed=3)
+    daily = job.run(spark, config, output=str(daily_dir), events=2000, seed=3, daily=True)
+
+    days = [(date(2019, 10, 25) + timedelta(days=d)).isoformat() for d in range(14)]
+    assert (monthly["layout"], monthly["files"]) == ("monthly", ["2019-Oct.csv", "2019-Nov.csv"])
+    assert (daily["layout"], daily["files"]) == ("daily", [f"{d}.csv" for d in days])
+    assert _csv_names(daily_dir) == daily["files"]
+    # The same lines, line for line and in the same order: a day's file is its month cut at midnight.
+    lines = _data_lines(daily_dir / "events", daily["files"])
+    assert lines == _data_lines(monthly_dir / "events", monthly["files"])
+    assert len(lines) == daily["data_lines"] == monthly["data_lines"] > 1500
+    assert daily["dirty_rows"] == monthly["dirty_rows"] and daily["dirty_rows"]["future_event"] > 0
+    for day in days:
+        for line in _data_lines(daily_dir / "events", [f"{day}.csv"]):
+            event_time = line.split(",")[0]
+            # future_event rows carry the year 2099 on their day; bad_timestamp rows a fixed bad text
+            assert event_time[:11] in (f"{day} ", f"2099{day[4:]} ", "2019-13-45 "), (day, line)
+
+    # Same parameters and layout (here from config generate.daily): the files are left untouched.
+    mtimes = {f.name: f.stat().st_mtime_ns for f in (daily_dir / "events").iterdir()}
+    assert job.run(spark, make_config(*settings, "generate.daily=true"), output=str(daily_dir), events=2000,
+                   seed=3) == daily
+    assert {f.name: f.stat().st_mtime_ns for f in (daily_dir / "events").iterdir()} == mtimes
+    # The other layout does not count as up to date: a run with it would replace the files.
+    params = job.params_from(config, events=2000, seed=3)
+    assert job.existing_truth(spark, str(daily_dir), params, daily=False) is None
+    assert job.existing_truth(spark, str(monthly_dir), params, daily=True) is None
+    assert job.existing_truth(spark, str(monthly_dir), params, daily=False) == monthly

@@ -1,8 +1,11 @@
 """End to end on generated data: features -> train -> score, with the models beating their baselines."""
+import hashlib
+import os
+
 import pytest
 from pyspark.sql import functions as F
 
-from ecomlake import lake, tables
+from ecomlake import lake, runs, tables
 from ecomlake.errors import InputError
 from ecomlake.jobs import features, pipeline, score, train
 
@@ -29,6 +32,25 @@ def trained(spark, tmp_path_factory):
 
 def read(spark, config, table):
     return lake.read_table(spark, config["lake_root"], table)
+
+
+def recorded(spark, config, task, model):
+    rows = read(spark, config, tables.GOLD_MODEL_RUNS).where(f"task = '{task}' AND model = '{model}'").collect()
+    assert len(rows) == 1
+    return rows[0]
+
+
+def files_under(path):
+    """Every file under a local directory: relative path -> (size, mtime, sha1)."""
+    out = {}
+    for folder, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(folder, name)
+            with open(full, "rb") as f:
+                digest = hashlib.sha1(f.read()).hexdigest()
+            out[os.path.relpath(full, path)] = (os.path.getsize(full), os.stat(full).st_mtime_ns, digest)
+    assert out
+    return out
 
 
 def test_als_beats_the_popularity_baseline(trained):
@@ -97,6 +119,21 @@ def test_rerunning_train_and_score_adds_no_rows(spark, trained):
     score.run(spark, config, SCORE_AS_OF, task="recommend")
     assert read(spark, config, tables.GOLD_MODEL_RUNS).count() == runs_before
     assert sorted(map(tuple, read(spark, config, tables.GOLD_RECOMMENDATIONS).drop("score").collect())) == recs_before
+
+
+def test_a_retrain_writes_a_new_model_directory_and_leaves_the_recorded_one_untouched(spark, trained):
+    config, _ = trained
+    first = recorded(spark, config, "segments", "rfm_kmeans")
+    before = files_under(first.model_path)
+    train.run(spark, config, "segments", TRAIN_AS_OF)
+    second = recorded(spark, config, "segments", "rfm_kmeans")   # the same run_id: its row was replaced
+    assert second.run_id == first.run_id and second.model_path != first.model_path
+    run_dir = runs.model_dir(config["lake_root"], "segments", first.run_id)
+    assert os.path.dirname(first.model_path) == os.path.dirname(second.model_path) == run_dir
+    assert files_under(first.model_path) == before                # not a byte, not a timestamp changed
+    score.run(spark, config, SCORE_AS_OF, task="segments")        # readers follow the row
+    scored = read(spark, config, tables.GOLD_SEGMENTS).where(f"as_of_date = '{SCORE_AS_OF}'")
+    assert {r.run_id for r in scored.select("run_id").distinct().collect()} == {first.run_id}
 
 
 def test_a_missing_feature_date_names_the_job_to_run(spark, trained):
@@ -232,3 +269,24 @@ def test_report_has_every_section_image_and_suggestion(spark, trained, tmp_path)
     assert "Skipped: gold/review_sentiment is missing: run `sentiment`" in page
     assert page.count('<div class="suggest">') == 8
     assert "win-back coupon" in page and "Restock first" in page and "test the price of" in page
+
+
+def test_resume_extends_a_deep_run_with_more_epochs_in_a_new_directory(spark, trained):
+    from ecomlake.jobs import train_deep
+
+    config, _ = trained
+    tiny = {"num_proc": 2, "launcher": "horovodrun", "batch_size": 128}   # another run_id than the test above
+    first = train_deep.run(spark, config, "wide_deep", TRAIN_AS_OF, epochs=1, **tiny)["record"]
+    before = files_under(first["model_path"])
+    out = train_deep.run(spark, config, "wide_deep", TRAIN_AS_OF, epochs=2, resume=True, **tiny)
+    record = out["record"]
+    assert record["run_id"] == first["run_id"] and record["params"]["epochs"] == 2
+    assert record["details"]["initial_epoch"] == 1 and len(record["details"]["history"]["loss"]) == 1
+    workers = out["workers"]
+    assert [w["optimizer_iterations"] for w in workers] == [2 * workers[0]["steps_per_epoch"]] * 2
+    # The first attempt was recorded, so the resumed run went on from a copy of its checkpoint.
+    assert record["model_path"] != first["model_path"] and files_under(first["model_path"]) == before
+    row = read(spark, config, tables.GOLD_MODEL_RUNS).where(f"run_id = '{record['run_id']}'").collect()
+    assert [r.model_path for r in row] == [record["model_path"]]
+    with pytest.raises(InputError, match="already has 2 epoch.*--epochs greater than 2"):
+        train_deep.run(spark, config, "wide_deep", TRAIN_AS_OF, epochs=2, resume=True, **tiny)

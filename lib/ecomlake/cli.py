@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -9,6 +10,11 @@ from typing import Callable
 
 from ecomlake import config as cfg
 from ecomlake.errors import EcomlakeError
+
+# Exit status of a job that finished but set something aside (a whole input file quarantined):
+# the good data went through, and a scheduler still sees that someone must look.
+EXIT_QUARANTINED = 3
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def job_parser(job: str, description: str) -> argparse.ArgumentParser:
@@ -27,13 +33,15 @@ def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None
     """Parse args, load config, get Spark, run body(spark, config, args); user errors exit 2."""
     args = parser.parse_args(argv)
     started = time.time()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         config = cfg.load(args.env, args.config_file, args.conf, args.lake)
         from ecomlake.spark import get_spark
 
         spark = get_spark(config, job)
         spark.sparkContext.setLogLevel("WARN")
-        body(spark, config, args)
+        result = body(spark, config, args)
     except EcomlakeError as exc:
         print(f"{job}: error: {exc}", file=sys.stderr)
         return 2
@@ -43,6 +51,11 @@ def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None
         print(f"{job}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     print(f"{job}: done in {time.time() - started:.1f} s")
+    quarantined_files = result.get("quarantined_files", 0) if isinstance(result, dict) else 0
+    if quarantined_files:
+        print(f"{job}: {quarantined_files} input file(s) quarantined whole: see quarantine/files "
+              f"(exit status {EXIT_QUARANTINED})", file=sys.stderr)
+        return EXIT_QUARANTINED
     return 0
 
 

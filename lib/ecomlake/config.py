@@ -54,6 +54,7 @@ SCHEMA: dict[str, Key] = {
     "generate.days": Key(int, 61, "number of days of events"),
     "generate.dirty_fraction": Key(float, 0.005, "share of rows made dirty on purpose"),
     "generate.fraud_user_fraction": Key(float, 0.02, "share of users that are bots or fraudsters"),
+    "generate.daily": Key(bool, False, "one CSV per day (events/2019-10-01.csv) instead of one per month"),
     "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price"),
     "clean.min_event_time": Key(str, "2000-01-01", "events before this are quarantined"),
     "clean.future_tolerance_minutes": Key(
@@ -83,6 +84,15 @@ SCHEMA: dict[str, Key] = {
     "risk.test_fraction": Key(float, 0.3, "share of users held out to measure the risk classifier"),
     "pricing.lead_time_days": Key(int, 7, "replenishment lead time of the inventory suggestion"),
     "pricing.service_level": Key(float, 0.95, "chance that stock covers lead-time demand"),
+    "ops.lease_timeout_seconds": Key(
+        int, 600, "a job's lease on its tables expires this long after its last heartbeat (killed runs)"
+    ),
+    "ops.lease_wait_seconds": Key(
+        int, 0, "how long a job waits for another run's lease before it exits with a message (0: no wait)"
+    ),
+    "maintain.retention_hours": Key(
+        float, 168.0, "VACUUM keeps removed files this long (never shorter than incremental reads need)"
+    ),
 }
 
 

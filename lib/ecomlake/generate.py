@@ -78,6 +78,9 @@ DIRTY_KINDS = {
     "future_event": ("clean", "event_in_future"),
 }
 ABSURD_PRICE = "9999999.99"
+# File label of an event by layout (daily?): (Python strftime, Spark datetime pattern), UTC days.
+# Both layouts hold the same lines: a day's file is its month's file cut at midnight.
+FILE_LABEL_FORMATS = {False: ("%Y-%b", "yyyy-MMM"), True: ("%Y-%m-%d", "yyyy-MM-dd")}
 # Bumped whenever the same parameters would give different rows, so earlier output is regenerated.
 GENERATOR_VERSION = 2
 
@@ -127,12 +130,13 @@ class GeneratorParams:
             weights.append((1 + TREND * d / (self.days - 1)) * (1 + WEEKLY_PATTERN[dow]))
         return weights
 
-    def file_labels(self) -> list[str]:
-        """One file per calendar month, named like REES46's files (2019-Oct)."""
+    def file_labels(self, daily: bool = False) -> list[str]:
+        """One file per calendar month, named like REES46's files (2019-Oct), or with daily=True
+        one per day (2019-10-01), in time order."""
         first = date.fromisoformat(self.start_date)
         labels = []
         for d in range(self.days):
-            label = (first + timedelta(days=d)).strftime("%Y-%b")
+            label = (first + timedelta(days=d)).strftime(FILE_LABEL_FORMATS[daily][0])
             if label not in labels:
                 labels.append(label)
         return labels
@@ -421,11 +425,12 @@ def _session_uuid(seed: int, key: Column) -> Column:
                        F.substring(h, 17, 4), F.substring(h, 21, 12))
 
 
-def csv_lines(events_df: DataFrame, p: GeneratorParams) -> DataFrame:
+def csv_lines(events_df: DataFrame, p: GeneratorParams, daily: bool = False) -> DataFrame:
     """CSV lines (file label, order key, dirty kind, line), with dirty rows planted.
 
     A dirty row replaces a clean one, except `duplicate`, which repeats it. Column `dirty_kind`
-    is null for clean rows; the job counts lines per kind as ground truth.
+    is null for clean rows; the job counts lines per kind as ground truth. The file label is the
+    event's month (2019-Oct) or, with daily=True, its day (2019-10-01): the lines are the same.
     """
     seed = p.seed
     key = (F.col("session_key"), F.col("event_index"))
@@ -455,7 +460,7 @@ def csv_lines(events_df: DataFrame, p: GeneratorParams) -> DataFrame:
     copies = F.when(kind == "duplicate", F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
     return (
         e.select(
-            F.date_format(F.timestamp_seconds(F.col("epoch_second")), "yyyy-MMM").alias("file"),
+            F.date_format(F.timestamp_seconds(F.col("epoch_second")), FILE_LABEL_FORMATS[daily][1]).alias("file"),
             F.col("epoch_second").alias("order_key"),
             kind.alias("kind"),
             line.alias("line"),

@@ -1,25 +1,43 @@
 """Raw source lines -> bronze rows and quarantined rows (pure DataFrame transforms)."""
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from ecomlake import rees46
-from ecomlake.quarantine import LINEAGE_COLUMNS, quarantine_rows
+from ecomlake.quarantine import EVENT_DATE_COLUMN, LINEAGE_COLUMNS, event_date_of_raw_time, quarantine_rows
 
-BRONZE_COLUMNS = (*rees46.COLUMNS, *LINEAGE_COLUMNS)
+BRONZE_COLUMNS = (*rees46.COLUMNS, *LINEAGE_COLUMNS, EVENT_DATE_COLUMN)
+
+
+def invalid_utf8(value: str = "value") -> Column:
+    """True when a line's bytes are not valid UTF-8. Spark keeps the raw bytes of a text line;
+    turning them into characters replaces each bad byte with U+FFFD, so the two differ."""
+    return F.encode(F.col(value), "UTF-8") != F.col(value).cast("binary")
 
 
 def classify_rees46_lines(lines: DataFrame) -> DataFrame:
     """lines(value, _source_file, _batch_id, _ingested_at) without header lines ->
-    the REES46 fields as text plus `_reject_reason` (null when the line is accepted)."""
-    split = rees46.split_lines(lines)
-    return split.withColumn("_reject_reason", rees46.ingest_reject_reason())
+    the REES46 fields as text plus `_reject_reason` (null when the line is accepted).
+
+    A line that is not valid UTF-8 (a Latin-1 export, a broken byte) is rejected as
+    `invalid_utf8` rather than stored with U+FFFD in place of its bytes; its raw line is kept
+    decoded as ISO-8859-1, which maps every byte to one character (nothing is lost).
+    """
+    bad_bytes = invalid_utf8()
+    readable = lines.withColumn("_invalid_utf8", bad_bytes).withColumn(
+        "value", F.when(F.col("_invalid_utf8"), F.decode(F.col("value").cast("binary"), "ISO-8859-1"))
+        .otherwise(F.col("value")))
+    split = rees46.split_lines(readable)
+    reason = F.when(F.col("_invalid_utf8"), F.lit("invalid_utf8")).otherwise(rees46.ingest_reject_reason())
+    return split.withColumn("_reject_reason", reason).drop("_invalid_utf8")
 
 
 def bronze_rows(classified: DataFrame) -> DataFrame:
-    """Accepted lines as bronze rows: the source text verbatim (so a parsing fix can be replayed) + lineage."""
-    return classified.where(F.col("_reject_reason").isNull()).select(*BRONZE_COLUMNS)
+    """Accepted lines as bronze rows: the source text verbatim (so a parsing fix can be replayed),
+    lineage, and the event date (the partition column)."""
+    return (classified.where(F.col("_reject_reason").isNull())
+            .select(*rees46.COLUMNS, *LINEAGE_COLUMNS, event_date_of_raw_time()))
 
 
 def rejected_rows(classified: DataFrame) -> DataFrame:

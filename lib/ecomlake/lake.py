@@ -35,23 +35,81 @@ def table_version(spark: SparkSession, lake_root: str, table: Table) -> int:
 
 
 def overwrite_table(df: DataFrame, lake_root: str, table: Table, replace_where: str | None = None,
-                    partition_by: list[str] | None = None) -> None:
-    """Overwrite the whole table, or only the rows matching replace_where (one atomic commit)."""
+                    partition_by: list[str] | None = None, merge_schema: bool = False,
+                    change_feed: bool = False) -> None:
+    """Overwrite the whole table, or only the rows matching replace_where (one atomic commit).
+
+    merge_schema adds new columns to a table written by an older version; change_feed turns on
+    Delta's change data feed when the write creates the table (incremental readers need it).
+    """
     writer = df.write.format("delta").mode("overwrite")
     if replace_where:
         writer = writer.option("replaceWhere", replace_where)
     else:
         writer = writer.option("overwriteSchema", "true")
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    if change_feed:
+        writer = writer.option("delta.enableChangeDataFeed", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(table.path(lake_root))
 
 
-def append_table(df: DataFrame, lake_root: str, table: Table, partition_by: list[str] | None = None) -> None:
+def append_table(df: DataFrame, lake_root: str, table: Table, partition_by: list[str] | None = None,
+                 merge_schema: bool = False, change_feed: bool = False) -> None:
     writer = df.write.format("delta").mode("append")
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    if change_feed:
+        writer = writer.option("delta.enableChangeDataFeed", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(table.path(lake_root))
+
+
+def replace_rows(spark: SparkSession, df: DataFrame, lake_root: str, table: Table, replace_where: str,
+                 partition_by: list[str] | None = None, merge_schema: bool = False,
+                 change_feed: bool = False) -> None:
+    """Replace the rows matching replace_where with df in ONE commit (creating the table if needed),
+    so a crash leaves either the old rows or the new ones, never neither or both."""
+    if table_exists(spark, table.path(lake_root)):
+        overwrite_table(df, lake_root, table, replace_where=replace_where, partition_by=partition_by,
+                        merge_schema=merge_schema)
+    else:
+        append_table(df, lake_root, table, partition_by=partition_by, change_feed=change_feed)
+
+
+def sql_string(value: str) -> str:
+    """A Spark SQL string literal (for replaceWhere predicates, which are SQL text)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sql_in(column: str, values) -> str:
+    """`column IN (...)` for strings or dates; FALSE for an empty list (matches no row)."""
+    values = sorted({str(v) for v in values})
+    if not values:
+        return "FALSE"
+    return f"{column} IN ({', '.join(sql_string(v) for v in values)})"
+
+
+def has_change_feed(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    props = DeltaTable.forPath(spark, path).detail().select("properties").head()[0] or {}
+    return str(props.get("delta.enableChangeDataFeed", "false")).lower() == "true"
+
+
+def enable_change_feed(spark: SparkSession, path: str) -> None:
+    """Turn on the change data feed of an existing table (one metadata commit, only when off)."""
+    if table_exists(spark, path) and not has_change_feed(spark, path):
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+
+
+def partition_columns(spark: SparkSession, path: str) -> list[str]:
+    from delta.tables import DeltaTable
+
+    return list(DeltaTable.forPath(spark, path).detail().select("partitionColumns").head()[0])
 
 
 def delete_rows(spark: SparkSession, lake_root: str, table: Table, condition) -> None:
@@ -102,6 +160,19 @@ def list_input_files(spark: SparkSession, path_or_glob: str, suffixes=(".csv", "
         raise InputError(f"input '{path_or_glob}' holds no {' or '.join(suffixes)} files")
     infos = [FileInfo(str(s.getPath().toString()), s.getLen(), s.getModificationTime()) for s in files]
     return sorted(infos, key=lambda f: f.path)
+
+
+def spark_file_uri(spark: SparkSession, path: str) -> str:
+    """How Spark names a file in `_metadata.file_path` (URI-encoded: a space is %20), for a path
+    as the Hadoop file system lists it (not encoded). Spark's own conversion, so they always agree."""
+    jvm = spark.sparkContext._jvm
+    return str(jvm.org.apache.spark.paths.SparkPath.fromPath(jvm.org.apache.hadoop.fs.Path(path)).urlEncoded())
+
+
+def is_compressed(spark: SparkSession, path: str) -> bool:
+    jvm, hpath, _ = _hadoop(spark, path)
+    return jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark.sparkContext._jsc.hadoopConfiguration()).getCodec(hpath) is not None
 
 
 def read_first_line(spark: SparkSession, path: str) -> str:

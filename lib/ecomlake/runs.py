@@ -1,14 +1,21 @@
 """gold/model_runs: one row per trained model (baselines included) with what it read and scored.
 
 run_id is a hash of (task, model, as_of, parameters): re-training for the same cutoff with the
-same parameters replaces its row (MERGE) and its model directory instead of adding a duplicate.
+same parameters replaces its row (MERGE) instead of adding a duplicate.
 The Delta versions of the tables it read are recorded beside it (they also change when another
 as-of partition is written, so they are not part of the identity).
+
+Model artifacts are never overwritten in place: every training attempt writes into a directory of
+its own, <lake_root>/models/<task>/<run_id>/<attempt> (`new_attempt_dir`), and the row is
+recorded (pointing at it) only after the artifact is complete. A re-train therefore leaves the
+directory the old row points to untouched while it writes, and a crash mid-write leaves a
+directory no row points to. Directories of replaced attempts stay until removed by hand.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import date, datetime, timezone
 
 from pyspark.sql import SparkSession
@@ -28,7 +35,30 @@ def make_run_id(task: str, model: str, as_of: str, params: dict) -> str:
 
 
 def model_dir(lake_root: str, task: str, run_id: str) -> str:
+    """The folder of a run's attempts (each attempt's model lives in a subdirectory)."""
     return f"{lake_root.rstrip('/')}/models/{task}/{run_id}"
+
+
+def new_attempt_id() -> str:
+    """UTC time to the microsecond plus a random suffix: unique, and newer attempts sort later."""
+    now = datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:6]}"
+
+
+def new_attempt_dir(lake_root: str, task: str, run_id: str) -> str:
+    """A fresh directory (not created yet) for one training attempt of a run: write the model
+    there, then record the run with model_path = this directory."""
+    return f"{model_dir(lake_root, task, run_id)}/{new_attempt_id()}"
+
+
+def recorded_model_paths(spark: SparkSession, lake_root: str, run_id: str) -> set[str]:
+    """The model directories gold/model_runs points to for a run_id (empty without the table)."""
+    if not lake.table_exists(spark, tables.GOLD_MODEL_RUNS.path(lake_root)):
+        return set()
+    rows = (lake.read_table(spark, lake_root, tables.GOLD_MODEL_RUNS)
+            .where((F.col("run_id") == run_id) & F.col("model_path").isNotNull())
+            .select("model_path").collect())
+    return {r.model_path for r in rows}
 
 
 def input_versions(spark: SparkSession, lake_root: str, read: list[tables.Table]) -> dict[str, int]:

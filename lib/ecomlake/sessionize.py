@@ -97,3 +97,59 @@ def daily_funnel(sessionized: DataFrame) -> DataFrame:
             .withColumn("view_to_cart_rate", rate("sessions_with_cart", "sessions_with_view"))
             .withColumn("cart_to_purchase_rate", rate("sessions_with_purchase", "sessions_with_cart"))
             .withColumn("view_to_purchase_rate", rate("sessions_with_purchase", "sessions_with_view")))
+
+
+# ---- incremental sessionization --------------------------------------------------------------
+# New, late or removed events can only change the sessions near them. For each user with changed
+# events, the region to recompute is the span of those events joined with every existing session
+# that lies within the gap of them (such a session may merge with or split around a changed
+# event). Sessions outside the region are more than the gap away from every event inside it, so
+# recomputing the region from its events gives exactly what a full rebuild gives; session numbers
+# after the region shift by the change in the region's session count.
+
+def session_regions(changed: DataFrame, sessions_df: DataFrame, gap_minutes: int) -> DataFrame:
+    """changed(user_key, event_time) + existing sessions -> (user_key, region_start, region_end):
+    per user, the time span whose sessions must be recomputed."""
+    gap = F.expr(f"INTERVAL {int(gap_minutes)} MINUTES")
+    bounds = changed.groupBy("user_key").agg(F.min("event_time").alias("_tmin"), F.max("event_time").alias("_tmax"))
+    near = (sessions_df.select("user_key", "session_start", "session_end")
+            .join(bounds, "user_key")
+            .where((F.col("session_end") >= F.col("_tmin") - gap) & (F.col("session_start") <= F.col("_tmax") + gap))
+            .groupBy("user_key")
+            .agg(F.min("session_start").alias("_smin"), F.max("session_end").alias("_smax")))
+    return (bounds.join(near, "user_key", "left")
+            .select("user_key", F.least("_tmin", "_smin").alias("region_start"),
+                    F.greatest("_tmax", "_smax").alias("region_end")))
+
+
+def session_updates(events: DataFrame, regions: DataFrame, sessions_df: DataFrame, gap_minutes: int) -> DataFrame:
+    """The rows that bring silver/sessions up to date: SESSION_COLUMNS + `_op` ('upsert' or 'delete').
+
+    events: silver events covering every region (more is fine); regions: from session_regions;
+    sessions_df: the current sessions. Upserts are the recomputed sessions of each region (numbered
+    after the user's sessions before it) and the user's later sessions whose number shifts;
+    deletes are the region's old sessions that no longer start at the same time.
+    """
+    in_region = (events.join(regions, "user_key")
+                 .where(F.col("event_time").between(F.col("region_start"), F.col("region_end")))
+                 .drop("region_start", "region_end"))
+    fresh = sessions(assign_sessions(in_region, gap_minutes))
+    old = sessions_df.join(regions, "user_key")
+    inside = F.col("session_start").between(F.col("region_start"), F.col("region_end"))
+    old_inside = old.where(inside).select(*SESSION_COLUMNS)
+    before = (old.where(F.col("session_start") < F.col("region_start"))
+              .groupBy("user_key").agg(F.max("session_number").alias("_before")))
+    fresh_n = fresh.groupBy("user_key").agg(F.count(F.lit(1)).alias("_fresh_n"))
+    old_n = old_inside.groupBy("user_key").agg(F.count(F.lit(1)).alias("_old_n"))
+    renumbered = (fresh.join(before, "user_key", "left")
+                  .withColumn("session_number", (F.col("session_number") + F.coalesce("_before", F.lit(0))).cast("int"))
+                  .select(*SESSION_COLUMNS))
+    shift = F.coalesce("_fresh_n", F.lit(0)) - F.coalesce("_old_n", F.lit(0))
+    later = (old.where(F.col("session_start") > F.col("region_end"))
+             .join(fresh_n, "user_key", "left").join(old_n, "user_key", "left")
+             .where(shift != 0)
+             .withColumn("session_number", (F.col("session_number") + shift).cast("int"))
+             .select(*SESSION_COLUMNS))
+    gone = old_inside.join(fresh.select("user_key", "session_start"), ["user_key", "session_start"], "left_anti")
+    return (renumbered.unionByName(later).withColumn("_op", F.lit("upsert"))
+            .unionByName(gone.withColumn("_op", F.lit("delete"))))

@@ -26,7 +26,8 @@ from ecomlake.errors import EcomlakeError
 from ecomlake.spark import delta_packages, session_conf
 
 JOBS = ("pipeline", "generate", "ingest", "clean", "sessionize", "features", "train", "score", "train_deep",
-        "clv", "sentiment", "risk", "pricing", "report")
+        "clv", "sentiment", "risk", "pricing", "report",
+        "maintain", "forget")
 
 
 def job_summary(job: str) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LAYERS = ("bronze", "silver", "gold", "quarantine")
+LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,7 @@ GOLD_RISK_SIGNALS = Table("gold", "risk_signals", "risk")
 GOLD_RISK_ALERTS = Table("gold", "risk_alerts", "risk")
 GOLD_PRICE_ELASTICITY = Table("gold", "price_elasticity", "pricing")
 GOLD_INVENTORY = Table("gold", "inventory_suggestions", "pricing")
+# Daily operation: what each run consumed and wrote, file-level quarantine, job leases.
+OPS_JOB_RUNS = Table("ops", "job_runs", "every job (its run record)")
+OPS_LEASES = Table("ops", "leases", "every job that writes tables (its lease)")
+QUARANTINE_FILES = Table("quarantine", "files", "ingest")

@@ -7,18 +7,33 @@
   shard_count=size)`), row groups assigned round-robin, so shards are disjoint and cover the data;
 - scales the learning rate by the number of workers with a warm-up, broadcasts rank 0's weights
   at the start, averages metrics across workers;
-- only rank 0 writes checkpoints (weights + the epoch reached, after every epoch) and the final
-  model; a run with the same checkpoint folder resumes from the last epoch written.
+- only rank 0 writes checkpoints (after every epoch) and the final model; a run with the same
+  checkpoint folder resumes from the last epoch written (every rank reads it: the folder is on a
+  path all workers see).
+Checkpoints hold the model's weights and the optimizer's state (Adam's moments and its iteration
+count, through tf.train.Checkpoint), so a resumed run continues the same optimisation. They are
+written atomically: the files go to a temporary folder beside the checkpoints, which is renamed
+(os.replace) to a new name; then state.json, which names the current checkpoint and its epoch, is
+replaced the same way (the commit point); older checkpoints are deleted after that. A crash at
+any point leaves state.json naming a complete checkpoint. The final model is also written to a
+temporary file and renamed.
 Launchers: `launch(spec, num_proc, "spark")` runs the workers as Spark tasks (horovod.spark.run);
 `"horovodrun"` starts them as local processes (horovod.runner.run, the Python form of horovodrun).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+import tempfile
+import uuid
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
-WEIGHTS_FILE = "weights.h5"
+CHECKPOINT_PREFIX = "ckpt"
+WRITING_PREFIX = ".writing-"
 
 
 def local_path(url_or_path: str) -> str:
@@ -26,12 +41,109 @@ def local_path(url_or_path: str) -> str:
     return url_or_path[len("file://"):] if url_or_path.startswith("file://") else url_or_path
 
 
-def last_checkpoint_epoch(checkpoint_dir: str) -> int:
+def checkpoint_state(checkpoint_dir: str) -> dict | None:
+    """The committed checkpoint's state (epoch, checkpoint, logs), or None. A state.json of the
+    layout before optimizer state was saved (no "checkpoint") counts as none."""
     path = os.path.join(local_path(checkpoint_dir), STATE_FILE)
     if not os.path.exists(path):
-        return 0
+        return None
     with open(path, encoding="utf-8") as f:
-        return int(json.load(f)["epoch"])
+        state = json.load(f)
+    return state if "checkpoint" in state else None
+
+
+def last_checkpoint_epoch(checkpoint_dir: str) -> int:
+    state = checkpoint_state(checkpoint_dir)
+    return int(state["epoch"]) if state else 0
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_json(path: str, value: dict) -> None:
+    """Write JSON to a temporary file in the same folder, flush it to disk, rename it over path."""
+    fd, tmp = tempfile.mkstemp(prefix=WRITING_PREFIX, suffix=".json", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_checkpoint(checkpoint_dir: str, model, optimizer, epoch: int, logs: dict | None = None) -> str:
+    """Checkpoint `epoch` (epochs completed): model weights and optimizer state, atomically (see
+    the module docstring). Returns the checkpoint's prefix path."""
+    import tensorflow as tf
+
+    checkpoint_dir = local_path(checkpoint_dir)
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    name = f"epoch-{epoch:04d}-{uuid.uuid4().hex[:6]}"  # never the name of an existing checkpoint
+    tmp = tempfile.mkdtemp(prefix=WRITING_PREFIX, dir=checkpoint_dir)
+    try:
+        tf.train.Checkpoint(model=model, optimizer=optimizer).write(os.path.join(tmp, CHECKPOINT_PREFIX))
+        for entry in os.listdir(tmp):
+            _fsync(os.path.join(tmp, entry))
+        os.replace(tmp, os.path.join(checkpoint_dir, name))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(checkpoint_dir)
+    _replace_json(os.path.join(checkpoint_dir, STATE_FILE), {
+        "epoch": int(epoch), "checkpoint": f"{name}/{CHECKPOINT_PREFIX}",
+        "optimizer_iterations": int(optimizer.iterations.numpy()),
+        "logs": {k: float(v) for k, v in (logs or {}).items()}})
+    for entry in os.listdir(checkpoint_dir):  # older checkpoints, leftovers of interrupted writes
+        target = os.path.join(checkpoint_dir, entry)
+        if entry in (name, STATE_FILE):
+            continue
+        if os.path.isdir(target):
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            os.remove(target)
+    log.info("checkpoint of epoch %d written to %s", epoch, os.path.join(checkpoint_dir, name))
+    return os.path.join(checkpoint_dir, name, CHECKPOINT_PREFIX)
+
+
+def restore_checkpoint(checkpoint_dir: str, model, optimizer) -> int:
+    """Load the committed checkpoint into a built model and its (not yet used) optimizer; returns
+    the epochs it holds (0 and nothing loaded when there is none)."""
+    import tensorflow as tf
+
+    state = checkpoint_state(checkpoint_dir)
+    if state is None:
+        return 0
+    optimizer.build(model.trainable_variables)  # create the moments so they are restored now
+    (tf.train.Checkpoint(model=model, optimizer=optimizer)
+     .read(os.path.join(local_path(checkpoint_dir), state["checkpoint"]))
+     .assert_existing_objects_matched())
+    return int(state["epoch"])
+
+
+def save_model(model, path: str) -> None:
+    """model.save to a temporary file in the same folder (same suffix: it picks the format), renamed."""
+    path = local_path(path)
+    folder, name = os.path.split(path)
+    os.makedirs(folder or ".", exist_ok=True)
+    tmp = os.path.join(folder, f"{WRITING_PREFIX}{uuid.uuid4().hex[:6]}-{name}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isdir(tmp):  # a SavedModel folder (a path without .h5/.keras)
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def shard_row_ids(url: str, rank: int, size: int) -> list[int]:
@@ -68,13 +180,14 @@ def train_worker(spec: dict) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
     checkpoint_dir = local_path(spec["checkpoint_dir"])
-    initial_epoch = last_checkpoint_epoch(checkpoint_dir)
     architecture = ARCHITECTURES[spec.get("model", "wide_deep")]()
     model = architecture.build(spec)
-    if initial_epoch and rank == 0:
-        model.load_weights(os.path.join(checkpoint_dir, WEIGHTS_FILE))  # broadcast to the others below
     scaled_lr = spec["learning_rate"] * size
     optimizer = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr))
+    # Every rank loads the checkpoint (weights and optimizer state); rank 0's are broadcast anyway.
+    initial_epoch = restore_checkpoint(checkpoint_dir, model, optimizer)
+    if initial_epoch:
+        optimizer.learning_rate = scaled_lr  # this run's worker count sets it, not the saved value
     model.compile(optimizer=optimizer, loss=architecture.loss, metrics=architecture.metrics())
     steps = max(1, spec["train_rows"] // (spec["batch_size"] * size))
     callbacks = [
@@ -95,13 +208,9 @@ def train_worker(spec: dict) -> dict:
     epoch_seconds: list[float] = []
     callbacks.append(EpochTimer())
     if rank == 0:
-        os.makedirs(checkpoint_dir, exist_ok=True)
-
         class Checkpoint(tf.keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                self.model.save_weights(os.path.join(checkpoint_dir, WEIGHTS_FILE))
-                with open(os.path.join(checkpoint_dir, STATE_FILE), "w", encoding="utf-8") as f:
-                    json.dump({"epoch": epoch + 1, "logs": {k: float(v) for k, v in (logs or {}).items()}}, f)
+                save_checkpoint(checkpoint_dir, self.model, self.model.optimizer, epoch + 1, logs)
 
         callbacks.append(Checkpoint())
 
@@ -133,10 +242,11 @@ def train_worker(spec: dict) -> dict:
                             callbacks=callbacks, verbose=0)
             history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     if rank == 0:
-        model.save(local_path(spec["model_path"]))
+        save_model(model, spec["model_path"])
     weights = model.get_weights()
     digest = hashlib.sha1(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
     return {"rank": rank, "size": size, "initial_epoch": initial_epoch, "history": history,
+            "optimizer_iterations": int(optimizer.iterations.numpy()),
             "weights_sha1": digest, "row_ids": seen, "steps_per_epoch": steps, "epoch_seconds": epoch_seconds,
             "dropped_placeholders": dropped_placeholders}
 

@@ -1,58 +1,133 @@
 """clean: bronze/events -> silver/events; invalid rows -> quarantine/events (stage 'clean').
 
-  ECOMLAKE_PSEUDONYM_KEY=... ./spark-submit.sh clean
+  ECOMLAKE_PSEUDONYM_KEY=... ./spark-submit.sh clean [--full-refresh]
 
 Types every column (timestamps in UTC), drops exact duplicates (the first ingested copy stays),
 quarantines rows with a missing user or product, an unknown event type, a negative or absurd
 price, or an event in the future (later than its ingest time plus a tolerance), each with its
 reason, and replaces user_id with user_key, a keyed hash (HMAC-SHA256) whose key comes from the
 environment variable named by pseudonymisation.key_env_var. Outside the local environment a
-missing key is an error. silver/events is rebuilt from bronze on every run, so running twice
-gives the same table; the counts reconcile: bronze rows = silver rows + quarantined rows.
+missing key is an error.
+
+Incremental by default: it reads bronze/events' change data feed since the version its last run
+consumed (ops/job_runs) and recomputes only the event dates that changed (new files, late events,
+a re-delivered file), replacing those date partitions of silver/events and their quarantine rows.
+A date is the unit because everything clean decides about a row depends only on rows of the same
+event date (two exact duplicates share their event_time), so the result equals a full rebuild.
+`--full-refresh` (and the first run, or a feed that is no longer readable) rebuilds everything.
+Counts reconcile: bronze rows read = silver rows written + quarantined rows written.
 """
 from __future__ import annotations
 
+import logging
 import sys
+from datetime import datetime, timezone
 
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import clean, lake, tables
+from ecomlake import clean, lake, ops, tables
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.config import pseudonymisation_key
 from ecomlake.errors import EcomlakeError
+from ecomlake.quarantine import EVENT_DATE_COLUMN
+
+log = logging.getLogger(__name__)
+JOB = "clean"
 
 
-def run(spark: SparkSession, config: dict) -> dict:
+def plan(spark: SparkSession, root: str, bronze_version: int, full_refresh: bool) -> tuple[str, str | None, list]:
+    """('full', None, []), ('none', None, []) or ('incremental', predicate on the bronze rows to
+    recompute, the event dates whose silver partitions they replace)."""
+    last = ops.last_consumed(spark, root, JOB, tables.BRONZE_EVENTS)
+    silver = tables.SILVER_EVENTS.path(root)
+    if full_refresh or last is None or last > bronze_version or not lake.table_exists(spark, silver) \
+            or lake.partition_columns(spark, silver) != ["event_date"]:
+        return "full", None, []
+    if last == bronze_version:
+        return "none", None, []
+    try:
+        changes = ops.changes_since(spark, tables.BRONZE_EVENTS.path(root), last, bronze_version)
+    except ops.ChangeFeedUnavailable as exc:
+        log.warning("clean: bronze/events' change feed since version %d is not readable (%s): full refresh",
+                    last, exc)
+        return "full", None, []
+    # Bounded by the calendar and by the number of files, not by rows.
+    dates = [r[0] for r in changes.where(F.col(EVENT_DATE_COLUMN).isNotNull())
+             .select(EVENT_DATE_COLUMN).distinct().collect()]
+    undated_files = [r[0] for r in changes.where(F.col(EVENT_DATE_COLUMN).isNull())
+                     .select("_source_file").distinct().collect()]
+    scope = (f"({lake.sql_in(EVENT_DATE_COLUMN, dates)} OR ({EVENT_DATE_COLUMN} IS NULL AND "
+             f"{lake.sql_in('_source_file', undated_files)}))")
+    return "incremental", scope, dates
+
+
+def run(spark: SparkSession, config: dict, full_refresh: bool = False) -> dict:
     root, options = config["lake_root"], config["clean"]
     key = pseudonymisation_key(config)  # before any work: a missing key fails fast
-    bronze = lake.read_table(spark, root, tables.BRONZE_EVENTS)
-    validated = clean.validate_events(bronze, options["max_price"], options["min_event_time"],
-                                      options["future_tolerance_minutes"])
-    validated.persist(StorageLevel.MEMORY_AND_DISK)  # two outputs from one pass over bronze
-    try:
-        counts = {r["_reject_reason"]: r["count"]
-                  for r in validated.groupBy("_reject_reason").count().collect()}
-        lake.overwrite_table(clean.silver_rows(validated, key), root, tables.SILVER_EVENTS)
-        lake.overwrite_table(clean.rejected_rows(validated), root, tables.QUARANTINE_EVENTS,
-                             replace_where="stage = 'clean'", partition_by=["stage"])
-    finally:
-        validated.unpersist()
-    bronze_n = sum(counts.values())
-    silver_n = lake.read_table(spark, root, tables.SILVER_EVENTS).count()
-    quarantined = {k: v for k, v in counts.items() if k is not None}
-    if silver_n + sum(quarantined.values()) != bronze_n:
-        raise EcomlakeError(f"reconciliation failed: {bronze_n} bronze rows, {silver_n} silver rows, "
-                            f"{sum(quarantined.values())} quarantined")
-    print(f"clean: {bronze_n:,} bronze rows = {silver_n:,} silver rows + "
-          f"{sum(quarantined.values()):,} quarantined ({', '.join(f'{k}={v}' for k, v in sorted(quarantined.items()))})")
-    return {"bronze_rows": bronze_n, "silver_rows": silver_n, "quarantined": quarantined}
+    started, run_id = datetime.now(timezone.utc), ops.new_run_id(JOB)
+    with ops.job_lease(spark, config, JOB, run_id):
+        bronze_version = lake.table_version(spark, root, tables.BRONZE_EVENTS)
+        mode, scope, dates = plan(spark, root, bronze_version, full_refresh)
+        if mode == "none":
+            log.info("clean: nothing new in bronze/events since version %d", bronze_version)
+            ops.record_run(spark, root, run_id=run_id, job=JOB, started_at=started, status="succeeded", mode=mode,
+                           input_versions={tables.BRONZE_EVENTS.id: bronze_version})
+            return {"mode": mode, "bronze_rows": 0, "silver_rows": 0, "quarantined": {}}
+        # One snapshot for the whole run: an ingest committing meanwhile is picked up next time.
+        bronze = (spark.read.format("delta").option("versionAsOf", bronze_version)
+                  .load(tables.BRONZE_EVENTS.path(root)))
+        if scope:
+            bronze = bronze.where(scope)
+        validated = clean.validate_events(bronze, options["max_price"], options["min_event_time"],
+                                          options["future_tolerance_minutes"])
+        validated.persist(StorageLevel.MEMORY_AND_DISK)  # two outputs from one pass over bronze
+        try:
+            counts = {r["_reject_reason"]: r["count"]
+                      for r in validated.groupBy("_reject_reason").count().collect()}
+            silver_rows, rejected = clean.silver_rows(validated, key), clean.rejected_rows(validated)
+            if mode == "full":
+                lake.overwrite_table(silver_rows, root, tables.SILVER_EVENTS, partition_by=["event_date"],
+                                     change_feed=True)
+                lake.replace_rows(spark, rejected, root, tables.QUARANTINE_EVENTS, "stage = 'clean'",
+                                  partition_by=["stage"], merge_schema=True)
+            else:
+                lake.replace_rows(spark, silver_rows, root, tables.SILVER_EVENTS, lake.sql_in("event_date", dates),
+                                  partition_by=["event_date"], change_feed=True)
+                lake.replace_rows(spark, rejected, root, tables.QUARANTINE_EVENTS, f"stage = 'clean' AND {scope}",
+                                  partition_by=["stage"], merge_schema=True)
+        finally:
+            validated.unpersist()
+        lake.enable_change_feed(spark, tables.SILVER_EVENTS.path(root))
+        bronze_n = sum(counts.values())
+        silver = lake.read_table(spark, root, tables.SILVER_EVENTS)
+        written_quarantine = (lake.read_table(spark, root, tables.QUARANTINE_EVENTS)
+                              .where(f"stage = 'clean' AND {scope}" if scope else "stage = 'clean'").count())
+        if scope:
+            silver = silver.where(lake.sql_in("event_date", dates))
+        silver_n = silver.count()
+        quarantined = {k: v for k, v in counts.items() if k is not None}
+        if silver_n + written_quarantine != bronze_n or written_quarantine != sum(quarantined.values()):
+            raise EcomlakeError(f"reconciliation failed: {bronze_n} bronze rows read, {silver_n} silver rows and "
+                                f"{written_quarantine} quarantined rows written ({sum(quarantined.values())} expected)")
+        log.info("clean (%s): %s bronze rows = %s silver rows + %s quarantined (%s)", mode, f"{bronze_n:,}",
+                 f"{silver_n:,}", f"{sum(quarantined.values()):,}",
+                 ", ".join(f"{k}={v}" for k, v in sorted(quarantined.items())))
+        ops.record_run(spark, root, run_id=run_id, job=JOB, started_at=started, status="succeeded", mode=mode,
+                       input_versions={tables.BRONZE_EVENTS.id: bronze_version},
+                       output_versions={t.id: lake.table_version(spark, root, t)
+                                        for t in (tables.SILVER_EVENTS, tables.QUARANTINE_EVENTS)},
+                       counts={"bronze_rows": bronze_n, "silver_rows": silver_n,
+                               "quarantined_rows": sum(quarantined.values())})
+    return {"mode": mode, "bronze_rows": bronze_n, "silver_rows": silver_n, "quarantined": quarantined}
 
 
 def main(argv=None) -> int:
     parser = job_parser("clean", __doc__)
-    return run_job("clean", parser, lambda spark, config, a: run(spark, config), argv)
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="rebuild silver/events from all of bronze/events (default: only changed dates)")
+    return run_job("clean", parser, lambda spark, config, a: run(spark, config, a.full_refresh), argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """generate: a deterministic synthetic clickstream in the REES46 CSV format, plus ground truth.
 
 Writes, under --output (default: config generate.output, ./data/rees46 locally):
-  events/<yyyy-Mon>.csv        REES46 "multi category store" CSV, one file per month, with header
+  events/<yyyy-Mon>.csv        REES46 "multi category store" CSV, one file per month, with header;
+                               with --daily (config generate.daily) one file per UTC day instead,
+                               events/<yyyy-mm-dd>.csv, holding the same lines (a daily schedule)
   catalog/products.csv         product_id, category_id, category_code, brand, base_price
   _ground_truth/generator.json parameters, seasonality, planted dirty rows per kind, expected
                                quarantine counts per reason, formulas for the oracle
@@ -9,12 +11,14 @@ Writes, under --output (default: config generate.output, ./data/rees46 locally):
                                session and purchase rates (the propensity oracle)
   _ground_truth/categories.json reference price and planted price elasticity per category
 
-Run:  ./spark-submit.sh generate --events 1000000 --seed 7
-Output is deterministic: when --output already holds data generated with the same parameters the
-job leaves it untouched (so a re-run pipeline ingests nothing new); --force regenerates it.
+Run:  ./spark-submit.sh generate --events 1000000 --seed 7 [--daily]
+Output is deterministic: when --output already holds data generated with the same parameters and
+layout the job leaves it untouched (so a re-run pipeline ingests nothing new); --force regenerates
+it. Switching the layout (--daily / --no-daily) replaces the files.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import asdict
@@ -41,13 +45,19 @@ def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
         raise ConfigError(f"generate: {exc}") from None
 
 
-def existing_truth(spark: SparkSession, output: str, p: gen.GeneratorParams) -> dict | None:
-    """The ground truth of earlier output made with the same parameters, if all its files are there."""
+def layout(daily: bool) -> str:
+    return "daily" if daily else "monthly"
+
+
+def existing_truth(spark: SparkSession, output: str, p: gen.GeneratorParams, daily: bool = False) -> dict | None:
+    """The ground truth of earlier output made with the same parameters and file layout, if all its
+    files are there (output written before layouts existed is monthly)."""
     text = lake.read_text_file(spark, f"{output}/_ground_truth/generator.json")
     if text is None:
         return None
     truth = json.loads(text)
-    if truth.get("params") != asdict(p) or truth.get("generator_version") != gen.GENERATOR_VERSION:
+    if (truth.get("params") != asdict(p) or truth.get("generator_version") != gen.GENERATOR_VERSION
+            or truth.get("layout", "monthly") != layout(daily)):
         return None
     present = {f.name for f in lake.list_input_files(spark, f"{output}/events")} if lake.path_exists(
         spark, f"{output}/events") else set()
@@ -55,13 +65,15 @@ def existing_truth(spark: SparkSession, output: str, p: gen.GeneratorParams) -> 
 
 
 def run(spark: SparkSession, config: dict, output: str | None = None, events: int | None = None,
-        seed: int | None = None, force: bool = False) -> dict:
+        seed: int | None = None, force: bool = False, daily: bool | None = None) -> dict:
+    """daily: one file per day instead of one per month (None: config generate.daily)."""
     p = params_from(config, events, seed)
+    daily = config["generate"]["daily"] if daily is None else daily
     output = (output or config["generate"]["output"]).rstrip("/")
-    truth = None if force else existing_truth(spark, output, p)
+    truth = None if force else existing_truth(spark, output, p, daily)
     if truth is not None:
         print(f"generate: {output}/events already holds these {truth['data_lines']:,} lines "
-              f"(same parameters); left as is (--force regenerates)")
+              f"(same parameters, {layout(daily)} files); left as is (--force regenerates)")
         return truth
     for sub in ("events", "catalog", "_ground_truth"):
         lake.delete_path(spark, f"{output}/{sub}")
@@ -70,7 +82,7 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
     scale = gen.rate_scale(users, p)
     users = gen.scaled_users(users, p, scale)
     events_df = gen.events(gen.sessions(users, p), p)
-    lines = gen.csv_lines(events_df, p)
+    lines = gen.csv_lines(events_df, p, daily)
 
     observation = Observation("generated_lines")
     lines = lines.observe(
@@ -78,7 +90,7 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
         F.count(F.lit(1)).alias("lines"),
         *[F.sum(F.when(F.col("dirty_kind") == k, 1).otherwise(0)).alias(k) for k in gen.DIRTY_KINDS],
     )
-    labels = p.file_labels()
+    labels = p.file_labels(daily)
     headers = spark.createDataFrame([(label, -1, rees46.HEADER) for label in labels],
                                     "file string, order_key long, line string")
     tmp = f"{output}/events/_writing"
@@ -110,6 +122,7 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
         "products": p.products,
         "session_rate_scale": scale,
         "data_lines": int(counts["lines"]),
+        "layout": layout(daily),
         "files": [f"{label}.csv" for label in labels],
         "dirty_rows": dirty,
         "expected_quarantine": expected,
@@ -136,8 +149,11 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, help="approximate number of events (default: config)")
     parser.add_argument("--seed", type=int, help="random seed (default: config)")
     parser.add_argument("--force", action="store_true", help="regenerate even if the output is up to date")
+    parser.add_argument("--daily", action=argparse.BooleanOptionalAction, default=None,
+                        help="one file per day, events/2019-10-01.csv, ... (default: config generate.daily; "
+                             "else one per month, events/2019-Oct.csv)")
     return run_job("generate", parser,
-                   lambda spark, config, a: run(spark, config, a.output, a.events, a.seed, a.force), argv)
+                   lambda spark, config, a: run(spark, config, a.output, a.events, a.seed, a.force, a.daily), argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ SUMMARY_TABLES = (tables.BRONZE_EVENTS, tables.QUARANTINE_EVENTS, tables.SILVER_
 
 
 def run(spark: SparkSession, config: dict, input_path: str | None = None, events: int | None = None,
-        seed: int | None = None, catalog_path: str | None = None) -> dict:
+        seed: int | None = None, catalog_path: str | None = None, full_refresh: bool = False) -> dict:
     started = time.time()
     timings = {}
     if input_path is None:
@@ -39,8 +39,8 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
     steps = [("ingest", lambda: ingest.run(spark, config, "rees46", input_path))]
     if catalog_path:
         steps.append(("ingest catalogue", lambda: ingest.run(spark, config, "rees46_catalog", catalog_path)))
-    steps += [("clean", lambda: clean.run(spark, config)),
-              ("sessionize", lambda: sessionize.run(spark, config))]
+    steps += [("clean", lambda: clean.run(spark, config, full_refresh=full_refresh)),
+              ("sessionize", lambda: sessionize.run(spark, config, full_refresh=full_refresh))]
     results = {}
     for name, step in steps:
         t = time.time()
@@ -49,6 +49,7 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
     summary = summarize(spark, config["lake_root"])
     summary["wall_seconds"] = time.time() - started
     summary["step_seconds"] = timings
+    summary["quarantined_files"] = results["ingest"].get("quarantined_files", 0)
     print_summary(summary, config["lake_root"])
     return summary
 
@@ -86,8 +87,11 @@ def main(argv=None) -> int:
                                           "(default: the generated one when no --input is given)")
     parser.add_argument("--events", type=int, help="events to generate (default: config generate.events)")
     parser.add_argument("--seed", type=int, help="generator seed (default: config generate.seed)")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="clean and sessionize rebuild from all of bronze (default: only what changed)")
     return run_job("pipeline", parser,
-                   lambda spark, config, a: run(spark, config, a.input, a.events, a.seed, a.catalog), argv)
+                   lambda spark, config, a: run(spark, config, a.input, a.events, a.seed, a.catalog,
+                                                a.full_refresh), argv)
 
 
 if __name__ == "__main__":

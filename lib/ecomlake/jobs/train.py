@@ -18,7 +18,10 @@ Needs `features --as-of DATE` (labels need events for the whole horizon after DA
               planted elasticities on generated data)
   movielens   ALS, most-popular and co-occurrence on MovieLens-100k (`ingest --source movielens100k`)
               with the Microsoft Recommenders benchmark protocol (not part of `all`)
-Every model is saved with Spark ML persistence under <lake_root>/models/<task>/<run_id>.
+Every model is saved with Spark ML persistence under <lake_root>/models/<task>/<run_id>/<attempt>:
+a new directory per training, so a re-train (same run_id: its gold/model_runs row is replaced)
+never writes over the model the existing row points to; the row is recorded after the model is
+completely written.
 """
 from __future__ import annotations
 
@@ -170,10 +173,10 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
     else:
         print(f"train recommend: no test metrics: events do not cover {horizon} days after {as_of}")
     run = _run("recommend", "als", as_of, params, versions, results["als"], {"tuning": grid})
-    path = runs.model_dir(root, "recommend", run["run_id"])
-    als.write().overwrite().save(f"{path}/als")
-    user_index.write.mode("overwrite").parquet(f"{path}/user_index")
-    item_index.write.mode("overwrite").parquet(f"{path}/item_index")
+    path = runs.new_attempt_dir(root, "recommend", run["run_id"])
+    als.write().save(f"{path}/als")
+    user_index.write.parquet(f"{path}/user_index")
+    item_index.write.parquet(f"{path}/item_index")
     run["model_path"] = path
     out = [run] + [_run("recommend", name, as_of, {"k": k, "horizon_days": horizon}, versions, results[name],
                         baseline=True) for name in ("popularity", "co_occurrence")]
@@ -237,8 +240,9 @@ def train_classifier(spark: SparkSession, config: dict, as_of: str, task: str) -
     params = {"horizon_days": horizon, "seed": seed, "reg_param": 0.01, "class_weights": "balanced",
               "test_fraction": 0.2}
     run = _run(task, "logistic_regression", as_of, params, versions, lr_metrics, details)
-    run["model_path"] = runs.model_dir(root, task, run["run_id"])
-    model.write().overwrite().save(run["model_path"])
+    path = runs.new_attempt_dir(root, task, run["run_id"])
+    model.write().save(path)
+    run["model_path"] = path
     data.unpersist()
     predicted.unpersist()
     return [run, _run(task, "recency", as_of, {"horizon_days": horizon, "seed": seed}, versions,
@@ -259,7 +263,7 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
     metrics = {"linear_regression": {}, "seasonal_naive": {}}
     params = {"holdout_days": holdout, "origin": origin, "levels": ["category", "product"]}
     run = _run("forecast", "linear_regression", as_of, params, versions, {})
-    path = runs.model_dir(root, "forecast", run["run_id"])
+    path = runs.new_attempt_dir(root, "forecast", run["run_id"])
     for level in ("category", "product"):
         series = daily.where(F.col("level") == level).persist(StorageLevel.MEMORY_AND_DISK)
         train = forecast.training_rows(series, origin)
@@ -276,7 +280,7 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
             m = evaluation.forecast_metrics(predicted, "actual", column)
             metrics[name].update({f"{level}_{k}": v for k, v in m.items()})
         # The saved model is refitted on all history up to as_of, for forecasts after it.
-        forecast.fit(forecast.training_rows(series, as_of)).write().overwrite().save(f"{path}/{level}")
+        forecast.fit(forecast.training_rows(series, as_of)).write().save(f"{path}/{level}")
         series.unpersist()
     run["metrics"] = metrics["linear_regression"]
     run["model_path"] = path
@@ -304,8 +308,9 @@ def train_segments(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
     run = _run("segments", "rfm_kmeans", as_of, params, versions,
                {"silhouette": silhouette, "customers": float(sum(p["customers"] for p in profiles))},
                {"profiles": profiles, "rfm_edges": edges})
-    run["model_path"] = runs.model_dir(root, "segments", run["run_id"])
-    model.write().overwrite().save(run["model_path"])
+    path = runs.new_attempt_dir(root, "segments", run["run_id"])
+    model.write().save(path)
+    run["model_path"] = path
     buyers.unpersist()
     print("  segments: " + "; ".join(f"{p['segment']}: {p['name']} ({p['customers']})" for p in profiles))
     return [run]

@@ -11,7 +11,15 @@ shard with Petastorm; rank 0 writes checkpoints and the model. The hold-out user
 in Spark (mapInPandas) and the run is recorded in gold/model_runs (task propensity, model
 wide_deep) next to the logistic regression, the recency baseline and the oracle AUC.
 --launcher spark (default) runs the workers as Spark tasks (horovod.spark.run); horovodrun starts
-local processes. --resume continues from the run's last checkpoint instead of starting over.
+local processes. --resume continues from the run's last checkpoint (weights and optimizer state)
+instead of starting over; with --epochs N above the epochs it holds, it trains on up to N (the
+epoch count is not part of a deep run's run_id, so the extended run replaces the run's row).
+
+Every training writes into a new directory, <lake_root>/models/<task>/<run_id>/<attempt>
+(checkpoints, data, spec.json, model.h5), and records the run pointing at it once the model is
+written: a re-train never writes over the model an existing gold/model_runs row points to.
+--resume continues in the newest attempt holding a checkpoint when no row points to it (an
+interrupted run), else in a new attempt that starts from a copy of that checkpoint.
 
 session_gru: next item in a session (GRU4Rec-style) over the 5,000 most viewed products, trained
 on sessions before --as-of and evaluated on sessions in the label horizon after it: Recall@20 and
@@ -32,6 +40,7 @@ gold/review_sentiment (model review_text).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -53,6 +62,8 @@ MODELS = ("wide_deep", "session_gru", "lstm_forecaster", "review_text")
 REVIEW_MAX_LEN = 96  # tokens per review kept by review_text (the median review has ~60)
 FORECAST_HISTORY_DAYS = 28
 NEXT_ITEM_K = 20
+
+log = logging.getLogger(__name__)
 
 
 def _local_dir(path: str) -> str:
@@ -89,16 +100,50 @@ def prepare_data(spark: SparkSession, config: dict, as_of: str, out_dir: str, nu
     return spec, counts
 
 
-def _start(root: str, task: str, model_name: str, as_of: str, params: dict, resume: bool) -> tuple[str, str, str]:
-    """run_id, model dir and checkpoint dir of a run; clears old checkpoints unless resuming."""
-    run_id = runs.make_run_id(task, model_name, as_of, params)
-    model_dir = _local_dir(runs.model_dir(root, task, run_id))
-    checkpoint_dir = f"{model_dir}/checkpoints"
+def _identity(params: dict) -> dict:
+    """The parameters that make a deep run's run_id: all but the epoch count, so that
+    `--resume --epochs N` extends the same run (its row records the epochs reached)."""
+    return {k: v for k, v in params.items() if k != "epochs"}
+
+
+def _attempts_with_checkpoint(run_dir: str) -> list[str]:
+    """A run's attempt directories that hold a committed checkpoint, newest first."""
+    if not os.path.isdir(run_dir):
+        return []
+    attempts = (os.path.join(run_dir, entry) for entry in sorted(os.listdir(run_dir), reverse=True))
+    return [a for a in attempts if distributed.last_checkpoint_epoch(f"{a}/checkpoints") > 0]
+
+
+def _start(spark: SparkSession, root: str, task: str, model_name: str, as_of: str | None, params: dict,
+           resume: bool) -> tuple[str, str, str]:
+    """run_id, this attempt's model dir and its checkpoint dir.
+
+    A new training gets a new attempt directory. --resume continues the newest attempt holding a
+    checkpoint: in place when no gold/model_runs row points to it (an interrupted run), else in a
+    new attempt directory that starts from a copy of its checkpoints (a recorded model stays as is)."""
+    run_id = runs.make_run_id(task, model_name, as_of, _identity(params))
     if not resume:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    elif distributed.last_checkpoint_epoch(checkpoint_dir) == 0:
-        raise InputError(f"--resume: no checkpoint in {checkpoint_dir}; run without --resume first")
-    return run_id, model_dir, checkpoint_dir
+        model_dir = _local_dir(runs.new_attempt_dir(root, task, run_id))
+        return run_id, model_dir, f"{model_dir}/checkpoints"
+    run_dir = os.path.normpath(_local_dir(runs.model_dir(root, task, run_id)))
+    attempts = _attempts_with_checkpoint(run_dir)
+    if not attempts:
+        raise InputError(f"--resume: no checkpoint of this {model_name} run under {run_dir}; "
+                         f"run without --resume first")
+    previous = attempts[0]
+    done = distributed.last_checkpoint_epoch(f"{previous}/checkpoints")
+    if params["epochs"] <= done:
+        raise InputError(f"--resume: run {run_id} ({model_name}) already has {done} epoch(s) in {previous}; "
+                         f"pass --epochs greater than {done} to train it further")
+    recorded = {os.path.normpath(_local_dir(p)) for p in runs.recorded_model_paths(spark, root, run_id)}
+    if previous not in recorded:
+        log.info("--resume: continuing %s from epoch %d in %s", run_id, done, previous)
+        return run_id, previous, f"{previous}/checkpoints"
+    model_dir = _local_dir(runs.new_attempt_dir(root, task, run_id))
+    shutil.copytree(f"{previous}/checkpoints", f"{model_dir}/checkpoints")
+    log.info("--resume: continuing %s from epoch %d of the recorded %s in a new attempt %s",
+             run_id, done, previous, model_dir)
+    return run_id, model_dir, f"{model_dir}/checkpoints"
 
 
 def run_session_gru(spark: SparkSession, config: dict, as_of: str, num_proc: int, launcher: str, epochs: int,
@@ -113,7 +158,7 @@ def run_session_gru(spark: SparkSession, config: dict, as_of: str, num_proc: int
     versions = runs.input_versions(spark, root, [tables.SILVER_EVENTS])
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": config["train"]["seed"], "max_items": max_items, "max_len": max_len, "horizon_days": horizon}
-    run_id, model_dir, checkpoint_dir = _start(root, "next_item", "session_gru", as_of, params, resume)
+    run_id, model_dir, checkpoint_dir = _start(spark, root, "next_item", "session_gru", as_of, params, resume)
     gap = config["sessionize"]["gap_minutes"]
     history = features.events_before(events, as_of)
     vocabulary = sequences.item_vocabulary(history, max_items).persist(StorageLevel.MEMORY_AND_DISK)
@@ -156,7 +201,8 @@ def run_session_gru(spark: SparkSession, config: dict, as_of: str, num_proc: int
     out = []
     for name, predicted in candidates.items():
         metrics = evaluation.next_item_metrics(predicted, k)
-        record = {"run_id": run_id if name == "session_gru" else runs.make_run_id("next_item", name, as_of, params),
+        record = {"run_id": run_id if name == "session_gru" else runs.make_run_id("next_item", name, as_of,
+                                                                                  _identity(params)),
                   "task": "next_item", "model": name, "is_baseline": name != "session_gru", "as_of": as_of,
                   "params": params, "metrics": metrics, "input_versions": versions,
                   "model_path": model_dir if name == "session_gru" else None,
@@ -187,7 +233,7 @@ def run_forecaster(spark: SparkSession, config: dict, as_of: str, num_proc: int,
     versions = runs.input_versions(spark, root, [tables.GOLD_DAILY_SALES])
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": config["train"]["seed"], "history": history, "horizon": horizon, "origin": origin}
-    run_id, model_dir, checkpoint_dir = _start(root, "forecast", "lstm_forecaster", as_of, params, resume)
+    run_id, model_dir, checkpoint_dir = _start(spark, root, "forecast", "lstm_forecaster", as_of, params, resume)
     series = forecast_windows.series_arrays(daily, origin).persist(StorageLevel.MEMORY_AND_DISK)
     (forecast_windows.windows(series, origin, history, horizon, training=True)
      .withColumn("row_id", F.xxhash64("level", "series_key", "origin_date"))
@@ -221,7 +267,8 @@ def run_forecaster(spark: SparkSession, config: dict, as_of: str, num_proc: int,
             "details": {"workers": len(results), "launcher": launcher, "history": results[0]["history"],
                         "train_windows": train_rows,
                         "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1}},
-           {"run_id": runs.make_run_id("forecast", "seasonal_naive_windows", as_of, params), "task": "forecast",
+           {"run_id": runs.make_run_id("forecast", "seasonal_naive_windows", as_of, _identity(params)),
+            "task": "forecast",
             "model": "seasonal_naive_windows", "is_baseline": True, "as_of": as_of, "params": params,
             "metrics": metrics["seasonal_naive"], "input_versions": versions, "model_path": None, "details": {}}]
     runs.record(spark, root, out)
@@ -266,7 +313,8 @@ def run_review_text(spark: SparkSession, config: dict, num_proc: int, launcher: 
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": seed, "max_len": max_len, "test_fraction": settings["test_fraction"],
               "vocabulary_size": settings["vocabulary_size"]}
-    run_id, model_dir, checkpoint_dir = _start(root, "review_recommended", "review_text", None, params, resume)
+    run_id, model_dir, checkpoint_dir = _start(spark, root, "review_recommended", "review_text", None, params,
+                                               resume)
     reviews = sentiment.prepare(lake.read_table(spark, root, tables.BRONZE_CLOTHING_REVIEWS), seed,
                                 settings["test_fraction"]).persist(StorageLevel.MEMORY_AND_DISK)
     vocab = text.vocabulary(reviews.where(~F.col("is_test")), settings["vocabulary_size"]).persist()
@@ -332,7 +380,7 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str | None, n
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": config["train"]["seed"], "test_fraction": 0.2}
     versions = runs.input_versions(spark, root, [tables.GOLD_USER_FEATURES, tables.GOLD_USER_LABELS])
-    run_id, model_dir, checkpoint_dir = _start(root, "propensity", model_name, as_of, params, resume)
+    run_id, model_dir, checkpoint_dir = _start(spark, root, "propensity", model_name, as_of, params, resume)
     run_record = {"run_id": run_id}
     spec, counts = prepare_data(spark, config, as_of, f"{model_dir}/data", num_files=max(4, 2 * num_proc))
     if counts["train"] < batch_size * num_proc:
@@ -380,7 +428,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=256, help="per worker")
     parser.add_argument("--learning-rate", type=float, default=0.002, help="per worker (scaled by workers)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run from its last checkpoint up to --epochs (more than it holds)")
     parser.add_argument("--history-days", type=int, default=FORECAST_HISTORY_DAYS,
                         help="lstm_forecaster: days of history per window (default 28)")
     return run_job("train_deep", parser, lambda spark, config, a: run(

@@ -1,0 +1,328 @@
+"""ops/leases: a lease per job name in the lake, so two runs that write the same tables never overlap.
+
+A lease is one row of a Delta table partitioned by `name` (no fcntl, no create-if-absent: the lake
+may be on HDFS, S3 or DBFS; the Delta commit is the atomic step it already trusts). Acquiring is
+a compare-and-swap MERGE: insert when there is no row, or replace the row only if it still holds
+the holder and heartbeat we saw expire (or saw belong to a dead pid on this host). The MERGE reads
+the lease's partition, so a commit there by a competitor fails ours with a Delta conflict
+(ConcurrentAppendException; ProtocolChangedException when both create the table): we re-read and
+decide, and the lease is ours only if the row read back holds our token. Two real processes were
+checked to conflict so, insert-only MERGE included; partitions keep leases from conflicting with
+each other. On S3 with several drivers this needs Delta's S3DynamoDBLogStore.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
+from pyspark.errors import AnalysisException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from ecomlake import lake, tables
+from ecomlake.errors import EcomlakeError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("name", "holder", "job", "run_id", "host", "pid", "acquired_at", "heartbeat_at", "expires_at")
+SCHEMA = ("name string, holder string, job string, run_id string, host string, pid int, "
+          "acquired_at timestamp, heartbeat_at timestamp, expires_at timestamp")
+# What the acquiring MERGE compares with the row it saw (null, null: there was no row).
+_SEEN = ", seen_holder string, seen_beat bigint"
+_CONFLICTS = (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException,
+              ConcurrentTransactionException, ConcurrentWriteException, DeltaConcurrentModificationException,
+              MetadataChangedException, ProtocolChangedException)
+_ATTEMPTS = 20  # commits lost to concurrent ones before giving up (each is followed by a re-read)
+
+
+class LeaseHeld(EcomlakeError):
+    """Another live run holds the lease; the message names it and says what to do."""
+
+    def __init__(self, message: str, holder: dict):
+        super().__init__(message)
+        self.holder = holder
+
+
+class LeaseLost(EcomlakeError):
+    """Another run took our lease over (we were presumed dead): this run must not report success."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _utc(value: datetime) -> datetime:
+    # PySpark returns timestamps as naive local time; the lake's are UTC.
+    return value.astimezone(timezone.utc) if value.tzinfo is None else value
+
+
+def _stamp(value: datetime) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}Z"
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc)
+    return isinstance(exc, _CONFLICTS) or "FileAlreadyExists" in text or "already exists" in text
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _stale(row: dict, now: datetime) -> bool:
+    """Expired, or held by a process of this host that no longer exists (a killed run)."""
+    if row["expires_at"] <= now:
+        return True
+    return row["host"] == socket.gethostname() and not _pid_alive(row["pid"])
+
+
+def _exists(spark: SparkSession, path: str) -> bool:
+    """lake.table_exists, but never stale: DeltaTable.isDeltaTable answers from the snapshot this
+    session cached when it first looked, so a table that another process created since (the
+    loser of a creation race sees exactly this) would stay "missing" until something reads it."""
+    from delta.tables import DeltaTable
+
+    if lake.table_exists(spark, path):
+        return True
+    if not lake.path_exists(spark, f"{path}/_delta_log"):
+        return False
+    try:
+        DeltaTable.forPath(spark, path)  # loads the log: refreshes the cached snapshot
+    except AnalysisException:  # a log without a first commit yet
+        return False
+    return lake.table_exists(spark, path)
+
+
+def _read(spark: SparkSession, lake_root: str, name: str) -> tuple[dict, int] | None:
+    """The lease's row and its heartbeat in microseconds (the exact value the MERGE compares)."""
+    if not _exists(spark, tables.OPS_LEASES.path(lake_root)):
+        return None
+    rows = (lake.read_table(spark, lake_root, tables.OPS_LEASES)
+            .where(F.col("name") == F.lit(name))
+            .select(*COLUMNS, F.unix_micros("heartbeat_at").alias("beat"))
+            .collect())
+    if not rows:
+        return None
+    if len(rows) > 1:  # cannot happen while commits are atomic: say so rather than pick silently
+        log.error("lease %r has %d rows in %s: %s", name, len(rows), tables.OPS_LEASES.id, rows)
+    row = rows[0].asDict()
+    beat = row.pop("beat")
+    for column in ("acquired_at", "heartbeat_at", "expires_at"):
+        row[column] = _utc(row[column])
+    return row, beat
+
+
+def current(spark: SparkSession, lake_root: str, name: str) -> dict | None:
+    """The lease's row (timestamps as UTC datetimes), or None when nobody holds it."""
+    found = _read(spark, lake_root, name)
+    return found[0] if found else None
+
+
+def describe(row: dict) -> str:
+    return (f"job {row['job']}, run_id {row['run_id']}, host {row['host']}, pid {row['pid']}, "
+            f"acquired at {_stamp(row['acquired_at'])}, last heartbeat {_stamp(row['heartbeat_at'])}, "
+            f"expires at {_stamp(row['expires_at'])}")
+
+
+def _held_message(name: str, row: dict, waited: float) -> str:
+    waited_text = f" (waited {waited:.0f} s)" if waited else ""
+    return (f"lease '{name}' is held by another run{waited_text}: {describe(row)}. "
+            f"Wait for that run to finish, or let this one wait for it (--conf ops.lease_wait_seconds=N). "
+            f"If that process is gone, its lease is taken over automatically once it expires, "
+            f"ops.lease_timeout_seconds after its last heartbeat (at once from the same host when its "
+            f"pid is no longer alive).")
+
+
+def _ensure_table(spark: SparkSession, lake_root: str) -> None:
+    if _exists(spark, tables.OPS_LEASES.path(lake_root)):
+        return
+    try:
+        lake.append_table(spark.createDataFrame([], SCHEMA), lake_root, tables.OPS_LEASES, partition_by=["name"])
+    except Exception as exc:
+        if not _is_conflict(exc):
+            raise
+        # A concurrent run committed the table's first version before us.
+        log.info("%s was created by a concurrent run (%s)", tables.OPS_LEASES.id, type(exc).__name__)
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0.05, 0.2) * min(attempt, 5))
+
+
+class _Lease:
+    def __init__(self, spark, lake_root, name, *, job, run_id, timeout_seconds):
+        if timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
+        self.spark, self.lake_root, self.name = spark, lake_root, name
+        self.job, self.run_id, self.timeout = job, run_id, timeout_seconds
+        self.token = uuid.uuid4().hex
+        self.lost_to: dict | None = None  # set by the heartbeat when another run took the lease over
+
+    def _table(self):
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, tables.OPS_LEASES.path(self.lake_root))
+
+    def _mine(self):
+        return (F.col("name") == F.lit(self.name)) & (F.col("holder") == F.lit(self.token))
+
+    def _try_acquire(self) -> tuple[bool, dict]:
+        """(True, our row) when the lease is ours now, else (False, the live holder's row)."""
+        _ensure_table(self.spark, self.lake_root)
+        for attempt in range(1, _ATTEMPTS + 1):
+            found = _read(self.spark, self.lake_root, self.name)
+            row, beat = found or (None, None)
+            if row and (row["holder"] == self.token or not _stale(row, _now())):
+                return row["holder"] == self.token, row
+            if row:
+                log.warning("taking over lease %r from a run presumed dead: %s", self.name, describe(row))
+            try:
+                self._merge(row, beat)  # then the next read says who won
+            except Exception as exc:
+                if not _is_conflict(exc):
+                    raise
+                log.info("lease %r: a concurrent commit won (%s); re-reading", self.name, type(exc).__name__)
+                _backoff(attempt)
+        raise EcomlakeError(f"lease '{self.name}': {_ATTEMPTS} attempts lost to concurrent commits on "
+                            f"{tables.OPS_LEASES.path(self.lake_root)}; try again")
+
+    def _merge(self, seen: dict | None, seen_beat: int | None) -> None:
+        """Insert our row, or replace the row we saw (same holder and heartbeat), in one commit."""
+        now = _now()
+        row = (self.name, self.token, self.job, self.run_id, socket.gethostname(), os.getpid(),
+               now, now, now + timedelta(seconds=self.timeout), seen["holder"] if seen else None, seen_beat)
+        source = self.spark.createDataFrame([row], SCHEMA + _SEEN).alias("s")
+        values = {c: F.col(f"s.{c}") for c in COLUMNS}
+        # The literal on the partition column scopes the read, and so the conflicts, to this lease.
+        on = (F.col("t.name") == F.lit(self.name)) & (F.col("t.name") == F.col("s.name"))
+        unchanged = ((F.col("t.holder") == F.col("s.seen_holder"))
+                     & (F.unix_micros("t.heartbeat_at") == F.col("s.seen_beat")))
+        (self._table().alias("t").merge(source, on)
+         .whenMatchedUpdate(condition=unchanged, set=values)
+         .whenNotMatchedInsert(values=values)
+         .execute())
+
+    def acquire(self, wait_seconds: float, poll_seconds: float) -> dict:
+        """Our row, once the lease is ours."""
+        started = time.monotonic()
+        while True:
+            mine, row = self._try_acquire()
+            if mine:
+                log.info("lease %r acquired by job %s run %s (expires %ss after each heartbeat)",
+                         self.name, self.job, self.run_id, self.timeout)
+                return row
+            waited = time.monotonic() - started
+            if waited + poll_seconds > wait_seconds:
+                raise LeaseHeld(_held_message(self.name, row, waited), row)
+            log.info("lease %r is held by %s; waiting", self.name, describe(row))
+            time.sleep(poll_seconds)
+
+    def renew(self) -> bool:
+        """Push our heartbeat and expiry forward; False when the row is no longer ours."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            now = _now()
+            try:
+                self._table().update(self._mine(), {
+                    "heartbeat_at": F.lit(now), "expires_at": F.lit(now + timedelta(seconds=self.timeout))})
+                break
+            except Exception as exc:
+                if not _is_conflict(exc):
+                    raise
+                _backoff(attempt)
+        return self.still_mine()
+
+    def still_mine(self) -> bool:
+        found = _read(self.spark, self.lake_root, self.name)
+        if found and found[0]["holder"] == self.token:
+            return True
+        self.lost_to = found[0] if found else {}
+        return False
+
+    def release(self) -> None:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                self._table().delete(self._mine())
+                log.info("lease %r released by run %s", self.name, self.run_id)
+                return
+            except Exception as exc:
+                if not _is_conflict(exc):
+                    raise
+                _backoff(attempt)
+        log.warning("lease %r not released (concurrent commits); it expires after %s s", self.name, self.timeout)
+
+    def lost_message(self) -> str:
+        by = f"by {describe(self.lost_to)}" if self.lost_to else "(its row was removed)"
+        return (f"lease '{self.name}' of run {self.run_id} was taken over {by}: this run was presumed dead "
+                f"(no heartbeat for ops.lease_timeout_seconds = {self.timeout} s), so its writes may have "
+                f"overlapped with another run's; it does not report success")
+
+
+def _heartbeat(lease: _Lease, stop: threading.Event) -> None:
+    interval = lease.timeout / 4
+    while not stop.wait(interval):
+        try:
+            if lease.renew():
+                continue
+        except Exception:  # a storage hiccup: the next beat retries, the lease lasts `timeout`
+            log.warning("heartbeat of lease %r failed; retrying in %.1f s", lease.name, interval, exc_info=True)
+            continue
+        log.error(lease.lost_message())
+        return
+
+
+@contextmanager
+def hold(spark: SparkSession, lake_root: str, name: str, *, job: str, run_id: str, timeout_seconds: int,
+         wait_seconds: int = 0, poll_seconds: float = 2.0):
+    """Acquire lease `name` (e.g. 'ingest:rees46', 'clean'), keep it alive with a heartbeat daemon
+    thread every timeout_seconds/4 (an UPDATE of our own row's heartbeat_at/expires_at), release it
+    on exit (delete our row), even when the body raises. If another live holder has it: wait up to
+    wait_seconds polling every poll_seconds, then raise LeaseHeld. Raises LeaseLost on exit when
+    another run took the lease over meanwhile. Yields the lease's row as acquired."""
+    lease = _Lease(spark, lake_root, name, job=job, run_id=run_id, timeout_seconds=timeout_seconds)
+    row = lease.acquire(wait_seconds, poll_seconds)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(lease, stop), name=f"lease-heartbeat-{name}", daemon=True)
+    beat.start()
+    try:
+        yield row
+    finally:
+        stop.set()
+        beat.join()
+        _finish(lease)
+    if lease.lost_to is not None:  # only reached when the body succeeded
+        raise LeaseLost(lease.lost_message())
+
+
+def _finish(lease: _Lease) -> None:
+    """Release the lease if it is still ours; never hide the body's own exception."""
+    try:
+        if lease.lost_to is None and not lease.still_mine():
+            log.error(lease.lost_message())
+        if lease.lost_to is None:
+            lease.release()
+    except Exception:  # the work is done; a lease left behind expires (or its dead pid frees it)
+        log.error("lease %r could not be released; it expires %s s after its last heartbeat",
+                  lease.name, lease.timeout, exc_info=True)

@@ -1,0 +1,116 @@
+"""kill -9 anywhere, re-run, same tables: a daily run's jobs are killed right after each Delta
+commit they make, the tables are read (every one must be readable), the job is re-run, and its
+tables must equal those of an uninterrupted run. (benchmarks/crash.py does every job.)"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ecomlake import lake, tables
+from ecomlake.jobs import clean, ingest, sessionize
+from tests import crash
+from tests.test_daily import day_lines, write
+
+IGNORED = ("_batch_id", "_ingested_at", "ingested_at", "batch_id")
+
+
+def delta_tables(root: str) -> list[str]:
+    return sorted(folder[: -len("/_delta_log")] for folder, _, _ in os.walk(root) if folder.endswith("/_delta_log"))
+
+
+def contents(spark, root: str) -> dict[str, list[tuple]]:
+    """Every table but ops/ (run records differ by design), without run-time metadata."""
+    out = {}
+    for path in delta_tables(root):
+        name = os.path.relpath(path, root)
+        df = spark.read.format("delta").load(path)  # raises if a table cannot be read
+        if name.startswith("ops/"):
+            df.count()
+            continue
+        df = df.drop(*IGNORED)
+        out[name] = sorted(tuple(str(v) for v in r) for r in df.select(*sorted(df.columns)).collect())
+    return out
+
+
+STEPS = {
+    "ingest": (lambda spark, config, incoming: ingest.run(spark, config, "rees46", incoming),
+               lambda incoming: ["--source", "rees46", "--input", incoming]),
+    "clean": (lambda spark, config, incoming: clean.run(spark, config), lambda incoming: []),
+    "sessionize": (lambda spark, config, incoming: sessionize.run(spark, config), lambda incoming: []),
+}
+
+
+@pytest.fixture(scope="module")
+def base_lake(spark, tmp_path_factory):
+    """Two days already processed; day 3's file has arrived."""
+    from ecomlake import config as cfg
+    from tests.conftest import TEST_SPARK_OVERRIDES
+
+    tmp = tmp_path_factory.mktemp("crash")
+    incoming = tmp / "incoming"
+    incoming.mkdir()
+    config = cfg.load("local", overrides=TEST_SPARK_OVERRIDES, lake=str(tmp / "base"))
+    for day in (0, 1):
+        write(incoming, day, day_lines(day))
+        ingest.run(spark, config, "rees46", str(incoming))
+        clean.run(spark, config)
+        sessionize.run(spark, config)
+    write(incoming, 2, day_lines(2) + ["2019-10-02 23:55:00 UTC,view,7,2053,,,-1.00,1,s"])
+    return tmp, config, str(incoming)
+
+
+@pytest.mark.parametrize("job", ["clean", "sessionize"])
+def test_a_job_killed_after_any_commit_and_rerun_gives_the_same_tables(spark, base_lake, job):
+    from ecomlake import config as cfg
+    from tests.conftest import TEST_SPARK_OVERRIDES
+
+    tmp, base_config, incoming = base_lake
+    order = list(STEPS)
+    # the lake just before this job: the earlier steps of the day done without interruption
+    before = crash.copy_lake(base_config["lake_root"], str(tmp / f"before-{job}"))
+    before_config = cfg.load("local", overrides=TEST_SPARK_OVERRIDES, lake=before)
+    for step in order[: order.index(job)]:
+        STEPS[step][0](spark, before_config, incoming)
+    reference = crash.copy_lake(before, str(tmp / f"reference-{job}"))
+    STEPS[job][0](spark, cfg.load("local", overrides=TEST_SPARK_OVERRIDES, lake=reference), incoming)
+    expected = contents(spark, reference)
+    kills = 0
+    for commits in range(1, 30):
+        work = crash.copy_lake(before, str(tmp / f"work-{job}"))
+        if not crash.run_killed_after(crash.job_command(job, work, *STEPS[job][1](incoming)), work, commits):
+            break
+        kills += 1
+        contents(spark, work)  # every table readable right after the kill
+        STEPS[job][0](spark, cfg.load("local", overrides=TEST_SPARK_OVERRIDES, lake=work), incoming)
+        assert contents(spark, work) == expected, f"{job} killed after commit {commits}"
+    assert kills >= 3  # lease, tables, run record: the job really commits several times
+
+
+def test_two_ingests_of_the_same_new_file_at_once_neither_duplicate_nor_lose(spark, tmp_path):
+    """A scheduler firing twice: two real processes ingest the same new file into an existing lake.
+    One holds the lease and ingests; the other exits with a message naming it (or, if it started
+    after the first was done, finds nothing new). Either way each line is in the lake once."""
+    import subprocess
+
+    from ecomlake import config as cfg
+    from tests.conftest import TEST_SPARK_OVERRIDES
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    config = cfg.load("local", overrides=TEST_SPARK_OVERRIDES, lake=str(tmp_path / "lake"))
+    write(incoming, 0, day_lines(0))
+    ingest.run(spark, config, "rees46", str(incoming))
+    path = write(incoming, 1, day_lines(1))
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(crash.REPO / "lib")}
+    command = crash.job_command("ingest", config["lake_root"], "--source", "rees46", "--input", path)
+    runs = [subprocess.Popen(command, cwd=crash.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)]
+    outcomes = [(p.wait(timeout=300), p.stderr.read().decode()) for p in runs]
+    assert sorted(code for code, _ in outcomes) in ([0, 0], [0, 2]), outcomes
+    for code, err in outcomes:
+        if code == 2:
+            assert "ingest" in err and "held" in err and "pid" in err, err
+    bronze = lake.read_table(spark, config["lake_root"], tables.BRONZE_EVENTS)
+    assert bronze.count() == len(day_lines(0)) + len(day_lines(1))
+    assert bronze.distinct().count() == bronze.count()
