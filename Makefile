@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ecomlake-env-$(shell cat constraints.txt setup.py | sha1sum | cut -c1-12)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: env pipeline ml deep movielens analytics report-screenshot test bench-etl bench-ml bench-deep clean-lake
+.PHONY: env pipeline ml deep movielens analytics report-screenshot test bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -71,6 +71,14 @@ bench-ml: env
 
 bench-deep: env
 	$(PY) benchmarks/deep.py $(ARGS)
+
+# 30 daily files run one day at a time: incremental vs full refresh, lake files and bytes (README table).
+bench-daily: env
+	$(PY) benchmarks/daily.py $(ARGS)
+
+# kill -9 after each Delta commit of every daily job, re-run, same tables (tests/test_crash.py does two jobs).
+crash-test: env
+	$(PY) benchmarks/crash.py $(ARGS)
 
 clean-lake:
 	rm -rf lakehouse data

@@ -147,7 +147,7 @@ def test_the_planted_cases_really_happened(spark, lakes):
     redone = lake.read_table(spark, root, tables.BRONZE_EVENTS).where(F.col("_source_file").endswith("2019-10-03.csv"))
     assert redone.count() == len(redelivered(write_day_files(None)[REDELIVERED_DAY])) - 1
     # user 2's sessions are numbered 1..n without gaps after the late session was inserted
-    numbers = sorted(r[0] for r in sessions.where(F.col("user_key").isNotNull())
+    numbers = sorted(r[1] for r in sessions.where(F.col("user_key").isNotNull())
                      .groupBy("user_key").agg(F.max("session_number") - F.count(F.lit(1))).collect())
     assert set(numbers) == {0}
 

@@ -41,6 +41,12 @@ def run(spark: SparkSession, config: dict, user_ids: str, purge_history: bool = 
     root = config["lake_root"]
     key = pseudonymisation_key(config)  # before any work: no key, no user_key to find
     started, run_id = datetime.now(timezone.utc), ops.new_run_id(JOB)
+    with ops.job_lease(spark, config, JOB, run_id):
+        return _run(spark, root, key, user_ids, purge_history, started, run_id)
+
+
+def _run(spark: SparkSession, root: str, key: bytes, user_ids: str, purge_history: bool, started: datetime,
+         run_id: str) -> dict:
     ids = erasure.read_user_ids(spark, user_ids).persist(StorageLevel.MEMORY_AND_DISK)
     keys = erasure.keys_of(ids, key).persist(StorageLevel.MEMORY_AND_DISK)
     try:

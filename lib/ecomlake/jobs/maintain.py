@@ -44,6 +44,7 @@ def human_bytes(n: int) -> str:
 
 
 def maintain_table(spark: SparkSession, table: maintenance.LakeDir, retention_hours: float, dry_run: bool) -> dict:
+    from delta.exceptions import DeltaConcurrentModificationException
     from delta.tables import DeltaTable
 
     files_before, bytes_before = maintenance.directory_usage(spark, table.path)
@@ -52,8 +53,16 @@ def maintain_table(spark: SparkSession, table: maintenance.LakeDir, retention_ho
         log.info("%s: %d files, %s; VACUUM would delete %d files (dry run: nothing changed)",
                  table.id, files_before, human_bytes(bytes_before), would_delete)
         return {"files_before": files_before, "bytes_before": bytes_before, "vacuum_would_delete": would_delete}
-    compaction = (DeltaTable.forPath(spark, table.path).optimize().executeCompaction()
-                  .select("metrics.numFilesRemoved", "metrics.numFilesAdded").head())
+    compaction = None
+    for attempt in range(2):
+        try:
+            compaction = (DeltaTable.forPath(spark, table.path).optimize().executeCompaction()
+                          .select("metrics.numFilesRemoved", "metrics.numFilesAdded").head())
+            break
+        except DeltaConcurrentModificationException as exc:  # a writer committed meanwhile
+            log.warning("%s: OPTIMIZE lost to a concurrent commit (%s)%s", table.id, type(exc).__name__,
+                        ": retrying" if attempt == 0 else ": not compacted this time")
+    compaction = compaction or (0, 0)
     maintenance.vacuum(spark, table.path, retention_hours)
     files_after, bytes_after = maintenance.directory_usage(spark, table.path)
     log.info("%s: files %d -> %d, bytes %s -> %s (compacted %d data files into %d)", table.id,
@@ -68,7 +77,15 @@ def run(spark: SparkSession, config: dict, retention_hours: float | None = None,
         table_ids: list[str] | None = None, dry_run: bool = False) -> dict:
     root = config["lake_root"]
     retention = float(config["maintain"]["retention_hours"] if retention_hours is None else retention_hours)
+    if dry_run:
+        return _run(spark, config, root, retention, table_ids, True, None, None)
     started, run_id = datetime.now(timezone.utc), ops.new_run_id(JOB)
+    with ops.job_lease(spark, config, JOB, run_id):
+        return _run(spark, config, root, retention, table_ids, False, started, run_id)
+
+
+def _run(spark: SparkSession, config: dict, root: str, retention: float, table_ids: list[str] | None,
+         dry_run: bool, started: datetime | None, run_id: str | None) -> dict:
     found, _ = maintenance.walk_lake(spark, root)
     targets = maintenance.select_tables(found, table_ids)
     maintenance.check_retention(spark, root, targets, retention)  # refuses before anything changes
