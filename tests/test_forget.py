@@ -114,7 +114,8 @@ def erased(spark, tmp_path_factory):
     # A: a user with a row quarantined by clean (raw user_id kept) and events in silver.
     # B: another silver user, given a quarantined raw line with the wrong column count, beside a
     # decoy line whose field only starts with B's id.
-    silver_keys = {r[0] for r in lake.read_table(spark, root, tables.SILVER_EVENTS).select("user_key").distinct().collect()}
+    silver_keys = {r[0] for r in lake.read_table(spark, root, tables.SILVER_EVENTS)
+                   .select("user_key").distinct().collect()}
     quarantined = sorted({r[0].strip() for r in lake.read_table(spark, root, tables.QUARANTINE_EVENTS)
                           .where("stage = 'clean' AND user_id RLIKE '^ *[0-9]+ *$'").select("user_id").collect()})
     a = next(i for i in quarantined if pseudonym_of(int(i), key) in silver_keys)

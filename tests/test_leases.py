@@ -16,6 +16,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from delta.exceptions import ConcurrentAppendException, ConcurrentDeleteReadException
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from ecomlake import config as cfg
+from ecomlake import lake, leases, tables
+from ecomlake.spark import get_spark
 
 ROOT = Path(__file__).resolve().parents[1]
 RACE_LEASE = "ingest:rees46"
@@ -30,15 +37,11 @@ def _row(name, *, host, pid, expires_in, holder="another-runs-token"):
 
 def _plant(spark, lake_root, *rows):
     """Lease rows left by other runs, written as the lease module writes them."""
-    from ecomlake import lake, leases, tables
-
     lake.append_table(spark.createDataFrame(list(rows), leases.SCHEMA), lake_root, tables.OPS_LEASES,
                       partition_by=["name"])
 
 
 def test_hold_acquires_and_releases_even_when_the_body_fails(spark, tmp_path):
-    from ecomlake import leases
-
     root = str(tmp_path / "lake")
     with leases.hold(spark, root, "clean", job="clean", run_id="r1", timeout_seconds=600) as row:
         assert leases.current(spark, root, "clean") == row
@@ -55,8 +58,6 @@ def test_hold_acquires_and_releases_even_when_the_body_fails(spark, tmp_path):
 
 
 def test_a_live_lease_refuses_a_second_run_and_names_the_holder(spark, tmp_path):
-    from ecomlake import leases
-
     root = str(tmp_path / "lake")
     with leases.hold(spark, root, "ingest:rees46", job="ingest", run_id="first-run", timeout_seconds=600):
         with pytest.raises(leases.LeaseHeld) as held:
@@ -73,8 +74,6 @@ def test_a_live_lease_refuses_a_second_run_and_names_the_holder(spark, tmp_path)
 
 
 def test_wait_seconds_gets_the_lease_once_the_holder_releases(spark, tmp_path):
-    from ecomlake import leases
-
     root = str(tmp_path / "lake")
     holding, body_ended, errors = threading.Event(), [], []
 
@@ -100,8 +99,6 @@ def test_wait_seconds_gets_the_lease_once_the_holder_releases(spark, tmp_path):
 
 
 def test_an_expired_lease_is_taken_over_but_a_live_one_on_another_host_is_not(spark, tmp_path):
-    from ecomlake import leases
-
     root = str(tmp_path / "lake")
     _plant(spark, root, _row("clean", host="other-host", pid=os.getpid(), expires_in=3600),
            _row("sessionize", host="other-host", pid=os.getpid(), expires_in=-1))
@@ -115,8 +112,6 @@ def test_an_expired_lease_is_taken_over_but_a_live_one_on_another_host_is_not(sp
 
 
 def test_a_dead_pid_on_this_host_loses_its_lease_at_once(spark, tmp_path):
-    from ecomlake import leases
-
     root = str(tmp_path / "lake")
     killed = subprocess.Popen([sys.executable, "-c", "pass"])
     killed.wait()
@@ -126,8 +121,6 @@ def test_a_dead_pid_on_this_host_loses_its_lease_at_once(spark, tmp_path):
 
 
 def test_heartbeats_extend_the_lease(spark, tmp_path):
-    from ecomlake import leases
-
     root = str(tmp_path / "lake")
     with leases.hold(spark, root, "clean", job="clean", run_id="r", timeout_seconds=4) as row:  # a beat a second
         deadline = time.monotonic() + 120
@@ -141,12 +134,6 @@ def test_heartbeats_extend_the_lease(spark, tmp_path):
 
 
 def test_a_run_whose_lease_was_taken_over_does_not_succeed(spark, tmp_path, caplog):
-    from delta.exceptions import ConcurrentAppendException, ConcurrentDeleteReadException
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
-    from ecomlake import leases, tables
-
     root = str(tmp_path / "lake")
     with pytest.raises(leases.LeaseLost, match="taken over by job ingest, run_id thief-run"):
         with leases.hold(spark, root, "clean", job="clean", run_id="r", timeout_seconds=4):
@@ -169,18 +156,18 @@ def test_a_run_whose_lease_was_taken_over_does_not_succeed(spark, tmp_path, capl
 # ---- two real processes ----------------------------------------------------------------------
 
 
-def _race(lake_root: str, barrier: str, label: str, hold_seconds: float) -> int:
-    """One racing process: its own SparkSession, then (at the barrier) hold RACE_LEASE while
-    appending a marker row; exit HELD_EXIT with the LeaseHeld message when the other run has it."""
+def _race(lake_root: str, barrier: str, label: str, max_hold_seconds: float) -> int:
+    """One racing process: its own SparkSession, then (at the barrier) hold RACE_LEASE, append a
+    marker row and keep holding until the other process was refused (at most max_hold_seconds);
+    exit HELD_EXIT with the LeaseHeld message when the other process has the lease."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=f"{label} %(name)s: %(message)s")
-    from ecomlake import config as cfg
-    from ecomlake import leases
-    from ecomlake.spark import get_spark
     from tests.conftest import TEST_SPARK_OVERRIDES
 
     overrides = [o for o in TEST_SPARK_OVERRIDES if not o.startswith("spark.master=")]
     config = cfg.load("local", lake=lake_root, overrides=[
-        *overrides, "spark.master=local[1]", f"spark.conf.spark.local.dir={barrier}/{label}-spark"])
+        *overrides, "spark.master=local[1]", f"spark.conf.spark.local.dir={barrier}/{label}-spark",
+        # A short-lived JVM: the C1 compiler only and a serial GC halve its CPU time.
+        "spark.conf.spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"])
     spark = get_spark(config, f"lease-race-{label}")
     spark.sparkContext.setLogLevel("ERROR")
     spark.range(1).count()
@@ -194,13 +181,15 @@ def _race(lake_root: str, barrier: str, label: str, hold_seconds: float) -> int:
     try:
         with leases.hold(spark, lake_root, RACE_LEASE, job="race", run_id=label, timeout_seconds=300):
             start = time.time()
-            time.sleep(hold_seconds)
             marker = spark.createDataFrame([(label, os.getpid(), start, time.time())],
                                            "run_id string, pid int, start double, end double")
             marker.write.format("delta").mode("append").save(f"{lake_root}/test/markers")
+            deadline = time.monotonic() + max_hold_seconds
+            while not list(Path(barrier).glob("refused-*")) and time.monotonic() < deadline:
+                time.sleep(0.1)
             end = time.time()
     except leases.LeaseHeld as exc:
-        sys.stdout.write(json.dumps({"won": False, "refused_at": time.time()}) + "\n")
+        Path(barrier, f"refused-{label}").touch()
         sys.stderr.write(f"LeaseHeld: {exc}\n")
         return HELD_EXIT
     sys.stdout.write(json.dumps({"won": True, "start": start, "end": end}) + "\n")
@@ -210,28 +199,27 @@ def _race(lake_root: str, barrier: str, label: str, hold_seconds: float) -> int:
 def _start_race(lake_root: Path, barrier: Path) -> dict[str, subprocess.Popen]:
     barrier.mkdir()
     return {label: subprocess.Popen(  # `-m` from the repo root: `tests` is importable
-        [sys.executable, "-m", "tests.test_leases", "race", str(lake_root), str(barrier), label, "3"],
+        [sys.executable, "-m", "tests.test_leases", "race", str(lake_root), str(barrier), label, "120"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for label in ("run-a", "run-b")}
 
 
 def _finish_race(spark, lake_root: Path, procs: dict[str, subprocess.Popen]) -> None:
-    from ecomlake import leases
-
     results = {label: (proc, *proc.communicate(timeout=600)) for label, proc in procs.items()}
     report = "\n".join(f"--- {label} (pid {p.pid}, exit {p.returncode})\n{out}{err}"
                        for label, (p, out, err) in results.items())
     winners = [(label, *r) for label, r in results.items() if r[0].returncode == 0]
     losers = [(label, *r) for label, r in results.items() if r[0].returncode == HELD_EXIT]
     assert len(winners) == 1 and len(losers) == 1, report
-    (label, winner, won_out, _), (_, _, lost_out, lost_err) = winners[0], losers[0]
-    won, lost = json.loads(won_out.strip().splitlines()[-1]), json.loads(lost_out.strip().splitlines()[-1])
-    assert f"lease '{RACE_LEASE}' is held by another run" in lost_err, report
-    assert f"run_id {label}, host {socket.gethostname()}, pid {winner.pid}" in lost_err, report
-    assert lost["refused_at"] < won["end"], report  # refused while the winner held the lease
+    (label, winner, won_out, _), (_, _, _, lost_err) = winners[0], losers[0]
+    won = json.loads(won_out.strip().splitlines()[-1])
+    # The loser read the winner's row (so: refused while the winner held the lease).
+    assert f"lease '{RACE_LEASE}' is held by another run: job race, run_id {label}, " \
+           f"host {socket.gethostname()}, pid {winner.pid}, " in lost_err, report
     markers = spark.read.format("delta").load(f"{lake_root}/test/markers").collect()
     assert [(m["run_id"], m["pid"]) for m in markers] == [(label, winner.pid)], report
     assert won["start"] <= markers[0]["start"] <= markers[0]["end"] <= won["end"]
+    assert won["end"] - won["start"] < 120, report  # it held the lease until the other was refused
     assert leases.current(spark, str(lake_root), RACE_LEASE) is None, report  # released by the winner
     # Shown with `pytest -rP`: whether the race was decided by a Delta conflict or by a re-read.
     print(f"{lake_root.name}:", *[line for line in report.splitlines() if " ecomlake.leases: " in line], sep="\n  ")
@@ -241,8 +229,6 @@ def test_two_processes_racing_for_a_lease_never_both_win(spark, tmp_path):
     # Both races at once (4 processes): on an empty lake (the table does not exist yet: two
     # runs create it, then insert) and on a lease left expired by a killed run (two take-overs),
     # next to a live lease of another name that neither may touch.
-    from ecomlake import leases
-
     empty, expired = tmp_path / "empty-lake", tmp_path / "expired-lake"
     _plant(spark, str(expired), _row(RACE_LEASE, host="other-host", pid=1, expires_in=-5),
            _row("clean", host="other-host", pid=1, expires_in=3600))

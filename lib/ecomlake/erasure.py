@@ -53,12 +53,16 @@ def with_normalized_id(df: DataFrame, column: str, out: str = "id") -> DataFrame
             .drop("_id_text"))
 
 
-def read_user_ids(spark: SparkSession, path: str) -> DataFrame:
-    """The ids in a text file (or folder/glob of them) on any Hadoop file system: one per line,
-    blank lines and a `user_id` header ignored; column `id`, distinct."""
+def require_ids_file(spark: SparkSession, path: str) -> None:
     _, hpath, fs = lake._hadoop(spark, path)
     if not fs.globStatus(hpath):
         raise InputError(f"user id file '{path}' does not exist")
+
+
+def read_user_ids(spark: SparkSession, path: str) -> DataFrame:
+    """The ids in a text file (or folder/glob of them) on any Hadoop file system: one per line,
+    blank lines and a `user_id` header ignored; column `id`, distinct."""
+    require_ids_file(spark, path)
     lines = spark.read.text(path)
     return (with_normalized_id(lines, "value")
             .where(F.col("id").isNotNull() & (F.lower(F.col("id")) != HEADER))
@@ -131,7 +135,10 @@ def erase_delta_table(spark: SparkSession, table: LakeDir, ids: DataFrame, id_ro
     deleted = 0
     for p in passes_for(spark.read.format("delta").load(table.path).columns, ids, id_rows, keys):
         current = spark.read.format("delta").load(table.path)
-        source = p.source(current).persist(StorageLevel.MEMORY_AND_DISK)
+        source = p.source(current)
+        cache_here = not source.is_cached  # the keys come cached by the caller: leave them be
+        if cache_here:
+            source.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             hinted = _hint(source, id_rows)  # at most about one matching value per id
             rows = current.join(hinted, p.column, "left_semi").count()
@@ -142,7 +149,8 @@ def erase_delta_table(spark: SparkSession, table: LakeDir, ids: DataFrame, id_ro
              .whenMatchedDelete().execute())
             deleted += rows
         finally:
-            source.unpersist()
+            if cache_here:
+                source.unpersist()
     if deleted and uses_deletion_vectors(spark, table.path):
         quoted = table.path.replace("`", "``")
         spark.sql(f"REORG TABLE delta.`{quoted}` APPLY (PURGE)")

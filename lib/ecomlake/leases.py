@@ -32,6 +32,7 @@ from delta.exceptions import (
     MetadataChangedException,
     ProtocolChangedException,
 )
+from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -103,8 +104,6 @@ def _exists(spark: SparkSession, path: str) -> bool:
     """lake.table_exists, but never stale: DeltaTable.isDeltaTable answers from the snapshot this
     session cached when it first looked, so a table that another process created since (the
     loser of a creation race sees exactly this) would stay "missing" until something reads it."""
-    from delta.tables import DeltaTable
-
     if lake.table_exists(spark, path):
         return True
     if not lake.path_exists(spark, f"{path}/_delta_log"):
@@ -147,8 +146,8 @@ def describe(row: dict) -> str:
             f"expires at {_stamp(row['expires_at'])}")
 
 
-def _held_message(name: str, row: dict, waited: float) -> str:
-    waited_text = f" (waited {waited:.0f} s)" if waited else ""
+def _held_message(name: str, row: dict, waited: float | None) -> str:
+    waited_text = f" (waited {waited:.0f} s)" if waited is not None else ""
     return (f"lease '{name}' is held by another run{waited_text}: {describe(row)}. "
             f"Wait for that run to finish, or let this one wait for it (--conf ops.lease_wait_seconds=N). "
             f"If that process is gone, its lease is taken over automatically once it expires, "
@@ -181,9 +180,7 @@ class _Lease:
         self.token = uuid.uuid4().hex
         self.lost_to: dict | None = None  # set by the heartbeat when another run took the lease over
 
-    def _table(self):
-        from delta.tables import DeltaTable
-
+    def _table(self) -> DeltaTable:
         return DeltaTable.forPath(self.spark, tables.OPS_LEASES.path(self.lake_root))
 
     def _mine(self):
@@ -236,7 +233,7 @@ class _Lease:
                 return row
             waited = time.monotonic() - started
             if waited + poll_seconds > wait_seconds:
-                raise LeaseHeld(_held_message(self.name, row, waited), row)
+                raise LeaseHeld(_held_message(self.name, row, waited if wait_seconds else None), row)
             log.info("lease %r is held by %s; waiting", self.name, describe(row))
             time.sleep(poll_seconds)
 

@@ -33,7 +33,9 @@ RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 DELTA_SAFE_RETENTION_HOURS = 168.0  # below this Delta refuses VACUUM unless RETENTION_CHECK is off
 RETENTION_MARGIN_HOURS = 0.25  # the shortest allowed retention leaves this much time to reach VACUUM
 LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
-_LOG_FILE = re.compile(r"^(\d{20})\.(json|crc|checkpoint\.parquet|checkpoint\.\d+\.\d+\.parquet|checkpoint\.[^.]+\.(json|parquet))$")
+# commits, checksums, classic / multi-part / UUID-named checkpoints of a version
+_LOG_FILE = re.compile(r"^(\d{20})\.(json|crc|checkpoint\.parquet|checkpoint\.\d+\.\d+\.parquet"
+                       r"|checkpoint\.[^.]+\.(json|parquet))$")
 _COMPACTED_LOG_FILE = re.compile(r"^(\d{20})\.(\d{20})\.compacted\.json$")
 
 
@@ -336,23 +338,25 @@ def purge_log_history(spark: SparkSession, path: str) -> int:
                                 f"purging its history is not supported here")
     original = table_properties(spark, path)
     _set_properties(spark, path, PURGE_PROPERTIES)
-    cutoff = latest_version(spark, path)
-    checkpoint = jvm.org.apache.hadoop.fs.Path(log_dir, f"{cutoff:020d}.checkpoint.parquet")
-    if not fs.exists(checkpoint):
-        raise EcomlakeError(f"{path}: Delta wrote no checkpoint at version {cutoff}; its history was not purged")
-    deleted = 0
-    for status in fs.listStatus(log_dir):
-        name = status.getPath().getName()
-        plain, compacted = _LOG_FILE.match(name), _COMPACTED_LOG_FILE.match(name)
-        if (plain and int(plain.group(1)) < cutoff) or (compacted and int(compacted.group(1)) <= cutoff):
-            if fs.delete(status.getPath(), False):
-                deleted += 1
-    restore = {k: original[k] for k in PURGE_PROPERTIES if k in original}
-    if restore:
-        _set_properties(spark, path, restore)
-    missing = [k for k in PURGE_PROPERTIES if k not in original]
-    if missing:
-        _unset_properties(spark, path, missing)
+    try:
+        cutoff = latest_version(spark, path)
+        checkpoint = jvm.org.apache.hadoop.fs.Path(log_dir, f"{cutoff:020d}.checkpoint.parquet")
+        if not fs.exists(checkpoint):
+            raise EcomlakeError(f"{path}: Delta wrote no checkpoint at version {cutoff}; its history was not purged")
+        deleted = 0
+        for status in fs.listStatus(log_dir):
+            name = status.getPath().getName()
+            plain, compacted = _LOG_FILE.match(name), _COMPACTED_LOG_FILE.match(name)
+            if (plain and int(plain.group(1)) < cutoff) or (compacted and int(compacted.group(1)) <= cutoff):
+                if fs.delete(status.getPath(), False):
+                    deleted += 1
+    finally:  # the table's own values again (a 0 h tombstone retention would also be VACUUM's default)
+        restore = {k: original[k] for k in PURGE_PROPERTIES if k in original}
+        if restore:
+            _set_properties(spark, path, restore)
+        missing = [k for k in PURGE_PROPERTIES if k not in original]
+        if missing:
+            _unset_properties(spark, path, missing)
     log.info("%s: history before version %d purged (%d log files deleted)", path, cutoff, deleted)
     return cutoff
 

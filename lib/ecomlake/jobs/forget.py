@@ -40,6 +40,7 @@ JOB = "forget"
 def run(spark: SparkSession, config: dict, user_ids: str, purge_history: bool = False) -> dict:
     root = config["lake_root"]
     key = pseudonymisation_key(config)  # before any work: no key, no user_key to find
+    erasure.require_ids_file(spark, user_ids)
     started, run_id = datetime.now(timezone.utc), ops.new_run_id(JOB)
     with ops.job_lease(spark, config, JOB, run_id):
         return _run(spark, root, key, user_ids, purge_history, started, run_id)

@@ -75,7 +75,7 @@ def file_problem(spark: SparkSession, f: lake.FileInfo, header: str, kind: str =
         return "corrupt_compressed_file", f"{f.path} cannot be decompressed: {_java_message(exc)}"
     if first != header:
         return "wrong_header", (f"{f.path} does not have the {len(header.split(','))}-column {kind} header: "
-                                f"expected '{header}', found '{first[:200]}'")
+                                f"expected '{header}', found '{first[:60]}'")  # 60: enough to see, short of a data line's user_id
     return None
 
 

@@ -77,18 +77,19 @@ def run(spark: SparkSession, config: dict, retention_hours: float | None = None,
         table_ids: list[str] | None = None, dry_run: bool = False) -> dict:
     root = config["lake_root"]
     retention = float(config["maintain"]["retention_hours"] if retention_hours is None else retention_hours)
+    targets = maintenance.select_tables(maintenance.walk_lake(spark, root)[0], table_ids)
+    # Refused before anything changes (the lease included). Readers that run meanwhile only add
+    # needs on newer versions, which this check would pass as well.
+    maintenance.check_retention(spark, root, targets, retention)
     if dry_run:
-        return _run(spark, config, root, retention, table_ids, True, None, None)
+        return _run(spark, root, retention, targets, table_ids, True, None, None)
     started, run_id = datetime.now(timezone.utc), ops.new_run_id(JOB)
     with ops.job_lease(spark, config, JOB, run_id):
-        return _run(spark, config, root, retention, table_ids, False, started, run_id)
+        return _run(spark, root, retention, targets, table_ids, False, started, run_id)
 
 
-def _run(spark: SparkSession, config: dict, root: str, retention: float, table_ids: list[str] | None,
-         dry_run: bool, started: datetime | None, run_id: str | None) -> dict:
-    found, _ = maintenance.walk_lake(spark, root)
-    targets = maintenance.select_tables(found, table_ids)
-    maintenance.check_retention(spark, root, targets, retention)  # refuses before anything changes
+def _run(spark: SparkSession, root: str, retention: float, targets: list[maintenance.LakeDir],
+         table_ids: list[str] | None, dry_run: bool, started: datetime | None, run_id: str | None) -> dict:
     log.info("maintain: %d Delta tables, retention %g h%s", len(targets), retention, " (dry run)" if dry_run else "")
     per_table = {t.id: maintain_table(spark, t, retention, dry_run) for t in targets}
     model_dirs = [] if table_ids else maintenance.unreferenced_model_dirs(spark, root, retention)
