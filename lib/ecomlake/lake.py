@@ -10,8 +10,20 @@ from ecomlake.tables import Table
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
+    """Whether path holds a Delta table now. DeltaTable.isDeltaTable answers from the snapshot the
+    session cached when it first looked, so a table that another process created since would
+    stay "missing": when it says no but a log is there, load the log (refreshes the cache)."""
     from delta.tables import DeltaTable
+    from pyspark.errors import AnalysisException
 
+    if DeltaTable.isDeltaTable(spark, path):
+        return True
+    if not path_exists(spark, f"{path}/_delta_log"):
+        return False
+    try:
+        DeltaTable.forPath(spark, path)
+    except AnalysisException:  # a log without a first commit yet
+        return False
     return DeltaTable.isDeltaTable(spark, path)
 
 

@@ -33,7 +33,6 @@ from delta.exceptions import (
     ProtocolChangedException,
 )
 from delta.tables import DeltaTable
-from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -100,24 +99,9 @@ def _stale(row: dict, now: datetime) -> bool:
     return row["host"] == socket.gethostname() and not _pid_alive(row["pid"])
 
 
-def _exists(spark: SparkSession, path: str) -> bool:
-    """lake.table_exists, but never stale: DeltaTable.isDeltaTable answers from the snapshot this
-    session cached when it first looked, so a table that another process created since (the
-    loser of a creation race sees exactly this) would stay "missing" until something reads it."""
-    if lake.table_exists(spark, path):
-        return True
-    if not lake.path_exists(spark, f"{path}/_delta_log"):
-        return False
-    try:
-        DeltaTable.forPath(spark, path)  # loads the log: refreshes the cached snapshot
-    except AnalysisException:  # a log without a first commit yet
-        return False
-    return lake.table_exists(spark, path)
-
-
 def _read(spark: SparkSession, lake_root: str, name: str) -> tuple[dict, int] | None:
     """The lease's row and its heartbeat in microseconds (the exact value the MERGE compares)."""
-    if not _exists(spark, tables.OPS_LEASES.path(lake_root)):
+    if not lake.table_exists(spark, tables.OPS_LEASES.path(lake_root)):
         return None
     rows = (lake.read_table(spark, lake_root, tables.OPS_LEASES)
             .where(F.col("name") == F.lit(name))
@@ -156,7 +140,7 @@ def _held_message(name: str, row: dict, waited: float | None) -> str:
 
 
 def _ensure_table(spark: SparkSession, lake_root: str) -> None:
-    if _exists(spark, tables.OPS_LEASES.path(lake_root)):
+    if lake.table_exists(spark, tables.OPS_LEASES.path(lake_root)):
         return
     try:
         lake.append_table(spark.createDataFrame([], SCHEMA), lake_root, tables.OPS_LEASES, partition_by=["name"])
