@@ -27,7 +27,7 @@ def test_wrong_header_names_the_file(spark, tmp_path, capsys, source, kind, head
         assert rc == 3
         assert "1 input file(s) quarantined whole: see quarantine/files" in err
         files = spark.read.format("delta").load(str(tmp_path / "lake" / "quarantine" / "files")).collect()
-        assert [(r.reason, r.detail) for r in files] == [("wrong_header", message)]
+        assert [r.reason for r in files] == ["wrong_header"] and message in files[0].detail
     else:  # the catalogue is one snapshot: nothing to go on with
         assert rc == 2
         assert message in err
