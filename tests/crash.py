@@ -60,6 +60,10 @@ def run_killed_after(command: list[str], lake_root: str, commits: int, timeout: 
 
 
 def copy_lake(source: str, target: str) -> str:
+    """A copy of the lake at source (an empty lake when nothing was written there yet)."""
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
+    if os.path.exists(source):
+        shutil.copytree(source, target)
+    else:
+        os.makedirs(target)
     return target
