@@ -19,6 +19,16 @@ TEST_SPARK_OVERRIDES = [
 ]
 
 
+TIERS = ("e2e", "horovod", "notebook", "subprocess")
+
+
+def pytest_collection_modifyitems(items):
+    """A test that no slower tier claims is a unit test (pytest.ini registers the markers)."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from ecomlake import config as cfg

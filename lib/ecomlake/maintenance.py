@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 
 from ecomlake import lake, ops, tables
 from ecomlake.errors import EcomlakeError
+from ecomlake.spark import conf_set
 
 log = logging.getLogger(__name__)
 
@@ -242,15 +243,8 @@ def retention_check_lifted(spark: SparkSession, retention_hours: float):
     if retention_hours >= DELTA_SAFE_RETENTION_HOURS:
         yield
         return
-    previous = spark.conf.get(RETENTION_CHECK, None)
-    spark.conf.set(RETENTION_CHECK, "false")
-    try:
+    with conf_set(spark, RETENTION_CHECK, "false"):
         yield
-    finally:
-        if previous is None:
-            spark.conf.unset(RETENTION_CHECK)
-        else:
-            spark.conf.set(RETENTION_CHECK, previous)
 
 
 @contextmanager
@@ -263,14 +257,8 @@ def listing_parallelism_capped(spark: SparkSession):
     if previous is not None and int(previous) <= cap:
         yield
         return
-    spark.conf.set(LISTING_PARALLELISM, str(cap))
-    try:
+    with conf_set(spark, LISTING_PARALLELISM, str(cap)):
         yield
-    finally:
-        if previous is None:
-            spark.conf.unset(LISTING_PARALLELISM)
-        else:
-            spark.conf.set(LISTING_PARALLELISM, previous)
 
 
 def vacuum(spark: SparkSession, path: str, retention_hours: float) -> None:

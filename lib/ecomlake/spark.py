@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import contextmanager
 
 # Delta Lake's SQL support; needed wherever Delta is not built into the runtime.
 DELTA_SESSION_CONF = {
@@ -28,6 +29,20 @@ def session_conf(config: dict) -> dict:
     conf.update(DELTA_SESSION_CONF)
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config["spark"]["conf"].items()})
     return conf
+
+
+@contextmanager
+def conf_set(spark, key: str, value: str):
+    """Set one session conf for the duration of a block, then put back what was there (or unset it)."""
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
 
 
 def get_spark(config: dict, app: str):
