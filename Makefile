@@ -1,13 +1,13 @@
 # The two commands a user needs (both set up the environment first, idempotently):
 #   make pipeline   run the main job on the embedded default (local Spark, ./lakehouse, generated data)
-#   make test       run the test suite
+#   make test       run the test suite (every tier; `make test-unit` runs the fast one)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ecomlake-env-$(shell cat constraints.txt setup.py | sha1sum | cut -c1-12)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: env pipeline ml deep movielens analytics report-screenshot test bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+.PHONY: env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -62,6 +62,10 @@ report-screenshot:
 
 test: env
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+# The fast tier: in-process tests on hand-made data (tiers are registered in pytest.ini).
+test-unit: env
+	$(VENV)/bin/python -m pytest tests -m unit $(PYTEST_ARGS)
 
 bench-etl: env
 	$(PY) benchmarks/etl.py $(ARGS)

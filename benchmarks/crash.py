@@ -9,7 +9,7 @@ SIGKILLed as soon as it has made n Delta commits (n = 1, 2, ... until it finishe
 table under the lake is read (each must be readable); the job is re-run in this process; the
 tables must equal those of an uninterrupted run (run metadata aside: ingest times, batch ids,
 model run creation times and model directories, ops/ run records). Prints one line per job.
-tests/test_crash.py runs the same harness for clean and sessionize in CI.
+tests/test_crash.py runs the same harness for sessionize after its second commit in CI.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from ecomlake import config as cfg  # noqa: E402
 from ecomlake.jobs import clean, features, generate, ingest, score, sessionize, train  # noqa: E402
 from ecomlake.spark import get_spark  # noqa: E402
 from tests import crash  # noqa: E402
-from tests.test_crash import contents  # noqa: E402
 
 AS_OF = "2019-11-17"
 IGNORED = ("created_at", "model_path")
@@ -55,7 +54,7 @@ def comparable(spark, root: str) -> dict:
 
 def _with_columns(spark, root):
     out = {}
-    for name, rows in contents(spark, root).items():
+    for name, rows in crash.contents(spark, root).items():
         cols = spark.read.format("delta").load(os.path.join(root, name)).drop(
             "_batch_id", "_ingested_at", "ingested_at", "batch_id").columns
         out[name] = (cols, rows)
@@ -95,7 +94,7 @@ def main() -> None:
             if not crash.run_killed_after(command, lake_copy, commits, timeout=900):
                 break
             kills += 1
-            contents(spark, lake_copy)  # every table readable right after the kill
+            crash.contents(spark, lake_copy)  # every table readable right after the kill
             in_process(spark, cfg.load("local", overrides=overrides, lake=lake_copy))
             if comparable(spark, lake_copy) != expected:
                 mismatches.append(commits)

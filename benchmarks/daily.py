@@ -2,11 +2,15 @@
 full refresh, with the lake's file count and bytes.
 
   .venv/bin/python benchmarks/daily.py [--events 10000000] [--days 30] [--maintain-every 7] \
-      [--full-refresh-days 2,10,20,30] [--workdir /tmp/ecomlake-daily] [--json benchmarks/results-daily.json]
+      [--maintain-retention-days 7] [--full-refresh-days 2,10,20,30] [--workdir /tmp/ecomlake-daily] \
+      [--json benchmarks/results-daily.json]
 
 Per day: seconds of ingest + clean + sessionize on the lake that holds every earlier day
 (incremental, the default of each job), then the lake's files and bytes; every --maintain-every
-days `maintain` runs (OPTIMIZE + VACUUM) and its time is printed apart. On the days of
+days `maintain` runs (OPTIMIZE + VACUUM) and its time is printed apart. A simulated day lasts a
+minute here, not 24 hours, so VACUUM's retention is scaled the same way: --maintain-retention-days
+7 keeps what the last 7 simulated days removed (the wall time they took), as `maintain`'s default
+168 h does in production. On the days of
 --full-refresh-days, a second lake that holds the same files times `clean --full-refresh` +
 `sessionize --full-refresh`, which grows with history. Not a test: numbers.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import logging
 import os
 import shutil
@@ -49,6 +54,8 @@ def main() -> None:
                         help="events generated over 61 days (10M: about 5M in the first 30 daily files)")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--maintain-every", type=int, default=7, help="0: never")
+    parser.add_argument("--maintain-retention-days", type=float, default=7,
+                        help="VACUUM retention in simulated days (scaled to the wall time they took)")
     parser.add_argument("--full-refresh-days", default="2,10,20,30")
     parser.add_argument("--workdir", default="/tmp/ecomlake-daily")
     parser.add_argument("--json", help="write the results here")
@@ -71,10 +78,11 @@ def main() -> None:
     print(f"generate --daily: {args.events:,} events in {time.time() - t:.0f} s", flush=True)
     files = sorted((raw / "events").glob("*.csv"))[: args.days]
     full_days = {int(d) for d in args.full_refresh_days.split(",") if d}
-    rows = []
+    rows, day_started = [], []
     print(f"{'day':>4} {'lines':>9} {'ingest':>7} {'clean':>7} {'sessionize':>10} {'total':>7} "
           f"{'full refresh':>12} {'maintain':>8} {'lake files':>10} {'lake MiB':>9}", flush=True)
     for day, path in enumerate(files, start=1):
+        day_started.append(time.time())
         os.link(path, arrivals / path.name)
         os.link(path, full_arrivals / path.name)
         lines = sum(1 for _ in open(path, "rb")) - 1
@@ -90,7 +98,10 @@ def main() -> None:
         if args.maintain_every and day % args.maintain_every == 0:
             from ecomlake.jobs import maintain
 
-            maintained = timed(lambda: maintain.run(spark, config))
+            # the wall time of the last --maintain-retention-days simulated days, as the retention
+            first = day_started[max(0, day - int(math.ceil(args.maintain_retention_days)))]
+            retention_hours = (time.time() - first) / 3600
+            maintained = timed(lambda: maintain.run(spark, config, retention_hours=retention_hours))
         n_files, n_bytes = lake_size(config["lake_root"])
         row = {"day": day, "lines": lines, **step, "total": sum(step.values()), "full_refresh": full,
                "maintain": maintained, "lake_files": n_files, "lake_bytes": n_bytes}

@@ -14,6 +14,8 @@ from ecomlake.cli import EXIT_QUARANTINED
 from ecomlake.jobs import ingest
 from ecomlake.rees46 import HEADER
 
+pytestmark = pytest.mark.e2e
+
 GOOD = "2019-10-01 00:00:{s:02d} UTC,view,1003,2053,electronics.smartphone,apple,489.07,{u},sess"
 
 
@@ -82,20 +84,25 @@ def test_the_job_exits_with_the_quarantine_status(make_config, batch, tmp_path):
     assert code == EXIT_QUARANTINED
 
 
-@pytest.mark.parametrize("name", ["2019 Oct.csv", "100% done#1.csv", "Oktober-\u00e4\u00f6\u00fc.csv"])
-def test_a_grown_file_with_an_awkward_name_replaces_its_rows(spark, make_config, tmp_path, name):
+AWKWARD_NAMES = ("2019 Oct.csv", "100% done#1.csv", "Oktober-\u00e4\u00f6\u00fc.csv")
+
+
+def test_grown_files_with_awkward_names_replace_their_rows(spark, make_config, tmp_path):
     config = make_config()
     root = config["lake_root"]
     incoming = tmp_path / "in"
     incoming.mkdir()
-    path = incoming / name
-    write_text(path, [HEADER, *good_lines(20), "broken,line"])
+    paths = [incoming / name for name in AWKWARD_NAMES]
+    for i, path in enumerate(paths):  # 20, 21, 22 good lines and a broken one
+        write_text(path, [HEADER, *good_lines(20 + i, user=100 * i), "broken,line"])
     ingest.run(spark, config, "rees46", str(incoming))
-    write_text(path, [HEADER, *good_lines(25), "broken,line"])
-    os.utime(path, (os.stat(path).st_atime, os.stat(path).st_mtime + 10))
+    for i, path in enumerate(paths):  # each grows by 5 lines
+        write_text(path, [HEADER, *good_lines(25 + i, user=100 * i), "broken,line"])
+        os.utime(path, (os.stat(path).st_atime, os.stat(path).st_mtime + 10))
     result = ingest.run(spark, config, "rees46", str(incoming))
-    assert (result["bronze_rows"], result["quarantined_rows"]) == (25, 1)
+    assert (result["files"], result["bronze_rows"], result["quarantined_rows"]) == (3, 25 + 26 + 27, 3)
     bronze = lake.read_table(spark, root, tables.BRONZE_EVENTS)
-    assert bronze.count() == 25
-    assert lake.read_table(spark, root, tables.QUARANTINE_EVENTS).count() == 1
-    assert {r[0] for r in bronze.select("_source_file").distinct().collect()} == {f"file:{path}"}
+    per_file = {r[0]: r[1] for r in bronze.groupBy("_source_file").count().collect()}
+    assert per_file == {f"file:{path}": 25 + i for i, path in enumerate(paths)}
+    quarantined = lake.read_table(spark, root, tables.QUARANTINE_EVENTS)
+    assert sorted(r[0] for r in quarantined.select("_source_file").collect()) == sorted(f"file:{p}" for p in paths)

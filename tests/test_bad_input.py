@@ -53,6 +53,7 @@ def test_missing_table_names_the_job_to_run_first(spark, tmp_path, capsys):
     assert "run the `clean` job first" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_ingest_twice_adds_nothing_and_a_changed_file_replaces_its_rows(spark, tmp_path, caplog):
     good = "2019-10-01 00:00:10 UTC,view,1003,2053,electronics.smartphone,apple,489.07,541312140,s1"
     f = tmp_path / "in" / "2019-Oct.csv"

@@ -15,6 +15,8 @@ from ecomlake import lake, ops, tables
 from ecomlake.jobs import clean, ingest, sessionize
 from ecomlake.rees46 import HEADER
 
+pytestmark = pytest.mark.e2e
+
 START = datetime(2019, 10, 1)
 RUN_METADATA = ("_batch_id", "_ingested_at")
 

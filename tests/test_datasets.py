@@ -1,9 +1,12 @@
 """The real-data adapters, each on a small slice of the installed file."""
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from ecomlake import datasets, lake, tables
 from ecomlake.jobs import ingest
+
+pytestmark = pytest.mark.e2e
 
 
 def test_cdnow_adapter_on_a_slice_with_bad_lines(spark, tmp_path, make_config):

@@ -41,6 +41,7 @@ def spec_for(path, tmp_path, epochs):
             "checkpoint_dir": str(tmp_path / "checkpoints"), "model_path": str(tmp_path / "model.h5")}
 
 
+@pytest.mark.horovod
 def test_two_horovod_workers_train_on_disjoint_shards_and_resume(tiny_training_set, tmp_path):
     first = distributed.launch(spec_for(tiny_training_set, tmp_path, epochs=2), 2, "horovodrun")
     assert [r["rank"] for r in first] == [0, 1] and {r["size"] for r in first} == {2}

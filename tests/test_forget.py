@@ -27,6 +27,8 @@ from ecomlake.config import pseudonymisation_key
 from ecomlake.jobs import clean, forget, generate, ingest, sessionize
 from ecomlake.privacy import pseudonym_of
 
+pytestmark = pytest.mark.e2e
+
 TABLES = (tables.BRONZE_EVENTS, tables.QUARANTINE_EVENTS, tables.SILVER_EVENTS, tables.SILVER_SESSIONS)
 
 

@@ -225,6 +225,7 @@ def _finish_race(spark, lake_root: Path, procs: dict[str, subprocess.Popen]) -> 
     print(f"{lake_root.name}:", *[line for line in report.splitlines() if " ecomlake.leases: " in line], sep="\n  ")
 
 
+@pytest.mark.subprocess
 def test_two_processes_racing_for_a_lease_never_both_win(spark, tmp_path):
     # Both races at once (4 processes): on an empty lake (the table does not exist yet: two
     # runs create it, then insert) and on a lease left expired by a killed run (two take-overs),

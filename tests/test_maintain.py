@@ -10,6 +10,8 @@ from ecomlake import lake, maintenance, ops, runs, tables
 from ecomlake.jobs import maintain
 from ecomlake.maintenance import Need
 
+pytestmark = pytest.mark.e2e
+
 THINGS = tables.Table("silver", "things", "test")  # not in tables.py: maintain finds it by walking
 
 

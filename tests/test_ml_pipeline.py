@@ -9,6 +9,8 @@ from ecomlake import lake, runs, tables
 from ecomlake.errors import InputError
 from ecomlake.jobs import features, pipeline, score, train
 
+pytestmark = pytest.mark.e2e
+
 TRAIN_AS_OF, SCORE_AS_OF = "2019-11-17", "2019-12-01"
 SMALL_GRID = ["train.als_ranks=[16]", "train.als_reg_params=[0.1]", "train.als_alphas=[1.0]",
               "train.als_max_iter=5", "train.segments_k=4"]
@@ -142,6 +144,7 @@ def test_a_missing_feature_date_names_the_job_to_run(spark, trained):
         train.run(spark, config, "propensity", "2019-10-20")
 
 
+@pytest.mark.horovod
 def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, trained):
     from ecomlake.jobs import train_deep
 
@@ -161,6 +164,7 @@ def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, traine
     assert scores.where("probability < 0 OR probability > 1").count() == 0
 
 
+@pytest.mark.horovod
 def test_session_gru_next_item_through_horovodrun(spark, trained):
     from ecomlake.jobs import train_deep
 
@@ -188,6 +192,7 @@ def test_session_gru_next_item_through_horovodrun(spark, trained):
     assert str(latest) < SCORE_AS_OF
 
 
+@pytest.mark.horovod
 def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, trained):
     from ecomlake.jobs import train_deep
 
@@ -271,6 +276,7 @@ def test_report_has_every_section_image_and_suggestion(spark, trained, tmp_path)
     assert "win-back coupon" in page and "Restock first" in page and "test the price of" in page
 
 
+@pytest.mark.horovod
 def test_resume_extends_a_deep_run_with_more_epochs_in_a_new_directory(spark, trained):
     from ecomlake.jobs import train_deep
 

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.notebook
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.py"))
+
+
+def notebook(name: str) -> Path:
+    [path] = [p for p in NOTEBOOKS if p.name == name]
+    return path
 
 
 class FakeDbutils:
@@ -38,16 +45,16 @@ def test_notebooks_are_databricks_sources():
         assert path.read_text().startswith("# Databricks notebook source\n"), path
 
 
-@pytest.mark.parametrize("name", ["00_pipeline.py"])
-def test_pipeline_notebook_runs_and_the_review_notebook_reads_its_tables(spark, tmp_path, name, monkeypatch):
+def test_pipeline_notebook_runs_and_the_review_notebook_reads_its_tables(spark, tmp_path, monkeypatch):
     monkeypatch.setenv("ECOMLAKE_PSEUDONYM_KEY", "replaced-by-the-notebook")  # restored afterwards
     values = {"lake_root": str(tmp_path / "lake"), "raw_root": str(tmp_path / "raw"), "events": "2000"}
     displayed = []
-    run_notebook(NOTEBOOKS[0], spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
+    run_notebook(notebook("00_pipeline.py"), spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
     truth = json.loads((tmp_path / "raw" / "_ground_truth" / "generator.json").read_text())
     assert displayed[0].agg({"views": "sum"}).head()[0] > 0
     assert spark.read.format("delta").load(f"{tmp_path}/lake/bronze/products").count() == truth["products"]
-    run_notebook(NOTEBOOKS[1], spark, FakeDbutils({"lake_root": str(tmp_path / "lake")}, ""), displayed)
+    review = FakeDbutils({"lake_root": str(tmp_path / "lake")}, "")
+    run_notebook(notebook("01_quarantine_review.py"), spark, review, displayed)
     by_reason = displayed[1]
     assert by_reason.agg({"count": "sum"}).head()[0] == sum(truth["dirty_rows"].values())
 
@@ -64,8 +71,7 @@ def test_models_notebook_trains_scores_and_shows_the_runs(spark, tmp_path, monke
     values = {"lake_root": str(tmp_path / "lake"), "raw_root": str(tmp_path / "raw"),
               "train_tasks": "segments, elasticity", "score_tasks": "segments"}
     displayed = []
-    notebook = [p for p in NOTEBOOKS if p.name == "02_models.py"][0]
-    run_notebook(notebook, spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
+    run_notebook(notebook("02_models.py"), spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
     shown = {(r.task, r.model, r.metric) for r in displayed[0].collect()}
     assert ("segments", "rfm_kmeans", "silhouette") in shown
     assert ("elasticity", "log_log_wls", "mean_abs_error_vs_planted") in shown
@@ -86,8 +92,7 @@ def test_analytics_notebook_builds_the_report(spark, tmp_path, monkeypatch):
     values = {"lake_root": root, "raw_root": str(tmp_path / "raw"), "steps": "sentiment, report",
               "embeddings": "false"}
     displayed = []
-    notebook = [p for p in NOTEBOOKS if p.name == "03_analytics.py"][0]
-    run_notebook(notebook, spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
+    run_notebook(notebook("03_analytics.py"), spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)
     page = displayed[-1]
     assert page.startswith("<!DOCTYPE html>") and "<h2>Review sentiment</h2>" in page
     # Only the reviews and their model runs exist in this lake: every other section says what to run.

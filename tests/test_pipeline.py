@@ -8,6 +8,8 @@ from ecomlake import lake, tables
 from ecomlake.config import pseudonymisation_key
 from ecomlake.jobs import pipeline
 
+pytestmark = pytest.mark.e2e
+
 ALL_TABLES = (tables.BRONZE_EVENTS, tables.BRONZE_INGEST_LOG, tables.QUARANTINE_EVENTS,
               tables.SILVER_EVENTS, tables.SILVER_SESSIONS, tables.GOLD_DAILY_FUNNEL,
               tables.BRONZE_PRODUCTS, tables.QUARANTINE_PRODUCTS)

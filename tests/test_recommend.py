@@ -51,6 +51,7 @@ def test_dense_index_is_contiguous_and_sorted(spark, interactions):
     assert sorted((r.product_id, r.item_index) for r in index.collect()) == [(1, 0), (2, 1), (3, 2)]
 
 
+@pytest.mark.e2e
 def test_movielens_adapter_on_a_slice_of_the_real_file(spark, tmp_path, make_config):
     real = pq.read_table(str(datasets.MOVIELENS_100K.locate())).slice(0, 500).to_pydict()
     real["rating"][0] = 7   # one bad row

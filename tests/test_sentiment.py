@@ -66,6 +66,7 @@ def planted_reviews(n=240):
     return rows
 
 
+@pytest.mark.e2e
 def test_sentiment_job_end_to_end_beats_the_trivial_baselines(spark, make_config):
     config = make_config("sentiment.embedding_train_rows=60", "sentiment.vocabulary_size=500")
     reviews = spark.createDataFrame(planted_reviews(), "review_id long, item_id long, age int, title string, "
@@ -89,6 +90,7 @@ def test_sentiment_job_end_to_end_beats_the_trivial_baselines(spark, make_config
     assert lake.read_table(spark, config["lake_root"], tables.GOLD_REVIEW_SENTIMENT).where("model = 'tfidf_lr'").count() == 240
 
 
+@pytest.mark.horovod
 def test_review_text_model_through_petastorm_and_horovod(spark, make_config):
     from ecomlake.jobs import train_deep
 

@@ -6,9 +6,12 @@ a compare-and-swap MERGE: insert when there is no row, or replace the row only i
 the holder and heartbeat we saw expire (or saw belong to a dead pid on this host). The MERGE reads
 the lease's partition, so a commit there by a competitor fails ours with a Delta conflict
 (ConcurrentAppendException; ProtocolChangedException when both create the table): we re-read and
-decide, and the lease is ours only if the row read back holds our token. Two real processes were
-checked to conflict so, insert-only MERGE included; partitions keep leases from conflicting with
-each other. On S3 with several drivers this needs Delta's S3DynamoDBLogStore.
+decide. A MERGE that commits and reports one row inserted or updated made the lease ours (its own
+snapshot saw no competitor, and conflict detection saw none commit since); one that changed no row
+found a row other than the one we saw: re-read. Heartbeat and release are an UPDATE and a DELETE
+of the row holding our token: no row affected means another run took the lease over. Two real
+processes were checked to conflict so, insert-only MERGE included; partitions keep leases from
+conflicting with each other. On S3 with several drivers this needs Delta's S3DynamoDBLogStore.
 """
 from __future__ import annotations
 
@@ -32,7 +35,6 @@ from delta.exceptions import (
     MetadataChangedException,
     ProtocolChangedException,
 )
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -71,6 +73,11 @@ def _now() -> datetime:
 def _utc(value: datetime) -> datetime:
     # PySpark returns timestamps as naive local time; the lake's are UTC.
     return value.astimezone(timezone.utc) if value.tzinfo is None else value
+
+
+def _timestamp_sql(value: datetime) -> str:
+    """A SQL timestamp literal of a UTC datetime, to the microsecond (the session time zone is UTC)."""
+    return f"TIMESTAMP '{value.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S.%f}'"
 
 
 def _stamp(value: datetime) -> str:
@@ -164,12 +171,6 @@ class _Lease:
         self.token = uuid.uuid4().hex
         self.lost_to: dict | None = None  # set by the heartbeat when another run took the lease over
 
-    def _table(self) -> DeltaTable:
-        return DeltaTable.forPath(self.spark, tables.OPS_LEASES.path(self.lake_root))
-
-    def _mine(self):
-        return (F.col("name") == F.lit(self.name)) & (F.col("holder") == F.lit(self.token))
-
     def _try_acquire(self) -> tuple[bool, dict]:
         """(True, our row) when the lease is ours now, else (False, the live holder's row)."""
         _ensure_table(self.spark, self.lake_root)
@@ -181,30 +182,50 @@ class _Lease:
             if row:
                 log.warning("taking over lease %r from a run presumed dead: %s", self.name, describe(row))
             try:
-                self._merge(row, beat)  # then the next read says who won
+                ours = self._merge(row, beat)
             except Exception as exc:
                 if not _is_conflict(exc):
                     raise
                 log.info("lease %r: a concurrent commit won (%s); re-reading", self.name, type(exc).__name__)
                 _backoff(attempt)
+                continue
+            if ours:
+                return True, ours
         raise EcomlakeError(f"lease '{self.name}': {_ATTEMPTS} attempts lost to concurrent commits on "
                             f"{tables.OPS_LEASES.path(self.lake_root)}; try again")
 
-    def _merge(self, seen: dict | None, seen_beat: int | None) -> None:
-        """Insert our row, or replace the row we saw (same holder and heartbeat), in one commit."""
+    def _sql(self, statement: str, source=None) -> int:
+        """Run a MERGE/UPDATE/DELETE on the lease table; the number of rows it changed."""
+        path = tables.OPS_LEASES.path(self.lake_root).replace("`", "``")
+        view = f"ecomlake_lease_{uuid.uuid4().hex}"
+        if source is not None:
+            source.createOrReplaceTempView(view)
+        try:
+            return int(self.spark.sql(statement.format(table=f"delta.`{path}`", source=view)).head()[0])
+        finally:
+            if source is not None:
+                self.spark.catalog.dropTempView(view)
+
+    def _where_mine(self) -> str:
+        return f"name = {lake.sql_string(self.name)} AND holder = {lake.sql_string(self.token)}"
+
+    def _merge(self, seen: dict | None, seen_beat: int | None) -> dict | None:
+        """Insert our row, or replace the row we saw (same holder and heartbeat), in one commit.
+        Our row when the MERGE wrote it; None when it found another row than the one we saw."""
         now = _now()
         row = (self.name, self.token, self.job, self.run_id, socket.gethostname(), os.getpid(),
                now, now, now + timedelta(seconds=self.timeout), seen["holder"] if seen else None, seen_beat)
-        source = self.spark.createDataFrame([row], SCHEMA + _SEEN).alias("s")
-        values = {c: F.col(f"s.{c}") for c in COLUMNS}
+        source = self.spark.createDataFrame([row], SCHEMA + _SEEN)
+        columns = ", ".join(COLUMNS)
         # The literal on the partition column scopes the read, and so the conflicts, to this lease.
-        on = (F.col("t.name") == F.lit(self.name)) & (F.col("t.name") == F.col("s.name"))
-        unchanged = ((F.col("t.holder") == F.col("s.seen_holder"))
-                     & (F.unix_micros("t.heartbeat_at") == F.col("s.seen_beat")))
-        (self._table().alias("t").merge(source, on)
-         .whenMatchedUpdate(condition=unchanged, set=values)
-         .whenNotMatchedInsert(values=values)
-         .execute())
+        changed = self._sql(
+            f"MERGE INTO {{table}} AS t USING {{source}} AS s "
+            f"ON t.name = {lake.sql_string(self.name)} AND t.name = s.name "
+            "WHEN MATCHED AND t.holder = s.seen_holder AND unix_micros(t.heartbeat_at) = s.seen_beat "
+            f"THEN UPDATE SET {', '.join(f't.{c} = s.{c}' for c in COLUMNS)} "
+            f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({', '.join(f's.{c}' for c in COLUMNS)})",
+            source)
+        return dict(zip(COLUMNS, row[: len(COLUMNS)])) if changed == 1 else None
 
     def acquire(self, wait_seconds: float, poll_seconds: float) -> dict:
         """Our row, once the lease is ours."""
@@ -226,27 +247,34 @@ class _Lease:
         for attempt in range(1, _ATTEMPTS + 1):
             now = _now()
             try:
-                self._table().update(self._mine(), {
-                    "heartbeat_at": F.lit(now), "expires_at": F.lit(now + timedelta(seconds=self.timeout))})
+                changed = self._sql(
+                    f"UPDATE {{table}} SET heartbeat_at = {_timestamp_sql(now)}, "
+                    f"expires_at = {_timestamp_sql(now + timedelta(seconds=self.timeout))} "
+                    f"WHERE {self._where_mine()}")
                 break
             except Exception as exc:
                 if not _is_conflict(exc):
                     raise
                 _backoff(attempt)
-        return self.still_mine()
+        else:
+            return True  # every beat lost to concurrent commits: the lease lasts until it expires
+        return changed == 1 or not self._note_lost()
 
-    def still_mine(self) -> bool:
+    def _note_lost(self) -> bool:
+        """Record who holds the lease now (our row is gone); True."""
         found = _read(self.spark, self.lake_root, self.name)
-        if found and found[0]["holder"] == self.token:
-            return True
         self.lost_to = found[0] if found else {}
-        return False
+        return True
 
     def release(self) -> None:
+        """Delete our row; when there was none, the lease had been taken over (noted in lost_to)."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                self._table().delete(self._mine())
-                log.info("lease %r released by run %s", self.name, self.run_id)
+                if self._sql(f"DELETE FROM {{table}} WHERE {self._where_mine()}") == 1:
+                    log.info("lease %r released by run %s", self.name, self.run_id)
+                else:
+                    self._note_lost()
+                    log.error(self.lost_message())
                 return
             except Exception as exc:
                 if not _is_conflict(exc):
@@ -300,8 +328,6 @@ def hold(spark: SparkSession, lake_root: str, name: str, *, job: str, run_id: st
 def _finish(lease: _Lease) -> None:
     """Release the lease if it is still ours; never hide the body's own exception."""
     try:
-        if lease.lost_to is None and not lease.still_mine():
-            log.error(lease.lost_message())
         if lease.lost_to is None:
             lease.release()
     except Exception:  # the work is done; a lease left behind expires (or its dead pid frees it)

@@ -92,6 +92,8 @@ def run(spark: SparkSession, config: dict, full_refresh: bool = False) -> dict:
                                      change_feed=True)
                 lake.replace_rows(spark, rejected, root, tables.QUARANTINE_EVENTS, "stage = 'clean'",
                                   partition_by=["stage"], merge_schema=True)
+                # sessionize reads silver's change feed (an incremental write keeps the property)
+                lake.enable_change_feed(spark, tables.SILVER_EVENTS.path(root))
             else:
                 lake.replace_rows(spark, silver_rows, root, tables.SILVER_EVENTS, lake.sql_in("event_date", dates),
                                   partition_by=["event_date"], change_feed=True)
@@ -99,7 +101,6 @@ def run(spark: SparkSession, config: dict, full_refresh: bool = False) -> dict:
                                   partition_by=["stage"], merge_schema=True)
         finally:
             validated.unpersist()
-        lake.enable_change_feed(spark, tables.SILVER_EVENTS.path(root))
         bronze_n = sum(counts.values())
         silver = lake.read_table(spark, root, tables.SILVER_EVENTS)
         written_quarantine = (lake.read_table(spark, root, tables.QUARANTINE_EVENTS)
