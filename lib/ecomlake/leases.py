@@ -194,17 +194,12 @@ class _Lease:
         raise EcomlakeError(f"lease '{self.name}': {_ATTEMPTS} attempts lost to concurrent commits on "
                             f"{tables.OPS_LEASES.path(self.lake_root)}; try again")
 
-    def _sql(self, statement: str, source=None) -> int:
+    def _table_sql(self) -> str:
+        return "delta.`" + tables.OPS_LEASES.path(self.lake_root).replace("`", "``") + "`"
+
+    def _sql(self, statement: str) -> int:
         """Run a MERGE/UPDATE/DELETE on the lease table; the number of rows it changed."""
-        path = tables.OPS_LEASES.path(self.lake_root).replace("`", "``")
-        view = f"ecomlake_lease_{uuid.uuid4().hex}"
-        if source is not None:
-            source.createOrReplaceTempView(view)
-        try:
-            return int(self.spark.sql(statement.format(table=f"delta.`{path}`", source=view)).head()[0])
-        finally:
-            if source is not None:
-                self.spark.catalog.dropTempView(view)
+        return int(self.spark.sql(statement).head()[0])
 
     def _where_mine(self) -> str:
         return f"name = {lake.sql_string(self.name)} AND holder = {lake.sql_string(self.token)}"
@@ -215,16 +210,18 @@ class _Lease:
         now = _now()
         row = (self.name, self.token, self.job, self.run_id, socket.gethostname(), os.getpid(),
                now, now, now + timedelta(seconds=self.timeout), seen["holder"] if seen else None, seen_beat)
-        source = self.spark.createDataFrame([row], SCHEMA + _SEEN)
-        columns = ", ".join(COLUMNS)
-        # The literal on the partition column scopes the read, and so the conflicts, to this lease.
-        changed = self._sql(
-            f"MERGE INTO {{table}} AS t USING {{source}} AS s "
-            f"ON t.name = {lake.sql_string(self.name)} AND t.name = s.name "
-            "WHEN MATCHED AND t.holder = s.seen_holder AND unix_micros(t.heartbeat_at) = s.seen_beat "
-            f"THEN UPDATE SET {', '.join(f't.{c} = s.{c}' for c in COLUMNS)} "
-            f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({', '.join(f's.{c}' for c in COLUMNS)})",
-            source)
+        view = f"ecomlake_lease_{uuid.uuid4().hex}"  # unique: the heartbeat thread shares the session
+        self.spark.createDataFrame([row], SCHEMA + _SEEN).createOrReplaceTempView(view)
+        try:
+            # The literal on the partition column scopes the read, and so the conflicts, to this lease.
+            changed = self._sql(
+                f"MERGE INTO {self._table_sql()} AS t USING {view} AS s "
+                f"ON t.name = {lake.sql_string(self.name)} AND t.name = s.name "
+                "WHEN MATCHED AND t.holder = s.seen_holder AND unix_micros(t.heartbeat_at) = s.seen_beat "
+                f"THEN UPDATE SET {', '.join(f't.{c} = s.{c}' for c in COLUMNS)} "
+                f"WHEN NOT MATCHED THEN INSERT ({', '.join(COLUMNS)}) VALUES ({', '.join(f's.{c}' for c in COLUMNS)})")
+        finally:
+            self.spark.catalog.dropTempView(view)
         return dict(zip(COLUMNS, row[: len(COLUMNS)])) if changed == 1 else None
 
     def acquire(self, wait_seconds: float, poll_seconds: float) -> dict:
@@ -248,7 +245,7 @@ class _Lease:
             now = _now()
             try:
                 changed = self._sql(
-                    f"UPDATE {{table}} SET heartbeat_at = {_timestamp_sql(now)}, "
+                    f"UPDATE {self._table_sql()} SET heartbeat_at = {_timestamp_sql(now)}, "
                     f"expires_at = {_timestamp_sql(now + timedelta(seconds=self.timeout))} "
                     f"WHERE {self._where_mine()}")
                 break
@@ -258,19 +255,21 @@ class _Lease:
                 _backoff(attempt)
         else:
             return True  # every beat lost to concurrent commits: the lease lasts until it expires
-        return changed == 1 or not self._note_lost()
+        if changed == 1:
+            return True
+        self._note_lost()
+        return False
 
-    def _note_lost(self) -> bool:
-        """Record who holds the lease now (our row is gone); True."""
+    def _note_lost(self) -> None:
+        """Our row is gone: record who holds the lease now."""
         found = _read(self.spark, self.lake_root, self.name)
         self.lost_to = found[0] if found else {}
-        return True
 
     def release(self) -> None:
         """Delete our row; when there was none, the lease had been taken over (noted in lost_to)."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                if self._sql(f"DELETE FROM {{table}} WHERE {self._where_mine()}") == 1:
+                if self._sql(f"DELETE FROM {self._table_sql()} WHERE {self._where_mine()}") == 1:
                     log.info("lease %r released by run %s", self.name, self.run_id)
                 else:
                     self._note_lost()
