@@ -1,7 +1,9 @@
 """One SparkSession for the whole test run (local[2], few partitions, Delta enabled)."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 
 import pytest
 
@@ -52,3 +54,33 @@ def make_config(tmp_path):
             *TEST_SPARK_OVERRIDES, f"generate.output={tmp_path}/raw", *overrides], lake=str(tmp_path / "lake"))
 
     return build
+
+
+GENERATED_EVENTS, GENERATED_SEED, GENERATED_DIRT = 6000, 3, "generate.dirty_fraction=0.03"
+
+
+@pytest.fixture(scope="session")
+def generated_lake(spark, tmp_path_factory) -> dict:
+    """One small lake built by `pipeline` (generate -> ingest events and catalogue -> clean ->
+    sessionize; 6,000 events, 3% dirty rows), shared by the end-to-end modules: read it as it is,
+    or work on a private copy (`copy_generated_lake`). Building it once saves a pipeline run per
+    module."""
+    from ecomlake import config as cfg
+    from ecomlake.jobs import pipeline
+
+    tmp = tmp_path_factory.mktemp("generated")
+    config = cfg.load("local", overrides=[*TEST_SPARK_OVERRIDES, f"generate.output={tmp}/raw", GENERATED_DIRT],
+                      lake=str(tmp / "lake"))
+    summary = pipeline.run(spark, config, events=GENERATED_EVENTS, seed=GENERATED_SEED)
+    truth = json.loads((tmp / "raw" / "_ground_truth" / "generator.json").read_text())
+    return {"config": config, "summary": summary, "truth": truth, "raw": str(tmp / "raw")}
+
+
+def copy_generated_lake(generated: dict, target, *overrides) -> dict:
+    """A config whose lake is a private copy of the shared generated lake (raw files shared, read only)."""
+    from ecomlake import config as cfg
+
+    shutil.copytree(generated["config"]["lake_root"], str(target))
+    return cfg.load("local", overrides=[*TEST_SPARK_OVERRIDES, f"generate.output={generated['raw']}",
+                                        GENERATED_DIRT, *overrides],
+                    lake=str(target))

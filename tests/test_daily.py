@@ -40,7 +40,7 @@ def day_lines(day: int) -> list[str]:
     return out
 
 
-DAYS = 6
+DAYS = 4
 
 
 def write_day_files(folder) -> dict[int, list[str]]:
@@ -100,14 +100,15 @@ def lakes(spark, tmp_path_factory):
     modes = []
     for day in range(DAYS):
         path = write(incoming, day, files[day])
+        if day == DAYS - 1:
+            # with the last day's file, day 2's comes again, corrected, after it was processed:
+            # the folder is ingested, so both are picked up in one run
+            stat = os.stat(incoming / "2019-10-03.csv")
+            redone = write(incoming, REDELIVERED_DAY, redelivered(files[REDELIVERED_DAY]))
+            os.utime(redone, (stat.st_atime, stat.st_mtime + 5))
+            path = str(incoming)
         ingest.run(spark, daily_config, "rees46", path)
         modes.append((clean.run(spark, daily_config)["mode"], sessionize.run(spark, daily_config)["mode"]))
-    # day 2's file is delivered again, corrected, after the last day was processed
-    stat = os.stat(incoming / "2019-10-03.csv")
-    path = write(incoming, REDELIVERED_DAY, redelivered(files[REDELIVERED_DAY]))
-    os.utime(path, (stat.st_atime, stat.st_mtime + 5))
-    ingest.run(spark, daily_config, "rees46", str(incoming))
-    modes.append((clean.run(spark, daily_config)["mode"], sessionize.run(spark, daily_config)["mode"]))
     # the same final files, once, from scratch
     everything = tmp / "everything"
     shutil.copytree(incoming, everything)
@@ -158,8 +159,8 @@ def test_runs_are_recorded_with_the_versions_they_consumed(spark, lakes):
     daily_config, _, _ = lakes
     root = daily_config["lake_root"]
     runs = lake.read_table(spark, root, tables.OPS_JOB_RUNS).where("job = 'clean'").orderBy("ended_at").collect()
-    assert len(runs) == DAYS + 1
+    assert len(runs) == DAYS
     consumed = [r.input_versions["bronze/events"] for r in runs]
-    assert consumed == sorted(consumed) and len(set(consumed)) == DAYS + 1
+    assert consumed == sorted(consumed) and len(set(consumed)) == DAYS
     assert ops.last_consumed(spark, root, "clean", tables.BRONZE_EVENTS) == \
         lake.table_version(spark, root, tables.BRONZE_EVENTS)

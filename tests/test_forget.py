@@ -1,5 +1,6 @@
-"""forget --purge-history on a small lake built by the real jobs (generate -> ingest -> clean ->
-sessionize, ~2,000 events) plus a small ALS model saved as `train recommend` saves it.
+"""forget --purge-history on a copy of the small lake built by the real jobs (conftest's
+`generated_lake`: generate -> ingest -> clean -> sessionize, 6,000 events) plus a small ALS model
+saved as `train recommend` saves it.
 
 What the byte-level check proves, and what it does not: after the job, every file under the lake
 root (data and checkpoint Parquet, `_delta_log` JSON, Delta `.crc` checksums, Hadoop `.crc`
@@ -24,8 +25,9 @@ from pyspark.sql import functions as F
 
 from ecomlake import erasure, lake, maintenance, tables
 from ecomlake.config import pseudonymisation_key
-from ecomlake.jobs import clean, forget, generate, ingest, sessionize
+from ecomlake.jobs import forget
 from ecomlake.privacy import pseudonym_of
+from tests.conftest import copy_generated_lake
 
 pytestmark = pytest.mark.e2e
 
@@ -97,20 +99,12 @@ def rows(spark, root, table):
 
 
 @pytest.fixture(scope="module")
-def erased(spark, tmp_path_factory):
-    from ecomlake import config as cfg
+def erased(spark, generated_lake, tmp_path_factory):
     from ecomlake.models import recommend
-    from tests.conftest import TEST_SPARK_OVERRIDES
 
     tmp = tmp_path_factory.mktemp("forget")
-    config = cfg.load("local", overrides=[*TEST_SPARK_OVERRIDES, f"generate.output={tmp}/raw",
-                                          "generate.dirty_fraction=0.03"], lake=str(tmp / "lake"))
+    config = copy_generated_lake(generated_lake, tmp / "lake")
     root = config["lake_root"]
-    # the pipeline's steps without the product catalogue (it holds no users)
-    generate.run(spark, config, events=2000, seed=11)
-    ingest.run(spark, config, "rees46", f"{tmp}/raw/events")
-    clean.run(spark, config)
-    sessionize.run(spark, config)
     key = pseudonymisation_key(config)
 
     # A: a user with a row quarantined by clean (raw user_id kept) and events in silver.

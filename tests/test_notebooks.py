@@ -59,16 +59,12 @@ def test_pipeline_notebook_runs_and_the_review_notebook_reads_its_tables(spark, 
     assert by_reason.agg({"count": "sum"}).head()[0] == sum(truth["dirty_rows"].values())
 
 
-def test_models_notebook_trains_scores_and_shows_the_runs(spark, tmp_path, monkeypatch):
-    from ecomlake import config as cfg
-    from ecomlake.jobs import pipeline
-    from tests.conftest import TEST_SPARK_OVERRIDES
+def test_models_notebook_trains_scores_and_shows_the_runs(spark, generated_lake, tmp_path, monkeypatch):
+    from tests.conftest import copy_generated_lake
 
     monkeypatch.setenv("ECOMLAKE_PSEUDONYM_KEY", "notebook-secret-key-123")
-    config = cfg.load("local", overrides=[*TEST_SPARK_OVERRIDES, f"generate.output={tmp_path}/raw"],
-                      lake=str(tmp_path / "lake"))
-    pipeline.run(spark, config, events=6000, seed=2)
-    values = {"lake_root": str(tmp_path / "lake"), "raw_root": str(tmp_path / "raw"),
+    copy_generated_lake(generated_lake, tmp_path / "lake")
+    values = {"lake_root": str(tmp_path / "lake"), "raw_root": generated_lake["raw"],
               "train_tasks": "segments, elasticity", "score_tasks": "segments"}
     displayed = []
     run_notebook(notebook("02_models.py"), spark, FakeDbutils(values, "notebook-secret-key-123"), displayed)

@@ -1,5 +1,5 @@
-"""End to end: generate -> ingest -> clean -> sessionize on a small generated dataset."""
-import json
+"""End to end: generate -> ingest -> clean -> sessionize on a small generated dataset (the shared
+`generated_lake` of conftest)."""
 
 import pytest
 from pyspark.sql import functions as F
@@ -7,6 +7,7 @@ from pyspark.sql import functions as F
 from ecomlake import lake, tables
 from ecomlake.config import pseudonymisation_key
 from ecomlake.jobs import pipeline
+from tests.conftest import GENERATED_EVENTS, GENERATED_SEED, copy_generated_lake
 
 pytestmark = pytest.mark.e2e
 
@@ -16,16 +17,8 @@ ALL_TABLES = (tables.BRONZE_EVENTS, tables.BRONZE_INGEST_LOG, tables.QUARANTINE_
 
 
 @pytest.fixture(scope="module")
-def first_run(spark, tmp_path_factory):
-    from ecomlake import config as cfg
-    from tests.conftest import TEST_SPARK_OVERRIDES
-
-    tmp = tmp_path_factory.mktemp("pipeline")
-    config = cfg.load("local", overrides=[*TEST_SPARK_OVERRIDES, f"generate.output={tmp}/raw",
-                                          "generate.dirty_fraction=0.02"], lake=str(tmp / "lake"))
-    summary = pipeline.run(spark, config, events=4000, seed=3)
-    truth = json.loads((tmp / "raw" / "_ground_truth" / "generator.json").read_text())
-    return config, summary, truth
+def first_run(generated_lake):
+    return generated_lake["config"], generated_lake["summary"], generated_lake["truth"]
 
 
 def read(spark, config, table):
@@ -92,11 +85,11 @@ def snapshot(spark, config):
             for t in ALL_TABLES}
 
 
-def test_a_second_run_changes_nothing(spark, first_run):
-    config, _, _ = first_run
+def test_a_second_run_changes_nothing(spark, generated_lake, tmp_path):
+    config = copy_generated_lake(generated_lake, tmp_path / "lake")
     before = snapshot(spark, config)
     bronze_version = lake.table_version(spark, config["lake_root"], tables.BRONZE_EVENTS)
-    pipeline.run(spark, config, events=4000, seed=3)
+    pipeline.run(spark, config, events=GENERATED_EVENTS, seed=GENERATED_SEED)
     assert lake.table_version(spark, config["lake_root"], tables.BRONZE_EVENTS) == bronze_version
     after = snapshot(spark, config)
     for table in before:

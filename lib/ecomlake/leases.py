@@ -175,7 +175,9 @@ class _Lease:
         """(True, our row) when the lease is ours now, else (False, the live holder's row)."""
         _ensure_table(self.spark, self.lake_root)
         for attempt in range(1, _ATTEMPTS + 1):
-            found = _read(self.spark, self.lake_root, self.name)
+            # First try the common case without reading: nobody holds it (release deletes the row),
+            # so insert-if-absent; the MERGE changes no row when one exists, and then we read it.
+            found = _read(self.spark, self.lake_root, self.name) if attempt > 1 else None
             row, beat = found or (None, None)
             if row and (row["holder"] == self.token or not _stale(row, _now())):
                 return row["holder"] == self.token, row
