@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ecomlake-env-$(shell cat constraints.txt setup.py | sha1sum | cut -c1-12)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+WHEEL_DIR ?= dist
+
+.PHONY: wheel test-slow cluster-test airflow-env airflow-check env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -83,6 +85,30 @@ bench-daily: env
 # kill -9 after each Delta commit of every daily job, re-run, same tables (tests/test_crash.py does two jobs).
 crash-test: env
 	$(PY) benchmarks/crash.py $(ARGS)
+
+# The installable wheel (dist/ecomlake-<version>-py3-none-any.whl): `pip install` it anywhere that has
+# the stack (constraints.txt); it carries conf/*.yaml and the `ecomlake` / `ecomlake-<job>` commands.
+wheel: env
+	rm -rf build
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) .
+	@ls $(WHEEL_DIR)/ecomlake-*.whl
+
+# The deep models trained end to end on the generated lake beyond CI's smoke tests (session GRU,
+# LSTM forecaster, job-level --resume): ~2 min more; run before resolving an issue.
+test-slow: env
+	$(VENV)/bin/python -m pytest tests -m slow $(PYTEST_ARGS)
+
+# A Spark standalone master + 2 workers on 127.0.0.1: pipeline, features, train propensity and score
+# through ./spark-submit.sh --env cluster, compared with a local run; prints both wall times.
+cluster-test: env
+	$(PY) -m pytest tests/test_cluster.py -m cluster -s $(PYTEST_ARGS)
+
+# Airflow (its own cached virtualenv, outside the pinned stack) loads dags/ with its DagBag.
+airflow-env:
+	bash scripts/airflow_env.sh
+
+airflow-check: env
+	$(PY) -m pytest tests/test_schedulers.py -k airflow $(PYTEST_ARGS)
 
 clean-lake:
 	rm -rf lakehouse data

@@ -4,7 +4,32 @@ Versions are not pinned here on purpose: constraints.txt is the one place that p
 (see docs/STACK.md). Install the verified set with `make env`, or
 `pip install -c constraints.txt -e '.[all]'`.
 """
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# The jobs, one console command each (`ecomlake-ingest ...`, what Databricks' python_wheel_task
+# and Airflow call), beside `ecomlake <job> ...` (the spark-submit front end of ./spark-submit.sh).
+HERE = Path(__file__).resolve().parent
+JOBS = sorted(p.stem for p in (HERE / "lib" / "ecomlake" / "jobs").glob("*.py") if p.stem != "__init__")
+
+
+class BuildPyWithConf(build_py):
+    """Copies conf/*.yaml and conf/log4j2.properties into the package (ecomlake/conf/), so that an
+    installed wheel finds its configuration without a checkout. conf/ stays the one source."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):  # an editable install reads the checkout's conf/
+            return
+        target = Path(self.build_lib) / "ecomlake" / "conf"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in sorted((HERE / "conf").iterdir()):
+            if path.suffix in (".yaml", ".properties"):
+                shutil.copy2(path, target / path.name)
+
 
 setup(
     name="ecomlake",
@@ -16,6 +41,10 @@ setup(
     python_requires=">=3.10,<3.12",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
+    cmdclass={"build_py": BuildPyWithConf},
+    entry_points={"console_scripts": ["ecomlake=ecomlake.submit:main",
+                                      *(f"ecomlake-{job.replace('_', '-')}=ecomlake.entry_points:{job}"
+                                        for job in JOBS)]},
     install_requires=["pyspark", "delta-spark", "pyyaml", "numpy", "pandas", "pyarrow"],
     extras_require={
         # The deep-model path (Horovod is built separately by `make env`: it needs build flags).

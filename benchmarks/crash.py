@@ -9,7 +9,7 @@ SIGKILLed as soon as it has made n Delta commits (n = 1, 2, ... until it finishe
 table under the lake is read (each must be readable); the job is re-run in this process; the
 tables must equal those of an uninterrupted run (run metadata aside: ingest times, batch ids,
 model run creation times and model directories, ops/ run records). Prints one line per job.
-tests/test_crash.py runs the same harness for sessionize after its second commit in CI.
+tests/test_crash.py runs the same harness for clean after its second commit in CI.
 """
 from __future__ import annotations
 

@@ -4,9 +4,9 @@
 # MAGIC Runs `generate` (unless an input path is given) -> `ingest` -> `clean` -> `sessionize` through
 # MAGIC the ecomlake library, on this cluster's Spark (Delta is built into the runtime).
 # MAGIC
-# MAGIC Use it from a Databricks Repo of this project (the notebook adds `../lib` to the path) or
-# MAGIC with the ecomlake wheel installed on the cluster. The pseudonymisation key is read from a
-# MAGIC secret scope, never typed here.
+# MAGIC Needs the ecomlake wheel (`make wheel`) installed on the cluster as a library, or
+# MAGIC `%pip install` of it in this notebook. The pseudonymisation key is read from a secret scope,
+# MAGIC never typed here (`ecomlake.notebook.notebook_config`, shared by every notebook).
 
 # COMMAND ----------
 
@@ -19,23 +19,10 @@ dbutils.widgets.text("secret_scope", "ecomlake", "Secret scope holding the pseud
 
 # COMMAND ----------
 
-import os
-import sys
-
-try:
-    import ecomlake  # noqa: F401  (installed as a wheel)
-except ImportError:
-    sys.path.insert(0, os.path.abspath(os.path.join(os.getcwd(), "..", "lib")))
-
-from ecomlake import config as cfg
 from ecomlake.jobs import pipeline
+from ecomlake.notebook import notebook_config
 
-os.environ["ECOMLAKE_PSEUDONYM_KEY"] = dbutils.secrets.get(dbutils.widgets.get("secret_scope"), "pseudonym_key")
-config = cfg.load(
-    "databricks",
-    overrides=[f"generate.output={dbutils.widgets.get('raw_root')}"],
-    lake=dbutils.widgets.get("lake_root"),
-)
+config = notebook_config(dbutils)
 
 # COMMAND ----------
 

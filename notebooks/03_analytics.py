@@ -20,20 +20,10 @@ dbutils.widgets.text("secret_scope", "ecomlake", "Secret scope holding the pseud
 
 # COMMAND ----------
 
-import os
-import sys
-
-try:
-    import ecomlake  # noqa: F401  (installed as a wheel)
-except ImportError:
-    sys.path.insert(0, os.path.abspath(os.path.join(os.getcwd(), "..", "lib")))
-
-from ecomlake import config as cfg
 from ecomlake.jobs import clv, ingest, pricing, report, risk, sentiment
+from ecomlake.notebook import notebook_config
 
-os.environ["ECOMLAKE_PSEUDONYM_KEY"] = dbutils.secrets.get(dbutils.widgets.get("secret_scope"), "pseudonym_key")
-config = cfg.load("databricks", overrides=[f"generate.output={dbutils.widgets.get('raw_root')}"],
-                  lake=dbutils.widgets.get("lake_root"))
+config = notebook_config(dbutils)
 as_of = dbutils.widgets.get("as_of")
 steps = {s.strip() for s in dbutils.widgets.get("steps").split(",") if s.strip()}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +22,11 @@ TEST_SPARK_OVERRIDES = [
     "spark.conf.spark.driver.memory=2g",
 ]
 
+# A JVM that lives for one small job (subprocess tests): the C1 compiler only and a serial GC
+# spend about half the CPU on warming up. The long test session itself is faster with the defaults.
+SHORT_LIVED_JVM = "spark.conf.spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
-TIERS = ("e2e", "horovod", "notebook", "subprocess")
+TIERS = ("e2e", "horovod", "notebook", "subprocess", "cluster", "slow")
 
 
 def pytest_collection_modifyitems(items):
@@ -84,3 +89,13 @@ def copy_generated_lake(generated: dict, target, *overrides) -> dict:
     return cfg.load("local", overrides=[*TEST_SPARK_OVERRIDES, f"generate.output={generated['raw']}",
                                         GENERATED_DIRT, *overrides],
                     lake=str(target))
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The wheel as `make wheel` builds it (a few seconds), in a temporary folder."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(["make", "-s", "wheel", f"WHEEL_DIR={out}"], cwd=Path(__file__).resolve().parents[1],
+                   check=True, capture_output=True)
+    [wheel] = out.glob("ecomlake-*.whl")
+    return wheel

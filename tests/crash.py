@@ -1,7 +1,7 @@
 """Crash harness: run a job in its own process group, SIGKILL the group right after its n-th Delta
 commit (a new `_delta_log/*.json` anywhere under the lake), and report whether it was killed.
 
-Used by tests/test_crash.py (a few jobs, in CI) and benchmarks/crash.py (every job, every commit).
+Used by tests/test_crash.py (one job, in CI) and benchmarks/crash.py (every job, every commit).
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.conftest import SHORT_LIVED_JVM
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_METADATA = ("_batch_id", "_ingested_at", "ingested_at", "batch_id")
@@ -50,7 +52,7 @@ def job_command(job: str, lake_root: str, *args: str) -> list[str]:
     return [sys.executable, "-m", f"ecomlake.jobs.{job}", *args, "--lake", lake_root,
             "--conf", "spark.master=local[1]", "--conf", "spark.conf.spark.ui.enabled=false",
             "--conf", "spark.conf.spark.sql.shuffle.partitions=2",
-            "--conf", "spark.conf.spark.databricks.delta.snapshotPartitions=1"]
+            "--conf", "spark.conf.spark.databricks.delta.snapshotPartitions=1", "--conf", SHORT_LIVED_JVM]
 
 
 def run_killed_after(command: list[str], lake_root: str, commits: int, timeout: float = 300) -> bool:

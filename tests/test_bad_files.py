@@ -75,13 +75,18 @@ def test_each_bad_file_is_set_aside_and_the_good_ones_go_through(spark, make_con
     assert lake.read_table(spark, root, tables.QUARANTINE_FILES).count() == 3
 
 
-def test_the_job_exits_with_the_quarantine_status(make_config, batch, tmp_path):
+def test_the_job_exits_with_the_quarantine_status(make_config, tmp_path, capsys):
     from ecomlake.jobs.ingest import main
 
     config = make_config()
-    code = main(["--source", "rees46", "--input", str(batch), "--lake", config["lake_root"],
+    incoming = tmp_path / "small-batch"
+    incoming.mkdir()
+    write_text(incoming / "a_good.csv", [HEADER, *good_lines(2)])
+    (incoming / "b_empty.csv").write_bytes(b"")
+    code = main(["--source", "rees46", "--input", str(incoming), "--lake", config["lake_root"],
                  "--conf", "spark.master=local[2]"])
     assert code == EXIT_QUARANTINED
+    assert "1 input file(s) quarantined whole: see quarantine/files" in capsys.readouterr().err
 
 
 AWKWARD_NAMES = ("2019 Oct.csv", "100% done#1.csv", "Oktober-\u00e4\u00f6\u00fc.csv")

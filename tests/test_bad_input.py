@@ -53,26 +53,6 @@ def test_missing_table_names_the_job_to_run_first(spark, tmp_path, capsys):
     assert "run the `clean` job first" in capsys.readouterr().err
 
 
-@pytest.mark.e2e
-def test_ingest_twice_adds_nothing_and_a_changed_file_replaces_its_rows(spark, tmp_path, caplog):
-    good = "2019-10-01 00:00:10 UTC,view,1003,2053,electronics.smartphone,apple,489.07,541312140,s1"
-    f = tmp_path / "in" / "2019-Oct.csv"
-    f.parent.mkdir()
-    f.write_text(rees46.HEADER + "\n" + good + "\n" + good.replace("489.07", "x") + "\n")
-    args = ["--source", "rees46", "--input", str(f.parent), *lake_args(tmp_path)]
-    assert ingest.main(args) == 0
-    caplog.set_level("INFO", logger="ecomlake")
-    assert ingest.main(args) == 0
-    assert "nothing new: all 1 file(s) already ingested" in caplog.text
-    bronze = spark.read.format("delta").load(str(tmp_path / "lake" / "bronze" / "events"))
-    quarantine = spark.read.format("delta").load(str(tmp_path / "lake" / "quarantine" / "events"))
-    assert (bronze.count(), quarantine.count()) == (1, 1)
-    f.write_text(rees46.HEADER + "\n" + good + "\n" + good.replace("s1", "s2") + "\n")
-    assert ingest.main(args) == 0
-    assert sorted(r.user_session for r in bronze.collect()) == ["s1", "s2"]
-    assert quarantine.count() == 0
-
-
 def test_new_jobs_name_what_is_wrong(spark, tmp_path, capsys):
     from ecomlake.jobs import features, score, train, train_deep
 

@@ -72,3 +72,30 @@ def test_pseudonymisation_key_rules(monkeypatch):
         cfg.pseudonymisation_key(cluster)
     monkeypatch.setenv("ECOMLAKE_PSEUDONYM_KEY", "a-proper-secret-key-0123")
     assert cfg.pseudonymisation_key(cluster) == b"a-proper-secret-key-0123"
+
+
+def test_deep_local_dir_is_local_and_a_uri_lake_needs_one():
+    assert cfg.deep_local_dir(cfg.load("local", lake="/data/lake")) == "/data/lake"
+    databricks = cfg.load("databricks")
+    assert databricks["lake_root"] == "dbfs:/ecomlake"  # Spark jobs take the URI as it is
+    with pytest.raises(ConfigError, match=r"lake_root dbfs:/ecomlake is a URI.*set deep.local_dir"):
+        cfg.deep_local_dir(databricks)
+    assert cfg.deep_local_dir(cfg.load("databricks", overrides=["deep.local_dir=/dbfs/ecomlake/deep"])) == \
+        "/dbfs/ecomlake/deep"
+    assert cfg.deep_local_dir(cfg.load("cluster", overrides=["deep.local_dir=file:///nfs/deep"])) == "/nfs/deep"
+    for uri in ("s3a://bucket/deep", "dbfs:/deep", "abfss://c@a.dfs.core.windows.net/deep"):
+        with pytest.raises(ConfigError, match=rf"deep.local_dir must be a local or FUSE path.*{uri}"):
+            cfg.deep_local_dir(cfg.load("cluster", overrides=[f"deep.local_dir={uri}"]))
+
+
+def test_an_installed_wheel_reads_its_packaged_conf_and_anchors_paths_at_the_working_directory(
+        tmp_path, monkeypatch):
+    packaged = tmp_path / "site-packages" / "ecomlake" / "conf"
+    packaged.mkdir(parents=True)
+    (packaged / "local.yaml").write_text("env: local\nlake_root: my-lake\nsessionize:\n  gap_minutes: 40\n")
+    monkeypatch.setattr(cfg, "checkout_root", lambda: None)
+    monkeypatch.setattr(cfg, "PACKAGED_CONF", packaged)
+    monkeypatch.chdir(tmp_path)
+    config = cfg.load("local")
+    assert config["sessionize"]["gap_minutes"] == 40
+    assert config["lake_root"] == str(tmp_path / "my-lake")

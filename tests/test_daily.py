@@ -40,7 +40,7 @@ def day_lines(day: int) -> list[str]:
     return out
 
 
-DAYS = 4
+DAYS = 3
 
 
 def write_day_files(folder) -> dict[int, list[str]]:
@@ -57,7 +57,7 @@ def write_day_files(folder) -> dict[int, list[str]]:
     # dirty rows: negative price (clean), unparseable price (ingest), missing event time (clean)
     files[2].append(line(START + timedelta(days=2, hours=12), "view", 101, -3.0, 3))
     files[2].append(line(START + timedelta(days=2, hours=12), "view", 101, 1.0, 3).replace(",1.00,", ",one,"))
-    files[3].append(",view,101,2053,electronics.smartphone,apple,1.00,3,s")
+    files[2].append(",view,101,2053,electronics.smartphone,apple,1.00,3,s")
     return files
 
 
@@ -68,12 +68,12 @@ def write(folder, day: int, lines: list[str]) -> str:
     return path
 
 
-REDELIVERED_DAY = 2
+REDELIVERED_DAY = 1
 
 
 def redelivered(lines: list[str]) -> list[str]:
-    """Day 2's file delivered again, corrected: one line removed, one added (a day-1 late event)."""
-    return lines[1:] + [line(START + timedelta(days=1, hours=20, minutes=20), "view", 102, 20.0, 2)]
+    """Day 1's file delivered again, corrected: one line removed, one added (a day-0 late event)."""
+    return lines[1:] + [line(START + timedelta(hours=20, minutes=20), "view", 102, 20.0, 2)]
 
 
 def snapshot(spark, root: str) -> dict[str, list[tuple]]:
@@ -101,9 +101,9 @@ def lakes(spark, tmp_path_factory):
     for day in range(DAYS):
         path = write(incoming, day, files[day])
         if day == DAYS - 1:
-            # with the last day's file, day 2's comes again, corrected, after it was processed:
+            # with the last day's file, day 1's comes again, corrected, after it was processed:
             # the folder is ingested, so both are picked up in one run
-            stat = os.stat(incoming / "2019-10-03.csv")
+            stat = os.stat(incoming / "2019-10-02.csv")
             redone = write(incoming, REDELIVERED_DAY, redelivered(files[REDELIVERED_DAY]))
             os.utime(redone, (stat.st_atime, stat.st_mtime + 5))
             path = str(incoming)
@@ -146,9 +146,9 @@ def test_the_planted_cases_really_happened(spark, lakes):
     reasons = {r["reason"]: r["count"] for r in lake.read_table(spark, root, tables.QUARANTINE_EVENTS)
                .groupBy("reason").count().collect()}
     assert reasons == {"duplicate": 1, "negative_price": 1, "unparseable_price": 1, "missing_event_time": 1}
-    # the re-delivered file replaced its rows (its unparseable price line is in quarantine)
-    redone = lake.read_table(spark, root, tables.BRONZE_EVENTS).where(F.col("_source_file").endswith("2019-10-03.csv"))
-    assert redone.count() == len(redelivered(write_day_files(None)[REDELIVERED_DAY])) - 1
+    # the re-delivered file replaced its rows
+    redone = lake.read_table(spark, root, tables.BRONZE_EVENTS).where(F.col("_source_file").endswith("2019-10-02.csv"))
+    assert redone.count() == len(redelivered(write_day_files(None)[REDELIVERED_DAY]))
     # user 2's sessions are numbered 1..n without gaps after the late session was inserted
     numbers = sorted(r[1] for r in sessions.where(F.col("user_key").isNotNull())
                      .groupBy("user_key").agg(F.max("session_number") - F.count(F.lit(1))).collect())

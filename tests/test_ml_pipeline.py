@@ -165,6 +165,7 @@ def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, traine
 
 
 @pytest.mark.horovod
+@pytest.mark.slow
 def test_session_gru_next_item_through_horovodrun(spark, trained):
     from ecomlake.jobs import train_deep
 
@@ -193,6 +194,7 @@ def test_session_gru_next_item_through_horovodrun(spark, trained):
 
 
 @pytest.mark.horovod
+@pytest.mark.slow
 def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, trained):
     from ecomlake.jobs import train_deep
 
@@ -277,6 +279,7 @@ def test_report_has_every_section_image_and_suggestion(spark, trained, tmp_path)
 
 
 @pytest.mark.horovod
+@pytest.mark.slow
 def test_resume_extends_a_deep_run_with_more_epochs_in_a_new_directory(spark, trained):
     from ecomlake.jobs import train_deep
 

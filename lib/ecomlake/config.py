@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,10 @@ SCHEMA: dict[str, Key] = {
     ),
     "ops.lease_wait_seconds": Key(
         int, 0, "how long a job waits for another run's lease before it exits with a message (0: no wait)"
+    ),
+    "deep.local_dir": Key(
+        str, "", "local or FUSE folder (e.g. /dbfs/ecomlake/deep) for train_deep's Petastorm data, Horovod "
+        "checkpoints and models; empty: <lake_root>/models, which then must be a local path"
     ),
     "maintain.retention_hours": Key(
         float, 168.0, "VACUUM keeps removed files this long (never shorter than incremental reads need)"
@@ -187,13 +192,29 @@ def apply_override(config: dict, assignment: str) -> None:
         raise _unknown(dotted, where)
 
 
+PACKAGED_CONF = Path(__file__).resolve().parent / "conf"  # conf/ copied into the wheel (setup.py)
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this library runs from (lib/ecomlake/config.py -> its root), or None
+    when it runs from an installed wheel."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "setup.py").is_file() and (root / "conf").is_dir() else None
+
+
 def repo_root() -> Path:
-    """The checkout this library runs from (lib/ecomlake/config.py -> repo root)."""
-    return Path(__file__).resolve().parents[2]
+    """What relative paths are anchored at: the checkout, or the working directory of an installed wheel."""
+    return checkout_root() or Path.cwd()
+
+
+def conf_dir() -> Path:
+    """The checkout's conf/, else the copy shipped inside the wheel."""
+    root = checkout_root()
+    return root / "conf" if root else PACKAGED_CONF
 
 
 def config_path(env: str) -> Path:
-    return repo_root() / "conf" / f"{env}.yaml"
+    return conf_dir() / f"{env}.yaml"
 
 
 def load(env: str = "local", config_file: str | None = None, overrides=(), lake: str | None = None) -> dict:
@@ -216,9 +237,11 @@ def load(env: str = "local", config_file: str | None = None, overrides=(), lake:
         config["lake_root"] = lake
     if config["env"] != env:
         raise ConfigError(f"{path} sets env '{config['env']}' but the job runs with --env {env}")
-    base = path.resolve().parent.parent if path.exists() else repo_root()
-    for dotted in ("lake_root", "generate.output"):
-        _set(config, dotted, resolve_path(_get(config, dotted), base))
+    # a file of a conf/ folder anchors relative paths at that folder's parent (the checkout)
+    base = path.resolve().parent.parent if path.exists() and path.resolve().parent != PACKAGED_CONF else repo_root()
+    for dotted in ("lake_root", "generate.output", "deep.local_dir"):
+        if _get(config, dotted):
+            _set(config, dotted, resolve_path(_get(config, dotted), base))
     return config
 
 
@@ -227,6 +250,31 @@ def resolve_path(value: str, base: Path) -> str:
     if "://" in value or value.startswith(("dbfs:", "/")):
         return value
     return str((base / value).resolve())
+
+
+def is_uri(path: str) -> bool:
+    """A Hadoop-style URI with a scheme other than file: (dbfs:/, s3a://, abfss://, hdfs://)."""
+    scheme = path.split(":", 1)[0] if ":" in path else ""
+    return len(scheme) > 1 and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum() \
+        and scheme.lower() != "file"
+
+
+def deep_local_dir(config: dict) -> str:
+    """Where train_deep writes what worker processes open as files (Petastorm data, checkpoints,
+    models): deep.local_dir, else <lake_root>/models when the lake is local. Spark jobs take any
+    Hadoop URI as lake_root; Horovod workers and Keras need a POSIX path (a FUSE mount will do)."""
+    local_dir = config["deep"]["local_dir"]
+    if local_dir:
+        if is_uri(local_dir):
+            raise ConfigError(f"deep.local_dir must be a local or FUSE path (e.g. /dbfs/ecomlake/deep), "
+                              f"not a URI: {local_dir}")
+        return re.sub(r"^file:/*", "/", local_dir)
+    root = config["lake_root"]
+    if is_uri(root):
+        raise ConfigError(f"lake_root {root} is a URI, and train_deep keeps its Petastorm data, Horovod "
+                          f"checkpoints and models on a local or FUSE path: set deep.local_dir "
+                          f"(e.g. --conf deep.local_dir=/dbfs/ecomlake/deep on Databricks)")
+    return root
 
 
 def pseudonymisation_key(config: dict) -> bytes:

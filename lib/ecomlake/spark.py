@@ -13,6 +13,11 @@ DELTA_SESSION_CONF = {
 }
 # Every timestamp in the lake is UTC; sessions and daily aggregates depend on it.
 BASE_SESSION_CONF = {"spark.sql.session.timeZone": "UTC"}
+# Spark keeps 100 compiled code-generated classes; a day's jobs plan many more distinct queries,
+# and each one evicted is compiled again (Janino, CPU-bound). 2,000 cut three daily runs of
+# ingest + clean + sessionize in one session from 157 s to 126 s here. A static conf: set when a
+# session or spark-submit starts, never on a running session (Databricks sets its own).
+STARTUP_SESSION_CONF = {"spark.sql.codegen.cache.maxEntries": "2000"}
 
 
 def delta_packages() -> list[str]:
@@ -26,6 +31,7 @@ def delta_packages() -> list[str]:
 
 def session_conf(config: dict) -> dict:
     conf = dict(BASE_SESSION_CONF)
+    conf.update(STARTUP_SESSION_CONF)
     conf.update(DELTA_SESSION_CONF)
     conf.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config["spark"]["conf"].items()})
     return conf

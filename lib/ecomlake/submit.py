@@ -4,10 +4,12 @@
   ./spark-submit.sh <job> --help               the job's own options
   ./spark-submit.sh <job> [--env local|cluster] [--dry-run] [job options]
 
-Locally the job runs on Spark local[*] from this checkout's virtualenv. With --env cluster the
+Locally the job runs on Spark local[*] with the pyspark this Python has. With --env cluster the
 same job goes to the cluster's spark-submit (master and deploy mode from conf/cluster.yaml),
-with the library shipped as a zip (--py-files) and the config file as --files. The command is
-printed before it runs; --dry-run prints it only.
+with the running ecomlake package shipped as a zip (--py-files: from a checkout its lib/, from an
+installed wheel the wheel's files) and the config file and Spark's log settings as --files. The
+command is printed before it runs; --dry-run prints it only. The wheel's `ecomlake` command is
+this same front end.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -41,22 +44,43 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def build_library_zip(root: Path) -> Path:
-    """lib/ecomlake as a zip for --py-files (rebuilt on every submit: it is small)."""
-    dist = root / "dist"
+def package_dir() -> Path:
+    """The ecomlake package this runs from: lib/ecomlake in a checkout, site-packages/ecomlake from a wheel."""
+    import ecomlake
+
+    return Path(ecomlake.__file__).resolve().parent
+
+
+def build_library_zip() -> Path:
+    """The running ecomlake package (its modules and conf/) as a zip for --py-files: what the driver
+    runs is what the executors import. Rebuilt on every submit: it is small."""
+    root = cfg.checkout_root()
+    dist = root / "dist" if root else Path(tempfile.mkdtemp(prefix="ecomlake-submit-"))
     dist.mkdir(exist_ok=True)
     target = dist / "ecomlake.zip"
+    package = package_dir()
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted((root / "lib" / "ecomlake").rglob("*.py")):
-            zf.write(path, path.relative_to(root / "lib"))
+        for path in sorted(package.rglob("*.py")):
+            zf.write(path, path.relative_to(package.parent))
+        for path in sorted(cfg.conf_dir().iterdir()):
+            if path.suffix in (".yaml", ".properties"):
+                zf.write(path, f"ecomlake/conf/{path.name}")
     return target
+
+
+def job_script(job: str) -> Path:
+    """The file spark-submit runs: the checkout's jobs/<job>.py, or the installed job module."""
+    root = cfg.checkout_root()
+    return root / "jobs" / f"{job}.py" if root else package_dir() / "jobs" / f"{job}.py"
 
 
 def spark_submit_binary(env: str) -> str:
     if env == "local":
-        beside = Path(sys.executable).with_name("spark-submit")  # the virtualenv's pyspark
-        if beside.exists():
-            return str(beside)
+        import pyspark
+
+        bundled = Path(pyspark.__file__).resolve().parent / "bin" / "spark-submit"  # pip's pyspark
+        if bundled.exists():
+            return str(bundled)
     spark_home = os.environ.get("SPARK_HOME")
     if spark_home:
         return str(Path(spark_home) / "bin" / "spark-submit")
@@ -64,9 +88,11 @@ def spark_submit_binary(env: str) -> str:
 
 
 def build_command(job: str, job_args: list[str], config: dict, config_file: Path) -> list[str]:
-    root = cfg.repo_root()
     env = config["env"]
     spark = config["spark"]
+    if env != "local" and spark["master"].startswith("spark://") and spark["deploy_mode"] == "cluster":
+        raise EcomlakeError(f"a standalone master ({spark['master']}) does not run Python applications in "
+                            f"cluster deploy mode: add --conf spark.deploy_mode=client")
     cmd = [spark_submit_binary(env)]
     if spark["master"]:
         cmd += ["--master", spark["master"]]
@@ -79,17 +105,24 @@ def build_command(job: str, job_args: list[str], config: dict, config_file: Path
     driver_memory = conf.pop("spark.driver.memory", None)
     if driver_memory:  # must be set before the driver JVM starts
         cmd += ["--driver-memory", driver_memory]
-    if env == "local" and "spark.driver.extraJavaOptions" not in conf:
-        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{root / 'conf' / 'log4j2.properties'}"
+    log4j = cfg.conf_dir() / "log4j2.properties"
+    in_cluster = env != "local" and spark["deploy_mode"] == "cluster"
+    # Spark's own log lines at WARN: the driver reads the file where it runs; executors (and a
+    # driver in cluster mode) read the copy --files puts in their working directory.
+    java_options = {"spark.driver.extraJavaOptions": log4j.name if in_cluster else f"file:{log4j}"}
+    if env != "local":
+        java_options["spark.executor.extraJavaOptions"] = log4j.name
+    for key, log4j_file in java_options.items():  # added to the user's own options, unless they set one
+        if "log4j2.configurationFile" not in conf.get(key, ""):
+            conf[key] = f"{conf.get(key, '')} -Dlog4j2.configurationFile={log4j_file}".strip()
     for key, value in conf.items():
         cmd += ["--conf", f"{key}={value}"]
     passthrough = list(job_args)
     if env != "local":
-        cmd += ["--py-files", str(build_library_zip(root)), "--files", str(config_file)]
+        cmd += ["--py-files", str(build_library_zip()), "--files", f"{config_file},{log4j}"]
         # In cluster deploy mode the driver finds the shipped file in its working directory.
-        shipped = config_file.name if spark["deploy_mode"] == "cluster" else str(config_file)
-        passthrough = _replace_option(passthrough, "--config-file", shipped)
-    cmd.append(str(root / "jobs" / f"{job}.py"))
+        passthrough = _replace_option(passthrough, "--config-file", config_file.name if in_cluster else str(config_file))
+    cmd.append(str(job_script(job)))
     return cmd + passthrough
 
 

@@ -22,9 +22,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ecomlake import lake, runs, tables
-from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.errors import EcomlakeError
-from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import clv
 
 # orders source -> (table, default calibration end, default holdout end)

@@ -23,15 +23,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from ecomlake import features, lake, tables
-from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
 from ecomlake.errors import ConfigError
-
-
-def parse_as_of(value: str, flag: str = "--as-of") -> str:
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise ConfigError(f"{flag} must be a date YYYY-MM-DD, got '{value}'") from None
 
 
 def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None = None) -> dict:
@@ -74,8 +67,10 @@ def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None 
 def main(argv=None) -> int:
     parser = job_parser("features", __doc__)
     parser.add_argument("--as-of", required=True, help="cutoff date YYYY-MM-DD (features use events before it)")
+    add_as_of_minus_days(parser)
     parser.add_argument("--horizon-days", type=int, help="label horizon (default: features.label_horizon_days)")
-    return run_job("features", parser, lambda spark, config, a: run(spark, config, a.as_of, a.horizon_days), argv)
+    return run_job("features", parser, lambda spark, config, a: run(
+        spark, config, shifted_as_of(a.as_of, a.as_of_minus_days), a.horizon_days), argv)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from ecomlake import evaluation, features, lake, runs, tables
-from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.errors import ConfigError
-from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import elasticity, pricing
 
 ELASTICITY_COLUMNS = ["source", "segment", "elasticity", "ci_low", "ci_high", "cross_elasticity", "deal_lift",

@@ -19,8 +19,7 @@ from datetime import datetime, timezone
 from pyspark.sql import SparkSession
 
 from ecomlake import lake
-from ecomlake.cli import exit_with, job_parser, run_job
-from ecomlake.jobs.features import parse_as_of
+from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.report import build_report
 
 

@@ -25,9 +25,8 @@ from pyspark.sql import functions as F
 
 from ecomlake import config as cfg
 from ecomlake import evaluation, features, lake, runs, tables
-from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.errors import InputError
-from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import risk
 from ecomlake.models.classify import holdout, positive_probability
 from ecomlake.privacy import pseudonymise

@@ -27,10 +27,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ecomlake import lake, runs, tables
-from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.deep import encode, forecast_windows, scoring, sequences
 from ecomlake.errors import EcomlakeError
-from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import classify, forecast, recommend, segments
 
 TASKS = ("recommend", "propensity", "churn", "segments", "forecast")

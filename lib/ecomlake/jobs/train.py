@@ -37,9 +37,8 @@ from pyspark.sql import functions as F
 from ecomlake import config as cfg
 from ecomlake import evaluation, features, lake, runs, tables
 from ecomlake import generate as gen
-from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
 from ecomlake.errors import ConfigError, InputError
-from ecomlake.jobs.features import parse_as_of
 from ecomlake.models import classify, elasticity, forecast, recommend, segments
 from ecomlake.privacy import pseudonymise
 
@@ -380,8 +379,10 @@ def main(argv=None) -> int:
     parser.add_argument("task", choices=(*TASKS, "all", "movielens"), help="which model to train")
     parser.add_argument("--as-of", help="cutoff date of the features to train on (YYYY-MM-DD); "
                                         "not used by `movielens`")
+    add_as_of_minus_days(parser)
     parser.add_argument("--horizon-days", type=int, help="recommendation test horizon (default: features.label_horizon_days)")
-    return run_job("train", parser, lambda spark, config, a: run(spark, config, a.task, a.as_of, a.horizon_days), argv)
+    return run_job("train", parser, lambda spark, config, a: run(
+        spark, config, a.task, shifted_as_of(a.as_of, a.as_of_minus_days), a.horizon_days), argv)
 
 
 if __name__ == "__main__":

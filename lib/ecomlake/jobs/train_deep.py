@@ -49,12 +49,12 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from ecomlake import config as cfg
 from ecomlake import evaluation, features, lake, runs, tables
-from ecomlake.cli import exit_with, job_parser, run_job
+from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.deep import distributed, encode, forecast_windows, scoring, sequences
 from ecomlake.deep.distributed import local_path
 from ecomlake.errors import ConfigError, InputError
-from ecomlake.jobs.features import parse_as_of
 from ecomlake.jobs.train import oracle_auc
 from ecomlake.models import classify
 
@@ -114,18 +114,19 @@ def _attempts_with_checkpoint(run_dir: str) -> list[str]:
     return [a for a in attempts if distributed.last_checkpoint_epoch(f"{a}/checkpoints") > 0]
 
 
-def _start(spark: SparkSession, root: str, task: str, model_name: str, as_of: str | None, params: dict,
+def _start(spark: SparkSession, config: dict, task: str, model_name: str, as_of: str | None, params: dict,
            resume: bool) -> tuple[str, str, str]:
     """run_id, this attempt's model dir and its checkpoint dir.
 
     A new training gets a new attempt directory. --resume continues the newest attempt holding a
     checkpoint: in place when no gold/model_runs row points to it (an interrupted run), else in a
     new attempt directory that starts from a copy of its checkpoints (a recorded model stays as is)."""
+    root, models_root = config["lake_root"], cfg.deep_local_dir(config)
     run_id = runs.make_run_id(task, model_name, as_of, _identity(params))
     if not resume:
-        model_dir = _local_dir(runs.new_attempt_dir(root, task, run_id))
+        model_dir = _local_dir(runs.new_attempt_dir(models_root, task, run_id))
         return run_id, model_dir, f"{model_dir}/checkpoints"
-    run_dir = os.path.normpath(_local_dir(runs.model_dir(root, task, run_id)))
+    run_dir = os.path.normpath(_local_dir(runs.model_dir(models_root, task, run_id)))
     attempts = _attempts_with_checkpoint(run_dir)
     if not attempts:
         raise InputError(f"--resume: no checkpoint of this {model_name} run under {run_dir}; "
@@ -139,7 +140,7 @@ def _start(spark: SparkSession, root: str, task: str, model_name: str, as_of: st
     if previous not in recorded:
         log.info("--resume: continuing %s from epoch %d in %s", run_id, done, previous)
         return run_id, previous, f"{previous}/checkpoints"
-    model_dir = _local_dir(runs.new_attempt_dir(root, task, run_id))
+    model_dir = _local_dir(runs.new_attempt_dir(models_root, task, run_id))
     shutil.copytree(f"{previous}/checkpoints", f"{model_dir}/checkpoints")
     log.info("--resume: continuing %s from epoch %d of the recorded %s in a new attempt %s",
              run_id, done, previous, model_dir)
@@ -158,7 +159,7 @@ def run_session_gru(spark: SparkSession, config: dict, as_of: str, num_proc: int
     versions = runs.input_versions(spark, root, [tables.SILVER_EVENTS])
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": config["train"]["seed"], "max_items": max_items, "max_len": max_len, "horizon_days": horizon}
-    run_id, model_dir, checkpoint_dir = _start(spark, root, "next_item", "session_gru", as_of, params, resume)
+    run_id, model_dir, checkpoint_dir = _start(spark, config, "next_item", "session_gru", as_of, params, resume)
     gap = config["sessionize"]["gap_minutes"]
     history = features.events_before(events, as_of)
     vocabulary = sequences.item_vocabulary(history, max_items).persist(StorageLevel.MEMORY_AND_DISK)
@@ -233,7 +234,7 @@ def run_forecaster(spark: SparkSession, config: dict, as_of: str, num_proc: int,
     versions = runs.input_versions(spark, root, [tables.GOLD_DAILY_SALES])
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": config["train"]["seed"], "history": history, "horizon": horizon, "origin": origin}
-    run_id, model_dir, checkpoint_dir = _start(spark, root, "forecast", "lstm_forecaster", as_of, params, resume)
+    run_id, model_dir, checkpoint_dir = _start(spark, config, "forecast", "lstm_forecaster", as_of, params, resume)
     series = forecast_windows.series_arrays(daily, origin).persist(StorageLevel.MEMORY_AND_DISK)
     (forecast_windows.windows(series, origin, history, horizon, training=True)
      .withColumn("row_id", F.xxhash64("level", "series_key", "origin_date"))
@@ -313,7 +314,7 @@ def run_review_text(spark: SparkSession, config: dict, num_proc: int, launcher: 
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": seed, "max_len": max_len, "test_fraction": settings["test_fraction"],
               "vocabulary_size": settings["vocabulary_size"]}
-    run_id, model_dir, checkpoint_dir = _start(spark, root, "review_recommended", "review_text", None, params,
+    run_id, model_dir, checkpoint_dir = _start(spark, config, "review_recommended", "review_text", None, params,
                                                resume)
     reviews = sentiment.prepare(lake.read_table(spark, root, tables.BRONZE_CLOTHING_REVIEWS), seed,
                                 settings["test_fraction"]).persist(StorageLevel.MEMORY_AND_DISK)
@@ -380,7 +381,7 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str | None, n
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "warmup_epochs": 1,
               "seed": config["train"]["seed"], "test_fraction": 0.2}
     versions = runs.input_versions(spark, root, [tables.GOLD_USER_FEATURES, tables.GOLD_USER_LABELS])
-    run_id, model_dir, checkpoint_dir = _start(spark, root, "propensity", model_name, as_of, params, resume)
+    run_id, model_dir, checkpoint_dir = _start(spark, config, "propensity", model_name, as_of, params, resume)
     run_record = {"run_id": run_id}
     spec, counts = prepare_data(spark, config, as_of, f"{model_dir}/data", num_files=max(4, 2 * num_proc))
     if counts["train"] < batch_size * num_proc:
