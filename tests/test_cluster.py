@@ -36,8 +36,11 @@ def jobs(raw: Path) -> list[tuple[str, list[str]]]:
             ("score", ["--as-of", AS_OF, "--task", "propensity"])]
 
 
+KEY = "cluster-test-key-0123456789"
+
+
 def submit(job: str, args: list[str], lake: Path, env_args: list[str], log: Path) -> str:
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "ECOMLAKE_PSEUDONYM_KEY": "cluster-test-key-0123456789"}
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "ECOMLAKE_PSEUDONYM_KEY": KEY}
     command = [str(ROOT / "spark-submit.sh"), job, *args, "--lake", str(lake), *env_args]
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     with open(log, "a") as f:
@@ -77,7 +80,10 @@ def test_the_jobs_on_a_standalone_cluster_write_what_they_write_locally(spark, r
                     "--conf", "spark.conf.spark.executor.memory=1g", "--conf", "spark.conf.spark.executor.cores=1",
                     "--conf", "spark.conf.spark.dynamicAllocation.enabled=false",
                     "--conf", "spark.conf.spark.sql.shuffle.partitions=4", "--conf", "spark.conf.spark.driver.memory=2g",
-                    "--conf", f"spark.conf.spark.pyspark.python={sys.executable}"]
+                    "--conf", f"spark.conf.spark.pyspark.python={sys.executable}",
+                    "--conf", "spark.conf.spark.eventLog.enabled=true",
+                    "--conf", f"spark.conf.spark.eventLog.dir=file:{tmp_path / 'event-logs'}"]
+    (tmp_path / "event-logs").mkdir()
     times, outputs = {}, {}
     started = time.time()
     for job, args in jobs(raw):
@@ -92,6 +98,10 @@ def test_the_jobs_on_a_standalone_cluster_write_what_they_write_locally(spark, r
     # the jobs really ran on the cluster's executors, with Spark's INFO lines kept quiet
     assert f"--master {master} --deploy-mode client" in outputs["pipeline"]
     assert not any(re.search(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d INFO ", o, re.M) for o in outputs.values())
+    # the key reached driver and executors (user_keys equal the local run's) but no command, log or event log
+    assert not any(KEY in o for o in outputs.values())
+    event_logs = list((tmp_path / "event-logs").iterdir())
+    assert len(event_logs) == len(jobs(raw)) and not any(KEY in p.read_text(errors="replace") for p in event_logs)
     executors = [p for p in (tmp_path / "cluster").glob("worker-*/app-*/*") if p.is_dir()]
     assert len({p.parts[-3] for p in executors}) == 2  # both workers ran executors
     local, cluster = comparable(spark, tmp_path / "local-lake"), comparable(spark, tmp_path / "cluster-lake")

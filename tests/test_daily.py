@@ -164,3 +164,39 @@ def test_runs_are_recorded_with_the_versions_they_consumed(spark, lakes):
     assert consumed == sorted(consumed) and len(set(consumed)) == DAYS
     assert ops.last_consumed(spark, root, "clean", tables.BRONZE_EVENTS) == \
         lake.table_version(spark, root, tables.BRONZE_EVENTS)
+
+
+def test_another_key_is_refused_until_a_rekey(spark, lakes, tmp_path, monkeypatch, caplog):
+    from ecomlake import config as cfg
+    from ecomlake import privacy
+    from ecomlake.config import DEVELOPMENT_KEY
+    from ecomlake.errors import ConfigError
+    from tests.conftest import TEST_SPARK_OVERRIDES
+
+    _, full_config, _ = lakes
+    root = str(tmp_path / "lake")
+    shutil.copytree(full_config["lake_root"], root)
+    config = cfg.load("local", overrides=TEST_SPARK_OVERRIDES, lake=root)
+    silver_path = tables.SILVER_EVENTS.path(root)
+    properties = lake.table_properties(spark, silver_path)
+    assert properties[privacy.FINGERPRINT_PROPERTY] == privacy.key_fingerprint(DEVELOPMENT_KEY)
+    assert DEVELOPMENT_KEY.decode() not in str(properties)  # the fingerprint, never the key
+    monkeypatch.delenv("ECOMLAKE_PSEUDONYM_KEY", raising=False)
+    with caplog.at_level("WARNING", logger="ecomlake"):
+        assert clean.run(spark, config)["mode"] == "none"
+    assert "using the public local development key" in caplog.text  # on every run with it
+    old_keys = {r[0] for r in lake.read_table(spark, root, tables.SILVER_EVENTS).select("user_key").distinct().collect()}
+
+    monkeypatch.setenv("ECOMLAKE_PSEUDONYM_KEY", "another-key-0123456789")
+    version = lake.table_version(spark, root, tables.SILVER_EVENTS)
+    with pytest.raises(ConfigError, match=r"built with another pseudonymisation key .*clean --full-refresh --rekey"):
+        clean.run(spark, config)
+    with pytest.raises(ConfigError, match="--rekey .* needs --full-refresh"):
+        clean.run(spark, config, rekey=True)
+    assert lake.table_version(spark, root, tables.SILVER_EVENTS) == version  # nothing was written
+    clean.run(spark, config, full_refresh=True, rekey=True)
+    assert lake.table_properties(spark, silver_path)[privacy.FINGERPRINT_PROPERTY] == \
+        privacy.key_fingerprint(b"another-key-0123456789")
+    new_keys = {r[0] for r in lake.read_table(spark, root, tables.SILVER_EVENTS).select("user_key").distinct().collect()}
+    assert len(new_keys) == len(old_keys) and not new_keys & old_keys
+    assert clean.run(spark, config)["mode"] == "none"  # the new key is the recorded one now

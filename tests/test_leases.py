@@ -225,6 +225,7 @@ def _finish_race(spark, lake_root: Path, procs: dict[str, subprocess.Popen]) -> 
 
 
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_two_processes_racing_for_a_lease_never_both_win(spark, tmp_path):
     # Two take-overs of a lease left expired by a killed run, next to a live lease of another name
     # that neither may touch. (The race on an empty lake, where both runs also create the lease

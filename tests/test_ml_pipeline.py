@@ -145,6 +145,7 @@ def test_a_missing_feature_date_names_the_job_to_run(spark, trained):
 
 
 @pytest.mark.horovod
+@pytest.mark.slow
 def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, trained):
     from ecomlake.jobs import train_deep
 

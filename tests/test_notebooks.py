@@ -59,6 +59,7 @@ def test_pipeline_notebook_runs_and_the_review_notebook_reads_its_tables(spark, 
     assert by_reason.agg({"count": "sum"}).head()[0] == sum(truth["dirty_rows"].values())
 
 
+@pytest.mark.slow
 def test_models_notebook_trains_scores_and_shows_the_runs(spark, generated_lake, tmp_path, monkeypatch):
     from tests.conftest import copy_generated_lake
 

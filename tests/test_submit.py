@@ -29,6 +29,7 @@ def test_local_command():
     assert "--driver-memory 6g" in cmd
     assert "--conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in cmd
     assert "--conf spark.sql.codegen.cache.maxEntries=2000" in cmd
+    assert "--conf 'spark.redaction.regex=(?i)secret|password|token|access[.]key|pseudonym'" in cmd
     assert cmd.endswith(f"{ROOT}/jobs/pipeline.py --events 5000 --env local")
 
 

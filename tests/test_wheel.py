@@ -44,6 +44,7 @@ def fresh_venv(built_wheel, tmp_path_factory) -> Path:
     return venv
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_runs_a_pipeline_without_the_checkout(spark, fresh_venv, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["SPARK_LOCAL_IP"] = "127.0.0.1"

@@ -277,6 +277,14 @@ def deep_local_dir(config: dict) -> str:
     return root
 
 
+# Public and fixed on purpose: only for the embedded demo lake, never for real data.
+DEVELOPMENT_KEY = b"ecomlake-local-development-key-not-secret"
+
+
+def is_development_key(key: bytes) -> bool:
+    return key == DEVELOPMENT_KEY
+
+
 def pseudonymisation_key(config: dict) -> bytes:
     """The user-id hashing key from the environment; never logged, never stored."""
     var = config["pseudonymisation"]["key_env_var"]
@@ -286,8 +294,7 @@ def pseudonymisation_key(config: dict) -> bytes:
             raise ConfigError(f"the pseudonymisation key in ${var} must be at least 16 characters long")
         return value.encode("utf-8")
     if config["env"] == "local" and config["pseudonymisation"]["allow_dev_key"]:
-        # Public and fixed on purpose: only for the embedded demo lake, never for real data.
-        return b"ecomlake-local-development-key-not-secret"
+        return DEVELOPMENT_KEY
     raise ConfigError(
         f"${var} is not set: the clean job refuses to pseudonymise user ids without a key "
         f"outside the local environment (set it from your secret store)"

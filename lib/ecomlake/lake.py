@@ -105,17 +105,32 @@ def sql_in(column: str, values) -> str:
     return f"{column} IN ({', '.join(sql_string(v) for v in values)})"
 
 
-def has_change_feed(spark: SparkSession, path: str) -> bool:
+def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
+    """A Delta table's properties (empty when the table does not exist)."""
     from delta.tables import DeltaTable
 
-    props = DeltaTable.forPath(spark, path).detail().select("properties").head()[0] or {}
-    return str(props.get("delta.enableChangeDataFeed", "false")).lower() == "true"
+    if not table_exists(spark, path):
+        return {}
+    return dict(DeltaTable.forPath(spark, path).detail().select("properties").head()[0] or {})
+
+
+def set_table_properties(spark: SparkSession, path: str, properties: dict[str, str]) -> None:
+    """Set the properties that differ, in one metadata commit (none when all are already set)."""
+    current = table_properties(spark, path)
+    changed = {k: v for k, v in properties.items() if str(current.get(k, "")).lower() != str(v).lower()}
+    if changed:
+        assignments = ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in sorted(changed.items()))
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+
+
+def has_change_feed(spark: SparkSession, path: str) -> bool:
+    return str(table_properties(spark, path).get("delta.enableChangeDataFeed", "false")).lower() == "true"
 
 
 def enable_change_feed(spark: SparkSession, path: str) -> None:
     """Turn on the change data feed of an existing table (one metadata commit, only when off)."""
-    if table_exists(spark, path) and not has_change_feed(spark, path):
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+    if table_exists(spark, path):
+        set_table_properties(spark, path, {"delta.enableChangeDataFeed": "true"})
 
 
 def partition_columns(spark: SparkSession, path: str) -> list[str]:

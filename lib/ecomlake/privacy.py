@@ -44,3 +44,16 @@ def pseudonym_of(user_id: int, key: bytes) -> int:
     import hmac
 
     return int(hmac.new(key, str(user_id).encode(), hashlib.sha256).hexdigest()[:15], 16)
+
+
+FINGERPRINT_PROPERTY = "ecomlake.pseudonymisation.keyFingerprint"
+_FINGERPRINT_LABEL = b"ecomlake pseudonymisation key fingerprint v1"
+
+
+def key_fingerprint(key: bytes) -> str:
+    """Which key built a table, without the key: HMAC-SHA256(key, a fixed label), 16 hex digits.
+    Stored in silver/events' table properties, so that a run with another key is refused."""
+    import hashlib
+    import hmac
+
+    return hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()[:16]

@@ -16,6 +16,11 @@ A date is the unit because everything clean decides about a row depends only on 
 event date (two exact duplicates share their event_time), so the result equals a full rebuild.
 `--full-refresh` (and the first run, or a feed that is no longer readable) rebuilds everything.
 Counts reconcile: bronze rows read = silver rows written + quarantined rows written.
+
+The key's fingerprint (an HMAC of a fixed label, never the key) is kept in silver/events' table
+properties: a run with another key is refused, because its user_keys would not join with those
+already written. `--full-refresh --rekey` rebuilds silver/events with the new key (then rebuild
+what was derived from it: `sessionize --full-refresh`, features, train, score).
 """
 from __future__ import annotations
 
@@ -27,10 +32,10 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import clean, lake, ops, tables
+from ecomlake import clean, lake, ops, privacy, tables
 from ecomlake.cli import exit_with, job_parser, run_job
-from ecomlake.config import pseudonymisation_key
-from ecomlake.errors import EcomlakeError
+from ecomlake.config import is_development_key, pseudonymisation_key
+from ecomlake.errors import ConfigError, EcomlakeError
 from ecomlake.quarantine import EVENT_DATE_COLUMN
 
 log = logging.getLogger(__name__)
@@ -63,11 +68,32 @@ def plan(spark: SparkSession, root: str, bronze_version: int, full_refresh: bool
     return "incremental", scope, dates
 
 
-def run(spark: SparkSession, config: dict, full_refresh: bool = False) -> dict:
+def check_key(recorded: str | None, fingerprint: str, rekey: bool) -> None:
+    """Refuse to add rows made with another key than the one that built silver/events."""
+    if recorded and recorded != fingerprint and not rekey:
+        raise ConfigError(
+            f"silver/events was built with another pseudonymisation key (fingerprint {recorded}; this run's "
+            f"key has {fingerprint}): its user_key values would not join with the ones already written. "
+            f"Run with the key that built it, or rebuild with the new one: clean --full-refresh --rekey, "
+            f"then sessionize --full-refresh and features, train and score again")
+
+
+def run(spark: SparkSession, config: dict, full_refresh: bool = False, rekey: bool = False) -> dict:
     root, options = config["lake_root"], config["clean"]
     key = pseudonymisation_key(config)  # before any work: a missing key fails fast
+    if rekey and not full_refresh:
+        raise ConfigError("--rekey rebuilds silver/events with the new key: it needs --full-refresh")
+    if is_development_key(key):
+        log.warning("clean: using the public local development key: user_key values are not secret. "
+                    "Real data needs a key of its own in $%s", config["pseudonymisation"]["key_env_var"])
+    fingerprint = privacy.key_fingerprint(key)
+    silver_path = tables.SILVER_EVENTS.path(root)
     started, run_id = datetime.now(timezone.utc), ops.new_run_id(JOB)
     with ops.job_lease(spark, config, JOB, run_id):
+        recorded = lake.table_properties(spark, silver_path).get(privacy.FINGERPRINT_PROPERTY)
+        check_key(recorded, fingerprint, rekey)
+        if rekey and recorded != fingerprint:
+            log.warning("clean: re-keying silver/events (key fingerprint %s -> %s)", recorded, fingerprint)
         bronze_version = lake.table_version(spark, root, tables.BRONZE_EVENTS)
         mode, scope, dates = plan(spark, root, bronze_version, full_refresh)
         if mode == "none":
@@ -92,13 +118,17 @@ def run(spark: SparkSession, config: dict, full_refresh: bool = False) -> dict:
                                      change_feed=True)
                 lake.replace_rows(spark, rejected, root, tables.QUARANTINE_EVENTS, "stage = 'clean'",
                                   partition_by=["stage"], merge_schema=True)
-                # sessionize reads silver's change feed (an incremental write keeps the property)
-                lake.enable_change_feed(spark, tables.SILVER_EVENTS.path(root))
+                # sessionize reads silver's change feed (an incremental write keeps both properties)
+                lake.set_table_properties(spark, silver_path, {"delta.enableChangeDataFeed": "true",
+                                                               privacy.FINGERPRINT_PROPERTY: fingerprint})
             else:
                 lake.replace_rows(spark, silver_rows, root, tables.SILVER_EVENTS, lake.sql_in("event_date", dates),
                                   partition_by=["event_date"], change_feed=True)
                 lake.replace_rows(spark, rejected, root, tables.QUARANTINE_EVENTS, f"stage = 'clean' AND {scope}",
                                   partition_by=["stage"], merge_schema=True)
+                if recorded is None:  # a lake from before fingerprints (or a crash before the first one)
+                    log.warning("clean: silver/events had no key fingerprint; recording this run's (%s)", fingerprint)
+                    lake.set_table_properties(spark, silver_path, {privacy.FINGERPRINT_PROPERTY: fingerprint})
         finally:
             validated.unpersist()
         bronze_n = sum(counts.values())
@@ -128,7 +158,10 @@ def main(argv=None) -> int:
     parser = job_parser("clean", __doc__)
     parser.add_argument("--full-refresh", action="store_true",
                         help="rebuild silver/events from all of bronze/events (default: only changed dates)")
-    return run_job("clean", parser, lambda spark, config, a: run(spark, config, a.full_refresh), argv)
+    parser.add_argument("--rekey", action="store_true",
+                        help="with --full-refresh: rebuild silver/events with a new pseudonymisation key "
+                             "(without it, a key other than the one that built silver/events is refused)")
+    return run_job("clean", parser, lambda spark, config, a: run(spark, config, a.full_refresh, a.rekey), argv)
 
 
 if __name__ == "__main__":
