@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyspark
 import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -40,7 +41,9 @@ KEY = "cluster-test-key-0123456789"
 
 
 def submit(job: str, args: list[str], lake: Path, env_args: list[str], log: Path) -> str:
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "ECOMLAKE_PSEUDONYM_KEY": KEY}
+    # the cluster's Spark is pyspark's own here (SPARK_HOME is how --env cluster finds spark-submit)
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "ECOMLAKE_PSEUDONYM_KEY": KEY,
+           "SPARK_HOME": str(Path(pyspark.__file__).resolve().parent)}
     command = [str(ROOT / "spark-submit.sh"), job, *args, "--lake", str(lake), *env_args]
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     with open(log, "a") as f:
