@@ -78,8 +78,10 @@ def raw(tmp_path_factory) -> Path:
 
 
 def test_the_jobs_on_a_standalone_cluster_write_what_they_write_locally(spark, raw, tmp_path):
-    local_args = ["--conf", "spark.master=local[2]", "--conf", "spark.conf.spark.sql.shuffle.partitions=4"]
-    cluster_args = ["--env", "cluster", "--conf", "spark.deploy_mode=client",
+    # train reads the generator's ground truth (the oracle AUC) from generate.output
+    local_args = ["--conf", "spark.master=local[2]", "--conf", "spark.conf.spark.sql.shuffle.partitions=4",
+                  "--conf", f"generate.output={raw}"]
+    cluster_args = ["--env", "cluster", "--conf", "spark.deploy_mode=client", "--conf", f"generate.output={raw}",
                     "--conf", "spark.conf.spark.executor.memory=1g", "--conf", "spark.conf.spark.executor.cores=1",
                     "--conf", "spark.conf.spark.dynamicAllocation.enabled=false",
                     "--conf", "spark.conf.spark.sql.shuffle.partitions=4", "--conf", "spark.conf.spark.driver.memory=2g",
