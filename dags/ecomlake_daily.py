@@ -49,16 +49,15 @@ def ecomlake_job(task_id: str, job_args: str, **kwargs) -> BashOperator:
     )
 
 
+# What both DAGs share: one active run at a time (the jobs' leases also refuse an overlap).
+COMMON = {"start_date": datetime(2026, 1, 1), "catchup": False, "max_active_runs": 1,
+          "default_args": DEFAULT_ARGS, "params": PARAMS, "tags": ["ecomlake"]}
+
 with DAG(
     dag_id="ecomlake_daily",
     description="ecomlake nightly: ingest, clean, sessionize, features, score; maintain on Sundays",
     schedule="30 2 * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,  # the jobs' leases also refuse an overlapping run
-    default_args=DEFAULT_ARGS,
-    params=PARAMS,
-    tags=["ecomlake"],
+    **COMMON,
 ) as daily:
     ingest = ecomlake_job("ingest", "ingest --source rees46 --input '{{ params.raw_events }}'")
     clean = ecomlake_job("clean", "clean")
@@ -74,12 +73,7 @@ with DAG(
     dag_id="ecomlake_weekly_training",
     description="ecomlake weekly: features at the training cutoff, then every Spark ML model",
     schedule="0 6 * * 0",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    params=PARAMS,
-    tags=["ecomlake"],
+    **COMMON,
 ) as weekly:
     shifted = f"--as-of {AS_OF} --as-of-minus-days {{{{ params.label_horizon_days }}}}"
     ecomlake_job("features_at_cutoff", f"features {shifted}") >> ecomlake_job("train", f"train all {shifted}")
