@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 
 WHEEL_DIR ?= dist
 
-.PHONY: wheel test-slow cluster-test airflow-env airflow-check env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+.PHONY: wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -106,6 +106,20 @@ cluster-test: env
 # Airflow (its own cached virtualenv, outside the pinned stack) loads dags/ with its DagBag.
 airflow-env:
 	bash scripts/airflow_env.sh
+
+# The ETL and Spark ML tests on PySpark 4.2 + delta-spark 4.4 (constraints-spark4.txt): a second,
+# cached virtualenv (no TensorFlow/Horovod/Petastorm: the deep path stays on Spark 3.5).
+SPARK4_TESTS ?= tests/test_config.py tests/test_generate.py tests/test_ingest.py tests/test_clean.py \
+    tests/test_sessionize.py tests/test_bad_input.py tests/test_bad_files.py tests/test_daily.py \
+    tests/test_maintain.py tests/test_forget.py tests/test_pipeline.py tests/test_logs.py \
+    tests/test_features.py tests/test_evaluation.py tests/test_ml_pipeline.py tests/test_recommend.py \
+    tests/test_clv.py tests/test_report_and_pricing.py
+spark4-env:
+	bash scripts/spark4_env.sh
+
+spark4-test:
+	PYTHONPATH=lib:. $$(bash scripts/spark4_env.sh) -m pytest $(SPARK4_TESTS) \
+	    -m "not horovod and not notebook and not subprocess and not cluster and not slow" $(PYTEST_ARGS)
 
 airflow-check: env
 	$(PY) -m pytest tests/test_schedulers.py -k airflow $(PYTEST_ARGS)

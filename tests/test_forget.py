@@ -55,6 +55,8 @@ def _holds(value, patterns, numbers) -> bool:
 
 def _parquet_holds(path, patterns, numbers) -> bool:
     parquet = pq.ParquetFile(path)
+    if parquet.metadata.num_row_groups == 0:  # a schema-only file (Spark 4 writes them; pyarrow 18 cannot read() one)
+        return False
     if _holds(parquet.read().to_pylist(), patterns, numbers):
         return True
     meta = parquet.metadata

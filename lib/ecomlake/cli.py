@@ -1,4 +1,4 @@
-"""What every job shares: common flags, config loading, and errors printed without a stack trace."""
+"""What every job shares: common flags, config loading, logging, and errors without a stack trace."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +10,13 @@ from datetime import date, timedelta
 from typing import Callable
 
 from ecomlake import config as cfg
+from ecomlake import logs
 from ecomlake.errors import ConfigError, EcomlakeError
 
 # Exit status of a job that finished but set something aside (a whole input file quarantined):
 # the good data went through, and a scheduler still sees that someone must look.
 EXIT_QUARANTINED = 3
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+log = logging.getLogger(__name__)
 
 
 def job_parser(job: str, description: str) -> argparse.ArgumentParser:
@@ -27,37 +28,48 @@ def job_parser(job: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --conf sessionize.gap_minutes=45 (repeatable)")
     parser.add_argument("--lake", help="lake root (overrides the config's lake_root)")
+    parser.add_argument("--log-level", type=str.upper, choices=logs.LEVELS,
+                        help="level of the job's log lines (default: the config's logging.level, INFO)")
     return parser
 
 
 def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None) -> int:
-    """Parse args, load config, get Spark, run body(spark, config, args); user errors exit 2."""
+    """Parse args, load config, get Spark, run body(spark, config, args); user errors exit 2.
+    Logs go to stderr in one format; the run ends with one JSON summary line on stdout."""
     args = parser.parse_args(argv)
     started = time.time()
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    logs.configure(job, args.log_level or "INFO")
+
+    def finish(status: str, code: int, result=None, error: str | None = None) -> int:
+        logs.write_summary(logs.summary_line(job, status, code, time.time() - started, result, error))
+        return code
+
     try:
         config = cfg.load(args.env, args.config_file, args.conf, args.lake)
+        logs.configure(job, args.log_level or config["logging"]["level"])
         from ecomlake.spark import get_spark
 
         spark = get_spark(config, job)
         spark.sparkContext.setLogLevel("WARN")
         result = body(spark, config, args)
     except EcomlakeError as exc:
-        print(f"{job}: error: {exc}", file=sys.stderr)
-        return 2
+        log.error("%s: error: %s", job, exc)
+        return finish("failed", 2, error=str(exc))
     except Exception as exc:  # Spark analysis errors still name the column; show only that part.
         if os.environ.get("ECOMLAKE_DEBUG") or type(exc).__name__ not in ("AnalysisException",):
+            logs.write_summary(logs.summary_line(job, "crashed", 1, time.time() - started,
+                                                 error=f"{type(exc).__name__}: {str(exc)[:500]}"))
             raise
-        print(f"{job}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    print(f"{job}: done in {time.time() - started:.1f} s")
+        message = str(exc).splitlines()[0]
+        log.error("%s: error: %s", job, message)
+        return finish("failed", 2, error=message)
+    log.info("%s: done in %.1f s", job, time.time() - started)
     quarantined_files = result.get("quarantined_files", 0) if isinstance(result, dict) else 0
     if quarantined_files:
-        print(f"{job}: {quarantined_files} input file(s) quarantined whole: see quarantine/files "
-              f"(exit status {EXIT_QUARANTINED})", file=sys.stderr)
-        return EXIT_QUARANTINED
-    return 0
+        log.warning("%s: %s input file(s) quarantined whole: see quarantine/files (exit status %s)",
+                    job, quarantined_files, EXIT_QUARANTINED)
+        return finish("quarantined", EXIT_QUARANTINED, result)
+    return finish("succeeded", 0, result)
 
 
 def parse_as_of(value: str, flag: str = "--as-of") -> str:

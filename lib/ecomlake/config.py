@@ -42,6 +42,8 @@ SCHEMA: dict[str, Key] = {
         bool, True, "add Delta's jars (Maven Central) to the session; false where Delta is built in"
     ),
     "spark.conf": Key(dict, {}, "Spark properties applied to the session and to spark-submit"),
+    "logging.level": Key(str, "INFO", "level of ecomlake's log lines (a job's --log-level wins)",
+                         ("DEBUG", "INFO", "WARNING", "ERROR")),
     "pseudonymisation.key_env_var": Key(
         str, "ECOMLAKE_PSEUDONYM_KEY", "environment variable that holds the user-id hashing key"
     ),

@@ -216,10 +216,13 @@ def erase_parquet_dataset(spark: SparkSession, dataset: LakeDir, ids: DataFrame,
 
 def als_user_column(spark: SparkSession, model_path: str) -> str | None:
     """The user column of a saved Spark ML ALSModel (None when the path holds no ALS model)."""
-    text = lake.read_text_file(spark, f"{model_path}/metadata/part-00000")
-    if not text:
+    # Spark 3.5 names the metadata file part-00000, Spark 4 part-00000-<uuid>-c000.txt: read the folder
+    if not lake.path_exists(spark, f"{model_path}/metadata/_SUCCESS"):
         return None
-    meta = json.loads(text.splitlines()[0])
+    first = spark.read.text(f"{model_path}/metadata").head()
+    if first is None:
+        return None
+    meta = json.loads(first[0])
     if not meta.get("class", "").endswith("recommendation.ALSModel"):
         return None
     params = {**meta.get("defaultParamMap", {}), **meta.get("paramMap", {})}

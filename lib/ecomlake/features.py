@@ -51,6 +51,28 @@ def _count_if(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
 
+def _cents(column: Column) -> Column:
+    """A price as exact cents. Sums and means of doubles depend on the order Spark adds them in,
+    which differs between a laptop and a cluster (a mean of 172.42425 rounded to 172.4243 on one,
+    172.4242 on the other); sums of decimals do not, so the features are the same everywhere."""
+    return column.cast("decimal(12,2)")
+
+
+def _money_sum(column: Column, scale: int = 2) -> Column:
+    return F.round(F.sum(_cents(column)), scale).cast("double")
+
+
+def _money_mean(column: Column, scale: int = 4) -> Column:
+    return F.round(F.avg(_cents(column)), scale).cast("double")
+
+
+def _money_std(column: Column, scale: int = 4) -> Column:
+    """Population standard deviation from exact sums (one rounding, in the square root)."""
+    cents = _cents(column)
+    variance = F.avg(cents * cents) - F.avg(cents) * F.avg(cents)
+    return F.round(F.sqrt(F.greatest(variance, F.lit(0)).cast("double")), scale)
+
+
 def _ratio(numerator: Column, denominator: Column) -> Column:
     return F.when(denominator > 0, F.round(numerator / denominator, 6))
 
@@ -81,10 +103,10 @@ def user_features(events: DataFrame, as_of: str, gap_minutes: int = 30) -> DataF
         F.count(F.lit(1)).alias("events"),
         _count_if(is_type["purchase"]).alias("purchases"),
         F.size(F.collect_set(F.when(is_type["purchase"], F.col("user_session")))).alias("frequency"),
-        F.round(F.sum(F.when(is_type["purchase"], F.col("price")).otherwise(0.0)), 2).alias("monetary"),
+        _money_sum(F.when(is_type["purchase"], F.col("price")).otherwise(0.0)).alias("monetary"),
         *activity,
-        F.round(F.avg(F.when(is_type["view"], F.col("price"))), 4).alias("avg_viewed_price"),
-        F.round(F.avg(F.when(is_type["purchase"], F.col("price"))), 4).alias("avg_purchased_price"),
+        _money_mean(F.when(is_type["view"], F.col("price"))).alias("avg_viewed_price"),
+        _money_mean(F.when(is_type["purchase"], F.col("price"))).alias("avg_purchased_price"),
         F.size(F.collect_set(F.when(is_type["view"], F.col("product_id")))).alias("distinct_products_viewed"),
         F.size(F.collect_set(F.when(F.col("_age_days") < 30, F.col("event_date")))).alias("active_days_30d"),
     )
@@ -133,10 +155,10 @@ def item_features(events: DataFrame, as_of: str) -> DataFrame:
     return (hist.groupBy("product_id")
             .agg(F.max_by("category_code", latest).alias("category_code"),
                  *[_count_if(is_type[t]).alias(word) for t, word in EVENT_WORDS.items()],
-                 F.round(F.avg("price"), 4).alias("price_mean"),
+                 _money_mean(F.col("price")).alias("price_mean"),
                  F.min("price").alias("price_min"),
                  F.max("price").alias("price_max"),
-                 F.round(F.stddev_pop("price"), 4).alias("price_std"),
+                 _money_std(F.col("price")).alias("price_std"),
                  F.max_by("price", latest).alias("price_last"),
                  _count_if(is_type["view"] & last7).alias("views_last_7d"),
                  _count_if(is_type["view"] & prev7).alias("views_prev_7d"),
@@ -190,7 +212,7 @@ def daily_sales(events: DataFrame, as_of: str) -> DataFrame:
                 F.coalesce(F.col("category_code"), F.lit("unknown")).alias("series_key"),
                 "event_date", "price"))
             .groupBy("level", "series_key", "event_date")
-            .agg(F.count(F.lit(1)).alias("units"), F.round(F.sum("price"), 2).alias("revenue")))
+            .agg(F.count(F.lit(1)).alias("units"), _money_sum(F.col("price")).alias("revenue")))
     last_day = F.date_sub(F.to_date(F.lit(as_of)), 1)
     first_day = hist.agg(F.min("event_date").alias("history_start"))
     starts = (sold.groupBy("level", "series_key").agg(F.min("event_date").alias("series_start"))
@@ -239,7 +261,7 @@ def sales_labels(daily: DataFrame, events: DataFrame, as_of: str, horizon_days: 
                                        F.coalesce(F.col("category_code"), F.lit("unknown")).alias("series_key"),
                                        "price"))
             .groupBy("level", "series_key")
-            .agg(F.count(F.lit(1)).alias("units_next"), F.round(F.sum("price"), 2).alias("revenue_next")))
+            .agg(F.count(F.lit(1)).alias("units_next"), _money_sum(F.col("price")).alias("revenue_next")))
     return (daily.select("level", "series_key").distinct()
             .join(sold, ["level", "series_key"], "left")
             .fillna({"units_next": 0, "revenue_next": 0.0})

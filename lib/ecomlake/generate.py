@@ -496,3 +496,24 @@ def oracle_purchase_score(truth_users: DataFrame, day_weights: list[float], star
     return truth_users.select(
         "user_id", (F.col("purchase_rate_per_day") * F.greatest(cum_at(end) - cum_at(begin), F.lit(0.0)))
         .alias("oracle_score"))
+
+
+def oracle_auc(spark, generate_output: str, key: bytes, scored_users, as_of: str, horizon: int):
+    """AUC of the generator's oracle (its true purchase odds) on the users of scored_users
+    (user_key, label), when generate_output holds the ground truth of the lake's data; else None."""
+    import json
+
+    from ecomlake import evaluation, lake
+    from ecomlake.privacy import pseudonymise
+
+    text = lake.read_text_file(spark, f"{generate_output}/_ground_truth/generator.json")
+    if text is None or not lake.path_exists(spark, f"{generate_output}/_ground_truth/users"):
+        return None
+    truth = json.loads(text)
+    users = spark.read.parquet(f"{generate_output}/_ground_truth/users")
+    oracle = oracle_purchase_score(users, truth["day_weights"], truth["params"]["start_date"], as_of, horizon)
+    oracle = pseudonymise(oracle, "user_id", "user_key", key)
+    joined = scored_users.join(oracle, "user_key")
+    if joined.limit(1).count() == 0:
+        return None  # the ground truth belongs to other data
+    return evaluation.binary_metrics(joined, "label", "oracle_score", probability=False)["auc"]

@@ -1,12 +1,16 @@
 """Reading and writing Delta tables in the lake, and files on any Hadoop file system."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
+from ecomlake import logs
 from ecomlake.errors import InputError
 from ecomlake.tables import Table
+
+log = logging.getLogger(__name__)
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
@@ -46,6 +50,19 @@ def table_version(spark: SparkSession, lake_root: str, table: Table) -> int:
     return DeltaTable.forPath(spark, _require(spark, lake_root, table)).history(1).select("version").head()[0]
 
 
+def _save(df: DataFrame, mode: str, lake_root: str, table: Table, options: dict[str, str],
+          partition_by: list[str] | None, merge_schema: bool, change_feed: bool) -> None:
+    writer = df.write.format("delta").mode(mode).options(**options)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    if change_feed:
+        writer = writer.option("delta.enableChangeDataFeed", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    with logs.log_step(f"{'write' if mode == 'overwrite' else 'append'} {table.id}", log, announce=False):
+        writer.save(table.path(lake_root))
+
+
 def overwrite_table(df: DataFrame, lake_root: str, table: Table, replace_where: str | None = None,
                     partition_by: list[str] | None = None, merge_schema: bool = False,
                     change_feed: bool = False) -> None:
@@ -54,30 +71,13 @@ def overwrite_table(df: DataFrame, lake_root: str, table: Table, replace_where: 
     merge_schema adds new columns to a table written by an older version; change_feed turns on
     Delta's change data feed when the write creates the table (incremental readers need it).
     """
-    writer = df.write.format("delta").mode("overwrite")
-    if replace_where:
-        writer = writer.option("replaceWhere", replace_where)
-    else:
-        writer = writer.option("overwriteSchema", "true")
-    if merge_schema:
-        writer = writer.option("mergeSchema", "true")
-    if change_feed:
-        writer = writer.option("delta.enableChangeDataFeed", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(table.path(lake_root))
+    options = {"replaceWhere": replace_where} if replace_where else {"overwriteSchema": "true"}
+    _save(df, "overwrite", lake_root, table, options, partition_by, merge_schema, change_feed)
 
 
 def append_table(df: DataFrame, lake_root: str, table: Table, partition_by: list[str] | None = None,
                  merge_schema: bool = False, change_feed: bool = False) -> None:
-    writer = df.write.format("delta").mode("append")
-    if merge_schema:
-        writer = writer.option("mergeSchema", "true")
-    if change_feed:
-        writer = writer.option("delta.enableChangeDataFeed", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(table.path(lake_root))
+    _save(df, "append", lake_root, table, {}, partition_by, merge_schema, change_feed)
 
 
 def replace_rows(spark: SparkSession, df: DataFrame, lake_root: str, table: Table, replace_where: str,

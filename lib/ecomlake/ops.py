@@ -53,18 +53,25 @@ def record_run(spark: SparkSession, lake_root: str, *, run_id: str, job: str, st
     lake.append_table(spark.createDataFrame([row], SCHEMA), lake_root, tables.OPS_JOB_RUNS)
 
 
-def last_consumed(spark: SparkSession, lake_root: str, job: str, table: tables.Table) -> int | None:
-    """The version of `table` that `job`'s newest successful run consumed up to (None: never ran,
-    or the runs were recorded before the table was read incrementally)."""
+def last_run_reading(spark: SparkSession, lake_root: str, job: str, table: tables.Table) -> dict | None:
+    """`job`'s newest successful run that recorded which version of `table` it consumed:
+    {"version": that version, "counts": the run's counts}; None when there is none."""
     if not lake.table_exists(spark, tables.OPS_JOB_RUNS.path(lake_root)):
         return None
     row = (lake.read_table(spark, lake_root, tables.OPS_JOB_RUNS)
            .where((F.col("job") == job) & (F.col("status") != "failed")
                   & F.col("input_versions").getItem(table.id).isNotNull())
            .orderBy(F.desc("ended_at"))
-           .select(F.col("input_versions").getItem(table.id).alias("v"))
+           .select(F.col("input_versions").getItem(table.id).alias("version"), "counts")
            .limit(1).collect())
-    return int(row[0]["v"]) if row else None
+    return {"version": int(row[0]["version"]), "counts": row[0]["counts"] or {}} if row else None
+
+
+def last_consumed(spark: SparkSession, lake_root: str, job: str, table: tables.Table) -> int | None:
+    """The version of `table` that `job`'s newest successful run consumed up to (None: never ran,
+    or the runs were recorded before the table was read incrementally)."""
+    run = last_run_reading(spark, lake_root, job, table)
+    return run["version"] if run else None
 
 
 def oldest_needed_versions(spark: SparkSession, lake_root: str) -> dict[str, int]:

@@ -65,6 +65,16 @@ def input_versions(spark: SparkSession, lake_root: str, read: list[tables.Table]
     return {t.id: int(lake.table_version(spark, lake_root, t)) for t in read}
 
 
+def model_run(task: str, model: str, as_of: str | None, params: dict, input_versions: dict, metrics: dict,
+              details: dict | None = None, *, model_path: str | None = None, baseline: bool = False,
+              run_id: str | None = None) -> dict:
+    """One gold/model_runs record, as `record` takes it. run_id defaults to make_run_id(task, model,
+    as_of, params); a job passes its own when some params (a deep model's epochs) are not identity."""
+    return {"run_id": run_id or make_run_id(task, model, as_of, params), "task": task, "model": model,
+            "is_baseline": baseline, "as_of": as_of, "params": params, "metrics": metrics,
+            "details": details or {}, "input_versions": input_versions, "model_path": model_path}
+
+
 def record(spark: SparkSession, lake_root: str, runs: list[dict]) -> None:
     """Upsert runs by run_id. Each dict: run_id, task, model, is_baseline, as_of, params, metrics,
     details, input_versions, model_path."""

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from contextlib import contextmanager
+
+log = logging.getLogger("ecomlake.spark")  # also when run as `python -m ecomlake.spark`
 
 # Delta Lake's SQL support; needed wherever Delta is not built into the runtime.
 DELTA_SESSION_CONF = {
@@ -82,12 +85,14 @@ def get_spark(config: dict, app: str):
 def _resolve_jars() -> None:
     """Start a local session once so Ivy fetches Delta's jars into ~/.ivy2 (used by set-up)."""
     from ecomlake import config as cfg
+    from ecomlake import logs
 
+    logs.configure("resolve-jars")
     config = cfg.load("local")
     spark = get_spark(config, "resolve-jars")
     spark.range(1).count()
     spark.stop()
-    print("Delta jars resolved:", ", ".join(delta_packages()))
+    log.info("Delta jars resolved: %s", ", ".join(delta_packages()))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ this same front end.
 from __future__ import annotations
 
 import argparse
+import getpass
+import hashlib
 import importlib
+import logging
 import os
 import shlex
 import shutil
@@ -25,8 +28,11 @@ import zipfile
 from pathlib import Path
 
 from ecomlake import config as cfg
+from ecomlake import logs
 from ecomlake.errors import EcomlakeError
 from ecomlake.spark import delta_packages, session_conf
+
+log = logging.getLogger("ecomlake.submit")  # also when run as `python -m ecomlake.submit`
 
 JOBS = ("pipeline", "generate", "ingest", "clean", "sessionize", "features", "train", "score", "train_deep",
         "clv", "sentiment", "risk", "pricing", "report",
@@ -53,18 +59,27 @@ def package_dir() -> Path:
 
 def build_library_zip() -> Path:
     """The running ecomlake package (its modules and conf/) as a zip for --py-files: what the driver
-    runs is what the executors import. Rebuilt on every submit: it is small."""
+    runs is what the executors import. Rebuilt on every submit (it is small) into dist/ of a
+    checkout, else one folder per user and installed package under the temp dir (never a new
+    folder per submit); written aside and renamed, so a submit running at the same time never
+    reads a half-written zip."""
     root = cfg.checkout_root()
-    dist = root / "dist" if root else Path(tempfile.mkdtemp(prefix="ecomlake-submit-"))
-    dist.mkdir(exist_ok=True)
-    target = dist / "ecomlake.zip"
     package = package_dir()
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+    if root:
+        dist = root / "dist"
+    else:
+        where = hashlib.sha1(str(package).encode()).hexdigest()[:10]
+        dist = Path(tempfile.gettempdir()) / f"ecomlake-submit-{getpass.getuser()}-{where}"
+    dist.mkdir(parents=True, exist_ok=True)
+    target = dist / "ecomlake.zip"
+    partial = dist / f".ecomlake.zip.{os.getpid()}"
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(package.rglob("*.py")):
             zf.write(path, path.relative_to(package.parent))
         for path in sorted(cfg.conf_dir().iterdir()):
             if path.suffix in (".yaml", ".properties"):
                 zf.write(path, f"ecomlake/conf/{path.name}")
+    os.replace(partial, target)
     return target
 
 
@@ -144,11 +159,12 @@ def _replace_option(args: list[str], option: str, value: str) -> list[str]:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
+        sys.stdout.write(usage() + "\n")
         return 0
     job, rest = argv[0], argv[1:]
+    logs.configure("spark-submit.sh")
     if job not in JOBS:
-        print(f"spark-submit.sh: error: unknown job '{job}'; jobs: {', '.join(JOBS)}", file=sys.stderr)
+        log.error("spark-submit.sh: error: unknown job '%s'; jobs: %s", job, ", ".join(JOBS))
         return 2
     if "-h" in rest or "--help" in rest:  # the job's own help needs no Spark
         return importlib.import_module(f"ecomlake.jobs.{job}").main(["--help"]) or 0
@@ -170,14 +186,14 @@ def main(argv=None) -> int:
             job_args += ["--env", known.env]
         cmd = build_command(job, job_args, config, config_file)
     except EcomlakeError as exc:
-        print(f"spark-submit.sh: error: {exc}", file=sys.stderr)
+        log.error("spark-submit.sh: error: %s", exc)
         return 2
-    print("+ " + shlex.join(cmd), flush=True)
-    if known.dry_run:
+    if known.dry_run:  # the command is this mode's output
+        sys.stdout.write("+ " + shlex.join(cmd) + "\n")
         return 0
+    log.info("+ %s", shlex.join(cmd))
     if not (Path(cmd[0]).exists() or shutil.which(cmd[0])):
-        print("spark-submit.sh: error: spark-submit not found: set SPARK_HOME or put spark-submit on PATH",
-              file=sys.stderr)
+        log.error("spark-submit.sh: error: spark-submit not found: set SPARK_HOME or put spark-submit on PATH")
         return 2
     env = dict(os.environ)
     if known.env == "local":

@@ -14,6 +14,9 @@ from pyspark.sql import functions as F
 from ecomlake import sessionize
 from ecomlake.models.recommend import dense_index
 
+# How many next items a session model recommends (its metrics are @ this k; score writes as many).
+NEXT_ITEM_K = 20
+
 
 def item_name(i: int) -> str:
     return f"item_{i:03d}"

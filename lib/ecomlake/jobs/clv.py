@@ -16,6 +16,7 @@ that source (idempotent):
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 from pyspark.sql import DataFrame, SparkSession
@@ -25,6 +26,8 @@ from ecomlake import lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.errors import EcomlakeError
 from ecomlake.models import clv
+
+log = logging.getLogger(__name__)
 
 # orders source -> (table, default calibration end, default holdout end)
 ORDERS = {
@@ -74,19 +77,15 @@ def run(spark: SparkSession, config: dict, source: str, calibration_end: str | N
     fitted = {f"bgnbd_{k}": v for k, v in bgnbd.items() if k in ("r", "alpha", "a", "b", "log_likelihood")}
     fitted |= {f"gamma_gamma_{k}": v for k, v in gamma_gamma.items() if k in ("p", "q", "v", "log_likelihood")}
     runs.record(spark, root, [
-        {"run_id": run_id, "task": "clv", "model": "bg_nbd_gamma_gamma", "is_baseline": False,
-         "as_of": calibration_end, "params": params, "metrics": {**metrics, **fitted},
-         "details": {"bgnbd": bgnbd, "gamma_gamma": gamma_gamma}, "input_versions": versions,
-         "model_path": None},
-        {"run_id": runs.make_run_id("clv", "naive_rate", calibration_end, params), "task": "clv",
-         "model": "naive_rate", "is_baseline": True, "as_of": calibration_end, "params": params,
-         "metrics": {"mae": metrics["naive_rate_mae"], "customers": metrics["customers"]},
-         "details": {}, "input_versions": versions, "model_path": None}])
+        runs.model_run("clv", "bg_nbd_gamma_gamma", calibration_end, params, versions, {**metrics, **fitted},
+                       {"bgnbd": bgnbd, "gamma_gamma": gamma_gamma}, run_id=run_id),
+        runs.model_run("clv", "naive_rate", calibration_end, params, versions,
+                       {"mae": metrics["naive_rate_mae"], "customers": metrics["customers"]}, baseline=True)])
     written = lake.read_table(spark, root, tables.GOLD_CUSTOMER_VALUE).where(F.col("source") == source).count()
-    print(f"clv {source}: {written:,} customers, calibration to {calibration_end}, holdout to {holdout_end}")
-    print("  BG/NBD      " + ", ".join(f"{k}={bgnbd[k]:.4g}" for k in ("r", "alpha", "a", "b", "log_likelihood")))
-    print("  Gamma-Gamma " + ", ".join(f"{k}={gamma_gamma[k]:.4g}" for k in ("p", "q", "v", "log_likelihood")))
-    print(f"  holdout purchases: predicted {metrics['predicted_holdout_purchases']:,.0f} vs actual "
+    log.info(f"clv {source}: {written:,} customers, calibration to {calibration_end}, holdout to {holdout_end}")
+    log.info("  BG/NBD      " + ", ".join(f"{k}={bgnbd[k]:.4g}" for k in ("r", "alpha", "a", "b", "log_likelihood")))
+    log.info("  Gamma-Gamma " + ", ".join(f"{k}={gamma_gamma[k]:.4g}" for k in ("p", "q", "v", "log_likelihood")))
+    log.info(f"  holdout purchases: predicted {metrics['predicted_holdout_purchases']:,.0f} vs actual "
           f"{metrics['actual_holdout_purchases']:,.0f}; per-customer MAE {metrics['mae']:.3f} "
           f"(naive rate {metrics['naive_rate_mae']:.3f}), correlation {metrics['correlation']:.3f}")
     summary.unpersist()

@@ -16,6 +16,7 @@ Labels are written only when silver/events covers the whole horizon.
 """
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import date, timedelta
 
@@ -25,6 +26,8 @@ from pyspark.sql import functions as F
 from ecomlake import features, lake, tables
 from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
 from ecomlake.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None = None) -> dict:
@@ -57,9 +60,9 @@ def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None 
     for table, df in outputs.items():
         lake.replace_partition(df, root, table, "as_of_date", as_of)
         counts[table.id] = lake.read_table(spark, root, table).where(f"as_of_date = '{as_of}'").count()
-    print(f"features as of {as_of}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
+    log.info(f"features as of {as_of}: " + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
     if not labels_complete:
-        print(f"features: labels not written: a {horizon}-day horizon needs events until "
+        log.info(f"features: labels not written: a {horizon}-day horizon needs events until "
               f"{horizon_end - timedelta(days=1)}, the latest event is {span['last']}")
     return {"as_of": as_of, "horizon_days": horizon, "labels": labels_complete, "rows": counts}
 

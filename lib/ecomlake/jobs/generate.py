@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from dataclasses import asdict
 
@@ -31,6 +32,8 @@ from ecomlake import generate as gen
 from ecomlake import lake, rees46
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
@@ -72,7 +75,7 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
     output = (output or config["generate"]["output"]).rstrip("/")
     truth = None if force else existing_truth(spark, output, p, daily)
     if truth is not None:
-        print(f"generate: {output}/events already holds these {truth['data_lines']:,} lines "
+        log.info(f"generate: {output}/events already holds these {truth['data_lines']:,} lines "
               f"(same parameters, {layout(daily)} files); left as is (--force regenerates)")
         return truth
     for sub in ("events", "catalog", "_ground_truth"):
@@ -138,7 +141,7 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
     lake.write_text_file(spark, f"{output}/_ground_truth/generator.json", json.dumps(truth, indent=2))
     lake.write_text_file(spark, f"{output}/_ground_truth/categories.json",
                          json.dumps(gen.categories_truth(), indent=2))
-    print(f"generate: {truth['data_lines']:,} lines in {len(labels)} files under {output}/events "
+    log.info(f"generate: {truth['data_lines']:,} lines in {len(labels)} files under {output}/events "
           f"({sum(dirty.values()):,} dirty on purpose), {p.users:,} users, {p.products:,} products")
     return truth
 

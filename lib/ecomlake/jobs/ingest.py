@@ -254,7 +254,8 @@ def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
             log_rows.append((f.path, f.size, f.modified_ms, batch_id, now, 0, 0, 0, "quarantined"))
     report.append(f"  {'total':<40} {total['input_lines']:>12,} {total['bronze_rows']:>12,} "
                   f"{total['quarantined_rows']:>12,}  (lines = bronze + quarantined: OK)")
-    log.info("\n".join(report))
+    for line in report:
+        log.info(line)
     # quarantine/files holds the files that are set aside now; a fixed file's old entry goes.
     all_paths = lake.sql_in("source_file", [f.path for f in new])
     lake.replace_rows(spark, spark.createDataFrame(file_rows, FILE_QUARANTINE_SCHEMA), root,
@@ -316,7 +317,7 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
     file_id = f"file:{path.resolve()}"
     if already_ingested(spark, root).get(file_id) == (stat.st_size, int(stat.st_mtime * 1000)) and \
             lake.table_exists(spark, bronze_table.path(root)):
-        print(f"ingest: nothing new: {path} already ingested into {bronze_table.id}")
+        log.info(f"ingest: nothing new: {path} already ingested into {bronze_table.id}")
         return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
     now = datetime.now(timezone.utc).replace(microsecond=0)
     batch_id = f"{now:%Y%m%dT%H%M%SZ}-{source}"
@@ -332,7 +333,7 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
     if bronze_n + quarantined_n != input_n:
         raise EcomlakeError(f"reconciliation failed for {path}: {input_n} rows in, {bronze_n} bronze + "
                             f"{quarantined_n} quarantined written")
-    print(f"ingest {source}: {path.name}: {input_n:,} rows = {bronze_n:,} in {bronze_table.id} + "
+    log.info(f"ingest {source}: {path.name}: {input_n:,} rows = {bronze_n:,} in {bronze_table.id} + "
           f"{quarantined_n:,} in {quarantine_table.id}")
     lake.delete_rows(spark, root, tables.BRONZE_INGEST_LOG, F.col("source_file") == file_id)
     lake.append_table(spark.createDataFrame(
@@ -354,7 +355,7 @@ def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None) ->
     seen = already_ingested(spark, root)
     if all(seen.get(f.path) == (f.size, f.modified_ms) for f in files) and \
             lake.table_exists(spark, tables.BRONZE_PRODUCTS.path(root)):
-        print(f"ingest: nothing new: the catalogue ({len(files)} file(s)) is already in {tables.BRONZE_PRODUCTS.id}")
+        log.info(f"ingest: nothing new: the catalogue ({len(files)} file(s)) is already in {tables.BRONZE_PRODUCTS.id}")
         return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
     lines, batch_id, now = read_batch(spark, files, "catalog-")
     classified = ingest.classify_catalog_lines(ingest.drop_headers(lines, rees46.CATALOG_HEADER))
@@ -387,7 +388,7 @@ def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None) ->
                          "ingested"))
     total = {"input_lines": sum(r[5] for r in log_rows), "bronze_rows": sum(r[6] for r in log_rows),
              "quarantined_rows": sum(r[7] for r in log_rows)}
-    print(f"ingest rees46_catalog: {total['input_lines']:,} lines = {total['bronze_rows']:,} in "
+    log.info(f"ingest rees46_catalog: {total['input_lines']:,} lines = {total['bronze_rows']:,} in "
           f"{tables.BRONZE_PRODUCTS.id} + {total['quarantined_rows']:,} in {tables.QUARANTINE_PRODUCTS.id}"
           f"{'  (' + reasons + ')' if reasons else ''}")
     lake.delete_rows(spark, root, tables.BRONZE_INGEST_LOG, F.col("source_file").isin([f.path for f in files]))

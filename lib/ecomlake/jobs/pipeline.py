@@ -12,15 +12,18 @@ Every step is idempotent, so re-running the pipeline leaves the tables as they a
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import lake, tables
+from ecomlake import lake, logs, tables
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.jobs import clean, generate, ingest, sessionize
+
+log = logging.getLogger(__name__)
 
 SUMMARY_TABLES = (tables.BRONZE_EVENTS, tables.QUARANTINE_EVENTS, tables.SILVER_EVENTS,
                   tables.SILVER_SESSIONS, tables.GOLD_DAILY_FUNNEL)
@@ -32,7 +35,8 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
     timings = {}
     if input_path is None:
         t = time.time()
-        generate.run(spark, config, events=events, seed=seed)
+        with logs.log_step("generate", log):
+            generate.run(spark, config, events=events, seed=seed)
         input_path = f"{config['generate']['output']}/events"
         catalog_path = catalog_path or f"{config['generate']['output']}/catalog/products.csv"
         timings["generate"] = time.time() - t
@@ -44,7 +48,8 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
     results = {}
     for name, step in steps:
         t = time.time()
-        results[name] = step()
+        with logs.log_step(name, log):
+            results[name] = step()
         timings[name] = time.time() - t
     summary = summarize(spark, config["lake_root"])
     summary["wall_seconds"] = time.time() - started
@@ -69,15 +74,15 @@ def summarize(spark: SparkSession, root: str) -> dict:
 
 
 def print_summary(summary: dict, root: str) -> None:
-    print(f"\npipeline summary (lake: {root})")
+    log.info(f"pipeline summary (lake: {root})")
     for table, n in summary["rows"].items():
-        print(f"  {table:<22} {n:>12,} rows")
-    print("  quarantined rows by reason:")
+        log.info(f"  {table:<22} {n:>12,} rows")
+    log.info("  quarantined rows by reason:")
     for (stage, reason), n in sorted(summary["quarantined"].items()):
-        print(f"    {stage:<7} {reason:<26} {n:>10,}")
-    print(f"  sessions: {summary['sessions']:,}; session conversion rate: {summary['conversion_rate'] or 0:.2%}")
+        log.info(f"    {stage:<7} {reason:<26} {n:>10,}")
+    log.info(f"  sessions: {summary['sessions']:,}; session conversion rate: {summary['conversion_rate'] or 0:.2%}")
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in summary["step_seconds"].items())
-    print(f"  wall time: {summary['wall_seconds']:.1f} s ({steps})")
+    log.info(f"  wall time: {summary['wall_seconds']:.1f} s ({steps})")
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,7 @@ Each output is replaced for its source / date: re-running changes nothing.
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 from pyspark import StorageLevel
@@ -27,6 +28,8 @@ from ecomlake import evaluation, features, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.errors import ConfigError
 from ecomlake.models import elasticity, pricing
+
+log = logging.getLogger(__name__)
 
 ELASTICITY_COLUMNS = ["source", "segment", "elasticity", "ci_low", "ci_high", "cross_elasticity", "deal_lift",
                       "feature_lift", "rows", "run_id"]
@@ -50,20 +53,19 @@ def store_sales(spark: SparkSession, config: dict, holdout_weeks: int) -> dict:
                 evaluation.forecast_metrics(predicted, "units", "store_brand_mean").items()}
     rows = fits.orderBy("brand").collect()  # 11 brands
     metrics["mean_elasticity"] = sum(r.elasticity for r in rows) / len(rows)
-    runs.record(spark, root, [
-        {"run_id": run_id, "task": "pricing", "model": "loglog_store_fe", "is_baseline": False, "as_of": None,
-         "params": params, "metrics": {**metrics, **baseline}, "input_versions": versions, "model_path": None,
-         "details": {"brands": [r.asDict() for r in rows]}}])
+    runs.record(spark, root, [runs.model_run("pricing", "loglog_store_fe", None, params, versions,
+                                             {**metrics, **baseline}, {"brands": [r.asDict() for r in rows]},
+                                             run_id=run_id)])
     out = fits.select(F.lit("dominicks_oj").alias("source"), F.col("brand_name").alias("segment"), "elasticity",
                       (F.col("elasticity") - 1.96 * F.col("elasticity_std_error")).alias("ci_low"),
                       (F.col("elasticity") + 1.96 * F.col("elasticity_std_error")).alias("ci_high"),
                       "cross_elasticity", "deal_lift", "feature_lift", "rows", F.lit(run_id).alias("run_id"))
     lake.replace_partition(out, root, tables.GOLD_PRICE_ELASTICITY, "source", "dominicks_oj")
-    print(f"pricing dominicks_oj: {len(rows)} brands, trained to week {cutoff}, {holdout_weeks} hold-out weeks")
+    log.info(f"pricing dominicks_oj: {len(rows)} brands, trained to week {cutoff}, {holdout_weeks} hold-out weeks")
     for r in rows:
-        print(f"  {r.brand_name:<24} elasticity {r.elasticity:6.2f} (se {r.elasticity_std_error:.2f}), cross "
+        log.info(f"  {r.brand_name:<24} elasticity {r.elasticity:6.2f} (se {r.elasticity_std_error:.2f}), cross "
               f"{r.cross_elasticity:5.2f}, deal lift {r.deal_lift:+.0%}, feature lift {r.feature_lift:+.0%}")
-    print(f"  hold-out WAPE: model {metrics['model_wape']:.3f} vs store-brand mean {baseline['store_brand_mean_wape']:.3f}")
+    log.info(f"  hold-out WAPE: model {metrics['model_wape']:.3f} vs store-brand mean {baseline['store_brand_mean_wape']:.3f}")
     for df in (fits, predicted, frame):
         df.unpersist()
     return {"run_id": run_id, "metrics": {**metrics, **baseline}, "brands": len(rows)}
@@ -82,7 +84,7 @@ def clickstream(spark: SparkSession, config: dict, as_of: str | None) -> dict:
                            F.col("bins").alias("rows"), F.lit(run_id).alias("run_id"))
     lake.replace_partition(out, root, tables.GOLD_PRICE_ELASTICITY, "source", "events")
     n = lake.read_table(spark, root, tables.GOLD_PRICE_ELASTICITY).where("source = 'events'").count()
-    print(f"pricing events: elasticity of conversion for {n} categories -> {tables.GOLD_PRICE_ELASTICITY.id}")
+    log.info(f"pricing events: elasticity of conversion for {n} categories -> {tables.GOLD_PRICE_ELASTICITY.id}")
     return {"categories": n}
 
 
@@ -97,7 +99,7 @@ def inventory(spark: SparkSession, config: dict, as_of: str) -> dict:
     lake.replace_partition(out.withColumn("as_of_date", F.to_date(F.lit(as_of))), root, tables.GOLD_INVENTORY,
                            "as_of_date", as_of)
     n = lake.read_table(spark, root, tables.GOLD_INVENTORY).where(f"as_of_date = '{as_of}'").count()
-    print(f"pricing inventory: {n:,} products, lead time {settings['lead_time_days']} days, service level "
+    log.info(f"pricing inventory: {n:,} products, lead time {settings['lead_time_days']} days, service level "
           f"{settings['service_level']:.0%} -> {tables.GOLD_INVENTORY.id}")
     return {"products": n}
 
@@ -110,15 +112,15 @@ def run(spark: SparkSession, config: dict, as_of: str | None = None, holdout_wee
     if lake.table_exists(spark, tables.BRONZE_DOMINICKS_OJ.path(root)):
         out["dominicks_oj"] = store_sales(spark, config, holdout_weeks)
     else:
-        print("pricing: skipped store sales: no bronze/dominicks_oj (run `ingest --source dominicks_oj`)")
+        log.info("pricing: skipped store sales: no bronze/dominicks_oj (run `ingest --source dominicks_oj`)")
     if lake.table_exists(spark, tables.SILVER_EVENTS.path(root)):
         out["events"] = clickstream(spark, config, as_of)
     else:
-        print("pricing: skipped clickstream elasticity: no silver/events (run `pipeline`)")
+        log.info("pricing: skipped clickstream elasticity: no silver/events (run `pipeline`)")
     if as_of and lake.table_exists(spark, tables.GOLD_FORECASTS.path(root)):
         out["inventory"] = inventory(spark, config, as_of)
     else:
-        print("pricing: skipped inventory: it needs --as-of and gold/forecasts of that date (run `score`)")
+        log.info("pricing: skipped inventory: it needs --as-of and gold/forecasts of that date (run `score`)")
     if not out:
         raise ConfigError("pricing found none of its inputs: see the lines above for the job to run first")
     return out

@@ -13,6 +13,7 @@ Spark's file system layer, so --output may be on DBFS, S3 or HDFS; default:
 """
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import datetime, timezone
 
@@ -21,6 +22,8 @@ from pyspark.sql import SparkSession
 from ecomlake import lake
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.report import build_report
+
+log = logging.getLogger(__name__)
 
 
 def run(spark: SparkSession, config: dict, as_of: str | None = None, output: str | None = None) -> dict:
@@ -32,8 +35,8 @@ def run(spark: SparkSession, config: dict, as_of: str | None = None, output: str
     lake.write_text_file(spark, output, page)
     for s in sections:
         state = f"skipped: {s.skipped}" if s.skipped else f"{s.images} chart(s), {len(s.suggestions)} suggestion(s)"
-        print(f"report  {s.title:<36} {state}")
-    print(f"report: {len(page) / 1024:,.0f} KiB -> {output}")
+        log.info(f"report  {s.title:<36} {state}")
+    log.info(f"report: {len(page) / 1024:,.0f} KiB -> {output}")
     return {"output": output, "sections": {s.key: (s.skipped is None) for s in sections},
             "images": sum(s.images for s in sections)}
 

@@ -15,9 +15,9 @@ rules alone rank users. Writes, replacing the partition of that as-of date:
 """
 from __future__ import annotations
 
-import json
+import logging
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -30,6 +30,8 @@ from ecomlake.errors import InputError
 from ecomlake.models import risk
 from ecomlake.models.classify import holdout, positive_probability
 from ecomlake.privacy import pseudonymise
+
+log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ["user_key", *risk.SIGNALS, "reasons", "rule_score", "risk_score", "label"]
 
@@ -81,12 +83,11 @@ def run(spark: SparkSession, config: dict, as_of: str | None = None) -> dict:
             metrics.update(risk.precision_recall_at(test, score, cut))
             by_kind = {r.kind: r.caught for r in test.where(F.col("label") == 1).groupBy("kind").agg(
                 F.avg((F.col(score) >= cut).cast("double")).alias("caught")).collect()}  # 2 kinds
-            records.append({"run_id": runs.make_run_id("risk", name, as_of, params), "task": "risk", "model": name,
-                            "is_baseline": name == "rule_count", "as_of": as_of, "params": params,
-                            "metrics": {**metrics, **{f"recall_{k}": v for k, v in by_kind.items()}},
-                            "details": {"threshold": cut, "labels": "generator ground truth (kind != normal)"},
-                            "input_versions": versions, "model_path": None})
-            print(f"risk {name:<20} PR-AUC {metrics['pr_auc']:.3f}, AUC {metrics['auc']:.3f}, precision "
+            records.append(runs.model_run(
+                "risk", name, as_of, params, versions, {**metrics, **{f"recall_{k}": v for k, v in by_kind.items()}},
+                {"threshold": cut, "labels": "generator ground truth (kind != normal)"},
+                baseline=name == "rule_count"))
+            log.info(f"risk {name:<20} PR-AUC {metrics['pr_auc']:.3f}, AUC {metrics['auc']:.3f}, precision "
                   f"{metrics['precision']:.3f}, recall {metrics['recall']:.3f} at >= {cut} "
                   f"({int(metrics['flagged'])} of {int(metrics['n'])} test users flagged, base rate {metrics['base_rate']:.3f})")
         coefficients = dict(zip([s for s in risk.SIGNALS if s not in ("sessions", "events")],
@@ -96,7 +97,7 @@ def run(spark: SparkSession, config: dict, as_of: str | None = None) -> dict:
     else:
         scored = signals.withColumn("risk_score", F.col("rule_score") / len(risk.rules())).withColumn(
             "label", F.lit(None).cast("double"))
-        print("risk: no planted labels for these users: the rules alone rank them")
+        log.info("risk: no planted labels for these users: the rules alone rank them")
     run_id = records[0]["run_id"] if records else runs.make_run_id("risk", "rules", as_of, params)
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     tag = {"run_id": F.lit(run_id), "as_of_date": F.to_date(F.lit(as_of))}
@@ -109,9 +110,9 @@ def run(spark: SparkSession, config: dict, as_of: str | None = None) -> dict:
     if records:
         runs.record(spark, root, records)
     n_alerts = lake.read_table(spark, root, tables.GOLD_RISK_ALERTS).where(f"as_of_date = '{as_of}'").count()
-    print(f"risk: {n_alerts:,} alerts as of {as_of} -> {tables.GOLD_RISK_ALERTS.id}")
+    log.info(f"risk: {n_alerts:,} alerts as of {as_of} -> {tables.GOLD_RISK_ALERTS.id}")
     for r in alerts.orderBy("alert_rank").limit(3).collect():
-        print(f"  #{r.alert_rank} user {r.user_key}: score {r.risk_score:.3f}; " + "; ".join(r.reasons))
+        log.info(f"  #{r.alert_rank} user {r.user_key}: score {r.risk_score:.3f}; " + "; ".join(r.reasons))
     scored.unpersist()
     return {"as_of": as_of, "alerts": n_alerts, "records": records}
 

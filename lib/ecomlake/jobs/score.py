@@ -21,6 +21,7 @@ as_of_date and replaced on a re-run (idempotent), every row tagged with the mode
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -31,6 +32,8 @@ from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.deep import encode, forecast_windows, scoring, sequences
 from ecomlake.errors import EcomlakeError
 from ecomlake.models import classify, forecast, recommend, segments
+
+log = logging.getLogger(__name__)
 
 TASKS = ("recommend", "propensity", "churn", "segments", "forecast")
 NEXT_ITEM_ACTIVE_DAYS = 7
@@ -137,9 +140,8 @@ def score_next_item(spark, root, run, as_of, gap_minutes) -> DataFrame:
     prefixes = sequences.latest_session_prefixes(
         sequences.session_sequences(recent, vocabulary, gap_minutes, min_items=1), spec["max_len"])
     inputs = [sequences.item_name(i) for i in range(spec["max_len"])]
-    from ecomlake.jobs.train_deep import NEXT_ITEM_K
 
-    top = scoring.keras_top_k(prefixes, spec["model_path"], inputs, NEXT_ITEM_K,
+    top = scoring.keras_top_k(prefixes, spec["model_path"], inputs, sequences.NEXT_ITEM_K,
                               ("user_key", "session_start"))
     return (top.select("user_key", "session_start", F.posexplode("predicted").alias("position", "item"))
             .join(F.broadcast(vocabulary), "item")
@@ -171,7 +173,7 @@ def run(spark: SparkSession, config: dict, as_of: str, task: str = "all", run_id
         table = OUTPUT[name]
         lake.replace_partition(_tag(scored, model_run, as_of), root, table, "as_of_date", as_of)
         counts[table.id] = lake.read_table(spark, root, table).where(f"as_of_date = '{as_of}'").count()
-        print(f"score {name}: run {model_run['run_id']} ({model_run['model']}, trained as of "
+        log.info(f"score {name}: run {model_run['run_id']} ({model_run['model']}, trained as of "
               f"{model_run['as_of_date']}) -> {table.id}: {counts[table.id]:,} rows")
     return counts
 

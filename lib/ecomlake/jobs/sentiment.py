@@ -20,6 +20,7 @@ The deep text model is `train_deep review_text` (same split). Writes, replacing 
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 from pyspark import StorageLevel
@@ -32,30 +33,10 @@ from ecomlake.errors import InputError
 from ecomlake.models import sentiment
 from ecomlake.models.classify import positive_probability
 
+log = logging.getLogger(__name__)
+
 OUTPUT_COLUMNS = ["review_id", "item_id", "department", "class_name", "split", "recommended", "rating",
                   "probability_recommended", "predicted_recommended", "predicted_rating", "model", "run_id"]
-
-
-def output_rows(scored: DataFrame, model: str, run_id: str) -> DataFrame:
-    """scored has review columns, is_test, probability_recommended and maybe predicted_rating."""
-    if "predicted_rating" not in scored.columns:
-        scored = scored.withColumn("predicted_rating", F.lit(None).cast("int"))
-    return scored.select(
-        "review_id", "item_id", "department", "class_name",
-        F.when(F.col("is_test"), "test").otherwise("train").alias("split"),
-        F.col("recommended").cast("int").alias("recommended"), "rating",
-        F.col("probability_recommended").cast("double").alias("probability_recommended"),
-        (F.col("probability_recommended") >= 0.5).cast("int").alias("predicted_recommended"),
-        F.col("predicted_rating").cast("int").alias("predicted_rating"),
-        F.lit(model).alias("model"), F.lit(run_id).alias("run_id"))
-
-
-def recommended_metrics(test_rows: DataFrame) -> dict:
-    metrics = evaluation.binary_metrics(test_rows, "recommended", "probability_recommended")
-    metrics.update(evaluation.classification_metrics(
-        test_rows.withColumn("predicted", (F.col("probability_recommended") >= 0.5).cast("double")),
-        "recommended", "predicted"))
-    return metrics
 
 
 def confident_mistakes(test_rows: DataFrame, n: int = 3) -> dict:
@@ -83,12 +64,10 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
     records, written = [], {}
 
     def record(task, model, metrics, details, is_baseline=False, extra_params=None):
-        run_params = {**params, **(extra_params or {})}
-        run_id = runs.make_run_id(task, model, None, run_params)
-        records.append({"run_id": run_id, "task": task, "model": model, "is_baseline": is_baseline, "as_of": None,
-                        "params": run_params, "metrics": metrics, "details": details,
-                        "input_versions": versions, "model_path": None})
-        print(f"sentiment {task:<19} {model:<19} " + ", ".join(
+        records.append(runs.model_run(task, model, None, {**params, **(extra_params or {})}, versions, metrics,
+                                      details, baseline=is_baseline))
+        run_id = records[-1]["run_id"]
+        log.info(f"sentiment {task:<19} {model:<19} " + ", ".join(
             f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k in
             ("auc", "pr_auc", "accuracy", "macro_f1", "majority_accuracy", "majority_macro_f1")))
         return run_id
@@ -103,7 +82,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
                                                    .alias("predicted_rating"))
     scored = scored.join(rated, "review_id").persist(StorageLevel.MEMORY_AND_DISK)
     test_scored = scored.where(F.col("is_test"))
-    flag_metrics = recommended_metrics(test_scored)
+    flag_metrics = sentiment.recommended_metrics(test_scored)
     rating_metrics = evaluation.classification_metrics(test_scored.withColumn("rating_d", F.col("rating").cast("double"))
                                                        .withColumn("pred_d", F.col("predicted_rating").cast("double")),
                                                        "rating_d", "pred_d")
@@ -112,7 +91,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
                     {"top_terms": terms, "confident_mistakes": confident_mistakes(test_scored),
                      "vocabulary": len(flag_model.stages[4].vocabulary), "train_rows": n_train, "test_rows": n_test})
     record("review_rating", "tfidf_lr", rating_metrics, {"train_rows": n_train, "test_rows": n_test})
-    written["tfidf_lr"] = output_rows(scored, "tfidf_lr", run_id)
+    written["tfidf_lr"] = sentiment.output_rows(scored, "tfidf_lr", run_id)
     majority = {k: flag_metrics[k] for k in ("majority_accuracy", "majority_macro_f1")}
     record("review_recommended", "majority", {"auc": 0.5, "accuracy": majority["majority_accuracy"],
                                               "macro_f1": majority["majority_macro_f1"]}, {}, is_baseline=True)
@@ -132,27 +111,27 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
                   .withColumn("probability_recommended", positive_probability(F.col("probability")))
                   .select(*reviews.columns, "probability_recommended"))
         extra = {"train_rows": limit}
-        run_id = record("review_recommended", "minilm_lr", recommended_metrics(minilm),
+        run_id = record("review_recommended", "minilm_lr", sentiment.recommended_metrics(minilm),
                         {"model": "all-MiniLM-L6-v2", "dimension": 384, "train_rows": n_subset,
                          "confident_mistakes": confident_mistakes(minilm)}, extra_params=extra)
-        written["minilm_lr"] = output_rows(minilm, "minilm_lr", run_id)
+        written["minilm_lr"] = sentiment.output_rows(minilm, "minilm_lr", run_id)
         same_rows = sentiment.tfidf_pipeline("recommended", settings["vocabulary_size"]).fit(
             embedded_train.select(*reviews.columns))
         small = (same_rows.transform(test)
                  .withColumn("probability_recommended", positive_probability(F.col("probability")))
                  .select(*reviews.columns, "probability_recommended"))
-        record("review_recommended", "tfidf_lr_same_rows", recommended_metrics(small),
+        record("review_recommended", "tfidf_lr_same_rows", sentiment.recommended_metrics(small),
                {"train_rows": n_subset}, is_baseline=True, extra_params=extra)
         embedded.unpersist()
 
     for model, rows in written.items():
         lake.replace_partition(rows, root, tables.GOLD_REVIEW_SENTIMENT, "model", model)
     runs.record(spark, root, records)
-    print("  terms for recommending:     " + ", ".join(t for t, _ in terms["for"][:10]))
-    print("  terms against recommending: " + ", ".join(t for t, _ in terms["against"][:10]))
+    log.info("  terms for recommending:     " + ", ".join(t for t, _ in terms["for"][:10]))
+    log.info("  terms against recommending: " + ", ".join(t for t, _ in terms["against"][:10]))
     by_department = sentiment.department_summary(test_scored).collect()  # one row per department
     for r in by_department:
-        print(f"  {r.department:<10} {r.reviews:>6,} test reviews, {r.not_recommended_share:.1%} not recommended")
+        log.info(f"  {r.department:<10} {r.reviews:>6,} test reviews, {r.not_recommended_share:.1%} not recommended")
     scored.unpersist()
     reviews.unpersist()
     return {"records": records, "train_rows": n_train, "test_rows": n_test}

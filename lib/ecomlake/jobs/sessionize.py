@@ -33,20 +33,11 @@ log = logging.getLogger(__name__)
 JOB = "sessionize"
 
 
-def _last_run(spark: SparkSession, root: str) -> tuple[int | None, int | None]:
-    """(silver/events version consumed, gap in minutes) of the newest successful run, or Nones."""
-    if not lake.table_exists(spark, tables.OPS_JOB_RUNS.path(root)):
-        return None, None
-    row = (lake.read_table(spark, root, tables.OPS_JOB_RUNS)
-           .where((F.col("job") == JOB) & (F.col("status") != "failed")).orderBy(F.desc("ended_at"))
-           .select(F.col("input_versions").getItem(tables.SILVER_EVENTS.id), F.col("counts").getItem("gap_minutes"))
-           .limit(1).collect())
-    return (row[0][0], row[0][1]) if row else (None, None)
-
-
 def plan(spark: SparkSession, root: str, silver_version: int, gap: int, full_refresh: bool):
     """('full', None), ('none', None) or ('incremental', changed silver rows)."""
-    last, last_gap = _last_run(spark, root)
+    # the silver/events version the last run consumed, and the session gap it used
+    run = ops.last_run_reading(spark, root, JOB, tables.SILVER_EVENTS)
+    last, last_gap = (run["version"], run["counts"].get("gap_minutes")) if run else (None, None)
     sessions_path = tables.SILVER_SESSIONS.path(root)
     if full_refresh or last is None or last > silver_version or last_gap != gap \
             or not lake.table_exists(spark, sessions_path) \

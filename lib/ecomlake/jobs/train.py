@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import sys
 from datetime import date, timedelta
 
@@ -35,12 +36,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ecomlake import config as cfg
-from ecomlake import evaluation, features, lake, runs, tables
+from ecomlake import evaluation, features, lake, logs, runs, tables
 from ecomlake import generate as gen
 from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
 from ecomlake.errors import ConfigError, InputError
 from ecomlake.models import classify, elasticity, forecast, recommend, segments
-from ecomlake.privacy import pseudonymise
+
+log = logging.getLogger(__name__)
 
 TASKS = ("recommend", "propensity", "churn", "forecast", "segments", "elasticity")
 
@@ -58,18 +60,11 @@ def _features_hint(as_of: str) -> str:
     return f"features --as-of {as_of}"
 
 
-def _run(task, model, as_of, params, versions, metrics, details=None, model_path=None, baseline=False):
-    run_id = runs.make_run_id(task, model, as_of, params)
-    return {"run_id": run_id, "task": task, "model": model, "is_baseline": baseline, "as_of": as_of,
-            "params": params, "metrics": metrics, "details": details or {}, "input_versions": versions,
-            "model_path": model_path}
-
-
 def _print_metrics(task: str, results: list[dict]) -> None:
-    print(f"train {task}:")
+    log.info(f"train {task}:")
     for r in results:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(r["metrics"].items()))
-        print(f"  {r['model']:<22} {shown}")
+        log.info(f"  {r['model']:<22} {shown}")
 
 
 # ---- recommend -------------------------------------------------------------------------------
@@ -90,7 +85,7 @@ def tune_als(spark: SparkSession, tc: dict, k: int, fit_on: DataFrame, truth: Da
         recs = recommend.als_recommend(model, users, items, truth, k, seen)
         ndcg = evaluation.ranking_metrics(recs, truth, k, catalogue, "user_key", "product_id")[f"ndcg@{k}"]
         grid.append({"rank": int(rank), "reg_param": float(reg), "alpha": float(alpha), f"ndcg@{k}": ndcg})
-        print(f"  tuning ALS rank={rank} regParam={reg} alpha={alpha}: validation ndcg@{k}={ndcg:.4f}")
+        log.info(f"  tuning ALS rank={rank} regParam={reg} alpha={alpha}: validation ndcg@{k}={ndcg:.4f}")
     fit_on.unpersist()
     truth.unpersist()
     return max(grid, key=lambda g: g[f"ndcg@{k}"]), grid
@@ -125,8 +120,8 @@ def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
     for name, recs in candidates.items():
         metrics = evaluation.ranking_metrics(recs, test_part, k, catalogue, "user_key", "product_id")
         model_params = {**params, **({key: best[key] for key in ("rank", "reg_param", "alpha")} if name == "als" else {})}
-        out.append(_run("recommend_movielens", name, None, model_params, versions, metrics,
-                        {"tuning": grid} if name == "als" else {}, baseline=name != "als"))
+        out.append(runs.model_run("recommend_movielens", name, None, model_params, versions, metrics,
+                                  {"tuning": grid} if name == "als" else {}, baseline=name != "als"))
     split.unpersist()
     return out
 
@@ -170,37 +165,21 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
             recs.unpersist()
         known.unpersist()
     else:
-        print(f"train recommend: no test metrics: events do not cover {horizon} days after {as_of}")
-    run = _run("recommend", "als", as_of, params, versions, results["als"], {"tuning": grid})
+        log.info(f"train recommend: no test metrics: events do not cover {horizon} days after {as_of}")
+    run = runs.model_run("recommend", "als", as_of, params, versions, results["als"], {"tuning": grid})
     path = runs.new_attempt_dir(root, "recommend", run["run_id"])
     als.write().save(f"{path}/als")
     user_index.write.parquet(f"{path}/user_index")
     item_index.write.parquet(f"{path}/item_index")
     run["model_path"] = path
-    out = [run] + [_run("recommend", name, as_of, {"k": k, "horizon_days": horizon}, versions, results[name],
-                        baseline=True) for name in ("popularity", "co_occurrence")]
+    out = [run] + [runs.model_run("recommend", name, as_of, {"k": k, "horizon_days": horizon}, versions, results[name],
+                                  baseline=True) for name in ("popularity", "co_occurrence")]
     for df in (inter, user_index, item_index):
         df.unpersist()
     return out
 
 
 # ---- propensity and churn --------------------------------------------------------------------
-
-
-def oracle_auc(spark: SparkSession, config: dict, scored_users: DataFrame, as_of: str, horizon: int):
-    """AUC of the generator's oracle on the same users, when the lake holds generated data."""
-    output = config["generate"]["output"]
-    text = lake.read_text_file(spark, f"{output}/_ground_truth/generator.json")
-    if text is None or not lake.path_exists(spark, f"{output}/_ground_truth/users"):
-        return None
-    truth = json.loads(text)
-    users = spark.read.parquet(f"{output}/_ground_truth/users")
-    oracle = gen.oracle_purchase_score(users, truth["day_weights"], truth["params"]["start_date"], as_of, horizon)
-    oracle = pseudonymise(oracle, "user_id", "user_key", cfg.pseudonymisation_key(config))
-    joined = scored_users.join(oracle, "user_key")
-    if joined.limit(1).count() == 0:
-        return None  # the ground truth belongs to other data
-    return evaluation.binary_metrics(joined, "label", "oracle_score", probability=False)["auc"]
 
 
 def train_classifier(spark: SparkSession, config: dict, as_of: str, task: str) -> list[dict]:
@@ -232,20 +211,21 @@ def train_classifier(spark: SparkSession, config: dict, as_of: str, task: str) -
     baseline = test.select("label", (F.lit(sign) * F.col("recency_days")).alias("score"))
     base_metrics = evaluation.binary_metrics(baseline, probability=False)
     if task == "propensity":
-        auc = oracle_auc(spark, config, predicted, as_of, horizon)
+        auc = gen.oracle_auc(spark, config["generate"]["output"], cfg.pseudonymisation_key(config), predicted, as_of,
+                             horizon)
         if auc is not None:
             lr_metrics["oracle_auc"] = auc
             base_metrics["oracle_auc"] = auc
     params = {"horizon_days": horizon, "seed": seed, "reg_param": 0.01, "class_weights": "balanced",
               "test_fraction": 0.2}
-    run = _run(task, "logistic_regression", as_of, params, versions, lr_metrics, details)
+    run = runs.model_run(task, "logistic_regression", as_of, params, versions, lr_metrics, details)
     path = runs.new_attempt_dir(root, task, run["run_id"])
     model.write().save(path)
     run["model_path"] = path
     data.unpersist()
     predicted.unpersist()
-    return [run, _run(task, "recency", as_of, {"horizon_days": horizon, "seed": seed}, versions,
-                      base_metrics, baseline=True)]
+    return [run, runs.model_run(task, "recency", as_of, {"horizon_days": horizon, "seed": seed}, versions,
+                                base_metrics, baseline=True)]
 
 
 # ---- forecast --------------------------------------------------------------------------------
@@ -261,13 +241,13 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
     origin = _shift(as_of, -holdout)
     metrics = {"linear_regression": {}, "seasonal_naive": {}}
     params = {"holdout_days": holdout, "origin": origin, "levels": ["category", "product"]}
-    run = _run("forecast", "linear_regression", as_of, params, versions, {})
+    run = runs.model_run("forecast", "linear_regression", as_of, params, versions, {})
     path = runs.new_attempt_dir(root, "forecast", run["run_id"])
     for level in ("category", "product"):
         series = daily.where(F.col("level") == level).persist(StorageLevel.MEMORY_AND_DISK)
         train = forecast.training_rows(series, origin)
         if train.limit(1).count() == 0:
-            print(f"train forecast: no {level} series has 28 days of history before {origin}; skipped")
+            log.info(f"train forecast: no {level} series has 28 days of history before {origin}; skipped")
             series.unpersist()
             continue
         model = forecast.fit(train)
@@ -283,7 +263,7 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
         series.unpersist()
     run["metrics"] = metrics["linear_regression"]
     run["model_path"] = path
-    return [run, _run("forecast", "seasonal_naive", as_of, params, versions, metrics["seasonal_naive"], baseline=True)]
+    return [run, runs.model_run("forecast", "seasonal_naive", as_of, params, versions, metrics["seasonal_naive"], baseline=True)]
 
 
 # ---- segments and elasticity -----------------------------------------------------------------
@@ -304,14 +284,14 @@ def train_segments(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
     silhouette = ClusteringEvaluator(featuresCol="_features", predictionCol="segment").evaluate(assigned)
     profiles = segments.profiles(assigned)
     params = {"k": tc["segments_k"], "seed": tc["seed"]}
-    run = _run("segments", "rfm_kmeans", as_of, params, versions,
-               {"silhouette": silhouette, "customers": float(sum(p["customers"] for p in profiles))},
-               {"profiles": profiles, "rfm_edges": edges})
+    run = runs.model_run("segments", "rfm_kmeans", as_of, params, versions,
+                         {"silhouette": silhouette, "customers": float(sum(p["customers"] for p in profiles))},
+                         {"profiles": profiles, "rfm_edges": edges})
     path = runs.new_attempt_dir(root, "segments", run["run_id"])
     model.write().save(path)
     run["model_path"] = path
     buyers.unpersist()
-    print("  segments: " + "; ".join(f"{p['segment']}: {p['name']} ({p['customers']})" for p in profiles))
+    log.info("  segments: " + "; ".join(f"{p['segment']}: {p['name']} ({p['customers']})" for p in profiles))
     return [run]
 
 
@@ -334,9 +314,9 @@ def train_elasticity(spark: SparkSession, config: dict, as_of: str) -> list[dict
     for e in estimates:
         shown = (f"{e['elasticity']:>7.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]" if _finite(e["elasticity"])
                  else f"no estimate ({e['bins']} price bins)")
-        print(f"  elasticity {e['category_code']:<32} {shown}" + (f" planted {e['planted']:.2f}" if "planted" in e else ""))
-    return [_run("elasticity", "log_log_wls", as_of, {"min_views": 30, "bin_width_log_price": 0.1}, versions,
-                 metrics, {"estimates": estimates})]
+        log.info(f"  elasticity {e['category_code']:<32} {shown}" + (f" planted {e['planted']:.2f}" if "planted" in e else ""))
+    return [runs.model_run("elasticity", "log_log_wls", as_of, {"min_views": 30, "bin_width_log_price": 0.1}, versions,
+                           metrics, {"estimates": estimates})]
 
 
 def _finite(value) -> bool:
@@ -367,9 +347,10 @@ def run(spark: SparkSession, config: dict, task: str, as_of: str | None, horizon
     }
     recorded = []
     for name in (TASKS if task == "all" else (task,)):
-        results = steps[name]()
-        runs.record(spark, root, results)
-        _print_metrics(name, results)
+        with logs.log_step(name, log):
+            results = steps[name]()
+            runs.record(spark, root, results)
+            _print_metrics(name, results)
         recorded += results
     return recorded
 

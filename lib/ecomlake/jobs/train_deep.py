@@ -51,19 +51,25 @@ from pyspark.sql import functions as F
 
 from ecomlake import config as cfg
 from ecomlake import evaluation, features, lake, runs, tables
+from ecomlake import generate as gen
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.deep import distributed, encode, forecast_windows, scoring, sequences
 from ecomlake.deep.distributed import local_path
 from ecomlake.errors import ConfigError, InputError
-from ecomlake.jobs.train import oracle_auc
 from ecomlake.models import classify
 
 MODELS = ("wide_deep", "session_gru", "lstm_forecaster", "review_text")
 REVIEW_MAX_LEN = 96  # tokens per review kept by review_text (the median review has ~60)
 FORECAST_HISTORY_DAYS = 28
-NEXT_ITEM_K = 20
 
 log = logging.getLogger(__name__)
+
+
+def _worker_details(results: list[dict], launcher: str, **extra) -> dict:
+    """What every deep run records about its training: workers, launcher, loss history, and
+    whether all ranks ended with the same weights (they must: Horovod averages the gradients)."""
+    return {"workers": len(results), "launcher": launcher, "history": results[0]["history"], **extra,
+            "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1}
 
 
 def _local_dir(path: str) -> str:
@@ -185,7 +191,7 @@ def run_session_gru(spark: SparkSession, config: dict, as_of: str, num_proc: int
         json.dump(spec, f, indent=2)
     results = distributed.launch(spec, num_proc, launcher)
 
-    k = NEXT_ITEM_K
+    k = sequences.NEXT_ITEM_K
     inputs = [sequences.item_name(i) for i in range(max_len)]
     last = F.col(sequences.item_name(max_len - 1))
     keep = ("user_key", "target", sequences.item_name(max_len - 1))
@@ -202,17 +208,14 @@ def run_session_gru(spark: SparkSession, config: dict, as_of: str, num_proc: int
     out = []
     for name, predicted in candidates.items():
         metrics = evaluation.next_item_metrics(predicted, k)
-        record = {"run_id": run_id if name == "session_gru" else runs.make_run_id("next_item", name, as_of,
-                                                                                  _identity(params)),
-                  "task": "next_item", "model": name, "is_baseline": name != "session_gru", "as_of": as_of,
-                  "params": params, "metrics": metrics, "input_versions": versions,
-                  "model_path": model_dir if name == "session_gru" else None,
-                  "details": ({"workers": len(results), "launcher": launcher, "history": results[0]["history"],
-                               "train_examples": train_rows, "vocabulary_size": vocabulary_size,
-                               "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1}
-                              if name == "session_gru" else {})}
+        trained = name == "session_gru"
+        record = runs.model_run(
+            "next_item", name, as_of, params, versions, metrics,
+            _worker_details(results, launcher, train_examples=train_rows, vocabulary_size=vocabulary_size)
+            if trained else {}, model_path=model_dir if trained else None, baseline=not trained,
+            run_id=run_id if trained else runs.make_run_id("next_item", name, as_of, _identity(params)))
         out.append(record)
-        print(f"train_deep next_item {name:<17} " + ", ".join(f"{m}={v:.4f}" for m, v in sorted(metrics.items())))
+        log.info(f"train_deep next_item {name:<17} " + ", ".join(f"{m}={v:.4f}" for m, v in sorted(metrics.items())))
     runs.record(spark, root, out)
     test.unpersist()
     vocabulary.unpersist()
@@ -262,21 +265,17 @@ def run_forecaster(spark: SparkSession, config: dict, as_of: str, num_proc: int,
         for name, column in (("lstm_forecaster", "forecast"), ("seasonal_naive", "seasonal_naive")):
             metrics[name].update({f"{level}_{k}": v for k, v in
                                   evaluation.forecast_metrics(rows, "actual", column).items()})
-    out = [{"run_id": run_id, "task": "forecast", "model": "lstm_forecaster", "is_baseline": False, "as_of": as_of,
-            "params": params, "metrics": metrics["lstm_forecaster"], "input_versions": versions,
-            "model_path": model_dir,
-            "details": {"workers": len(results), "launcher": launcher, "history": results[0]["history"],
-                        "train_windows": train_rows,
-                        "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1}},
-           {"run_id": runs.make_run_id("forecast", "seasonal_naive_windows", as_of, _identity(params)),
-            "task": "forecast",
-            "model": "seasonal_naive_windows", "is_baseline": True, "as_of": as_of, "params": params,
-            "metrics": metrics["seasonal_naive"], "input_versions": versions, "model_path": None, "details": {}}]
+    out = [runs.model_run("forecast", "lstm_forecaster", as_of, params, versions, metrics["lstm_forecaster"],
+                          _worker_details(results, launcher, train_windows=train_rows), model_path=model_dir,
+                          run_id=run_id),
+           runs.model_run("forecast", "seasonal_naive_windows", as_of, params, versions, metrics["seasonal_naive"],
+                          baseline=True,
+                          run_id=runs.make_run_id("forecast", "seasonal_naive_windows", as_of, _identity(params)))]
     runs.record(spark, root, out)
     predicted.unpersist()
     series.unpersist()
     for record in out:
-        print(f"train_deep forecast {record['model']:<24} " +
+        log.info(f"train_deep forecast {record['model']:<24} " +
               ", ".join(f"{m}={v:.4f}" for m, v in sorted(record["metrics"].items())))
     return {"records": out, "workers": results, "spec": spec}
 
@@ -291,7 +290,7 @@ def _als_items(spark: SparkSession, root: str, test, vocabulary, k: int):
     try:
         run = runs.find(spark, root, "recommend")
     except EcomlakeError:
-        print("train_deep next_item: no `train recommend` run: the ALS comparison is skipped")
+        log.info("train_deep next_item: no `train recommend` run: the ALS comparison is skipped")
         return None
     path = run["model_path"]
     users, items = spark.read.parquet(f"{path}/user_index"), spark.read.parquet(f"{path}/item_index")
@@ -306,7 +305,6 @@ def _als_items(spark: SparkSession, root: str, test, vocabulary, k: int):
 def run_review_text(spark: SparkSession, config: dict, num_proc: int, launcher: str, epochs: int, batch_size: int,
                     learning_rate: float, resume: bool, max_len: int = REVIEW_MAX_LEN) -> dict:
     from ecomlake.deep import text
-    from ecomlake.jobs.sentiment import output_rows, recommended_metrics
     from ecomlake.models import sentiment
 
     root, settings, seed = config["lake_root"], config["sentiment"], config["train"]["seed"]
@@ -342,19 +340,17 @@ def run_review_text(spark: SparkSession, config: dict, num_proc: int, launcher: 
     scored = (scoring.keras_sequence_probabilities(encoded, spec["model_path"], inputs, ("review_id",))
               .withColumnRenamed("probability", "probability_recommended")
               .join(reviews, "review_id")).persist(StorageLevel.MEMORY_AND_DISK)
-    metrics = recommended_metrics(scored.where(F.col("is_test")))
-    lake.replace_partition(output_rows(scored, "review_text", run_id), root, tables.GOLD_REVIEW_SENTIMENT,
+    metrics = sentiment.recommended_metrics(scored.where(F.col("is_test")))
+    lake.replace_partition(sentiment.output_rows(scored, "review_text", run_id), root, tables.GOLD_REVIEW_SENTIMENT,
                            "model", "review_text")
-    record = {"run_id": run_id, "task": "review_recommended", "model": "review_text", "is_baseline": False,
-              "as_of": None, "params": params, "metrics": metrics, "input_versions": versions, "model_path": model_dir,
-              "details": {"workers": len(results), "launcher": launcher, "history": results[0]["history"],
-                          "train_rows": train_rows, "vocabulary_size": vocabulary_size,
-                          "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1}}
+    record = runs.model_run("review_recommended", "review_text", None, params, versions, metrics,
+                            _worker_details(results, launcher, train_rows=train_rows, vocabulary_size=vocabulary_size),
+                            model_path=model_dir, run_id=run_id)
     runs.record(spark, root, [record])
     scored.unpersist()
     vocab.unpersist()
     reviews.unpersist()
-    print(f"train_deep review_text: {len(results)} workers ({launcher}); "
+    log.info(f"train_deep review_text: {len(results)} workers ({launcher}); "
           + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if k in ("auc", "pr_auc", "accuracy", "macro_f1")))
     return {"record": record, "workers": results, "spec": spec}
 
@@ -382,7 +378,6 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str | None, n
               "seed": config["train"]["seed"], "test_fraction": 0.2}
     versions = runs.input_versions(spark, root, [tables.GOLD_USER_FEATURES, tables.GOLD_USER_LABELS])
     run_id, model_dir, checkpoint_dir = _start(spark, config, "propensity", model_name, as_of, params, resume)
-    run_record = {"run_id": run_id}
     spec, counts = prepare_data(spark, config, as_of, f"{model_dir}/data", num_files=max(4, 2 * num_proc))
     if counts["train"] < batch_size * num_proc:
         raise InputError(f"{counts['train']} training rows are fewer than one batch per worker "
@@ -398,23 +393,19 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str | None, n
     test = spark.read.parquet(f"{model_dir}/data/test")
     scored = scoring.keras_probabilities(test, spec["model_path"], spec, keep=("user_key", "label")).persist()
     metrics = evaluation.binary_metrics(scored, "label", "probability")
-    auc = oracle_auc(spark, config, scored, as_of, counts["horizon_days"])
+    auc = gen.oracle_auc(spark, config["generate"]["output"], cfg.pseudonymisation_key(config), scored, as_of,
+                         counts["horizon_days"])
     if auc is not None:
         metrics["oracle_auc"] = auc
     history = results[0]["history"]
-    record = {
-        **run_record, "task": "propensity", "model": model_name, "is_baseline": False, "as_of": as_of,
-        "params": params, "metrics": metrics, "input_versions": versions, "model_path": model_dir,
-        "details": {"workers": len(results), "launcher": launcher, "train_rows": counts["train"],
-                    "test_rows": counts["test"], "history": history,
-                    "initial_epoch": results[0]["initial_epoch"],
-                    "calibration": evaluation.calibration_table(scored, "label", "probability"),
-                    "weights_identical_on_all_ranks": len({r["weights_sha1"] for r in results}) == 1},
-    }
+    record = runs.model_run("propensity", model_name, as_of, params, versions, metrics, _worker_details(
+        results, launcher, train_rows=counts["train"], test_rows=counts["test"],
+        initial_epoch=results[0]["initial_epoch"],
+        calibration=evaluation.calibration_table(scored, "label", "probability")), model_path=model_dir, run_id=run_id)
     runs.record(spark, root, [record])
     scored.unpersist()
     losses = history.get("loss", [])
-    print(f"train_deep {model_name}: {len(results)} workers ({launcher}), epochs {results[0]['initial_epoch']}"
+    log.info(f"train_deep {model_name}: {len(results)} workers ({launcher}), epochs {results[0]['initial_epoch']}"
           f"->{epochs}, loss {losses[0] if losses else float('nan'):.4f} -> {losses[-1] if losses else float('nan'):.4f}; "
           + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     return {"record": record, "workers": results, "spec": spec}

@@ -15,6 +15,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from ecomlake import evaluation
 from ecomlake.models.classify import holdout
 
 NEGATIONS = {"no", "not", "nor", "don't", "doesn't", "didn't", "isn't", "wasn't", "aren't", "weren't",
@@ -117,3 +118,25 @@ def department_summary(scored: DataFrame) -> DataFrame:
                  (1 - F.avg("recommended")).alias("not_recommended_share"),
                  F.avg("probability_recommended").alias("mean_probability_recommended"))
             .orderBy(F.desc("not_recommended_share")))
+
+
+def output_rows(scored: DataFrame, model: str, run_id: str) -> DataFrame:
+    """scored has review columns, is_test, probability_recommended and maybe predicted_rating."""
+    if "predicted_rating" not in scored.columns:
+        scored = scored.withColumn("predicted_rating", F.lit(None).cast("int"))
+    return scored.select(
+        "review_id", "item_id", "department", "class_name",
+        F.when(F.col("is_test"), "test").otherwise("train").alias("split"),
+        F.col("recommended").cast("int").alias("recommended"), "rating",
+        F.col("probability_recommended").cast("double").alias("probability_recommended"),
+        (F.col("probability_recommended") >= 0.5).cast("int").alias("predicted_recommended"),
+        F.col("predicted_rating").cast("int").alias("predicted_rating"),
+        F.lit(model).alias("model"), F.lit(run_id).alias("run_id"))
+
+
+def recommended_metrics(test_rows: DataFrame) -> dict:
+    metrics = evaluation.binary_metrics(test_rows, "recommended", "probability_recommended")
+    metrics.update(evaluation.classification_metrics(
+        test_rows.withColumn("predicted", (F.col("probability_recommended") >= 0.5).cast("double")),
+        "recommended", "predicted"))
+    return metrics
