@@ -118,7 +118,7 @@ spark4-env:
 	bash scripts/spark4_env.sh
 
 spark4-test:
-	PYTHONPATH=lib:. $$(bash scripts/spark4_env.sh) -m pytest $(SPARK4_TESTS) \
+	py=$$(bash scripts/spark4_env.sh) && PYTHONPATH=lib:. $$py -m pytest $(SPARK4_TESTS) \
 	    -m "not horovod and not notebook and not subprocess and not cluster and not slow" $(PYTEST_ARGS)
 
 airflow-check: env

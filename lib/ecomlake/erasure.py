@@ -217,7 +217,7 @@ def erase_parquet_dataset(spark: SparkSession, dataset: LakeDir, ids: DataFrame,
 def als_user_column(spark: SparkSession, model_path: str) -> str | None:
     """The user column of a saved Spark ML ALSModel (None when the path holds no ALS model)."""
     # Spark 3.5 names the metadata file part-00000, Spark 4 part-00000-<uuid>-c000.txt: read the folder
-    if not lake.path_exists(spark, f"{model_path}/metadata/_SUCCESS"):
+    if not lake.path_exists(spark, f"{model_path}/metadata"):
         return None
     first = spark.read.text(f"{model_path}/metadata").head()
     if first is None:

@@ -66,13 +66,6 @@ def _money_mean(column: Column, scale: int = 4) -> Column:
     return F.round(F.avg(_cents(column)), scale).cast("double")
 
 
-def _money_std(column: Column, scale: int = 4) -> Column:
-    """Population standard deviation from exact sums (one rounding, in the square root)."""
-    cents = _cents(column)
-    variance = F.avg(cents * cents) - F.avg(cents) * F.avg(cents)
-    return F.round(F.sqrt(F.greatest(variance, F.lit(0)).cast("double")), scale)
-
-
 def _ratio(numerator: Column, denominator: Column) -> Column:
     return F.when(denominator > 0, F.round(numerator / denominator, 6))
 
@@ -158,7 +151,7 @@ def item_features(events: DataFrame, as_of: str) -> DataFrame:
                  _money_mean(F.col("price")).alias("price_mean"),
                  F.min("price").alias("price_min"),
                  F.max("price").alias("price_max"),
-                 _money_std(F.col("price")).alias("price_std"),
+                 F.round(F.stddev_pop("price"), 4).alias("price_std"),
                  F.max_by("price", latest).alias("price_last"),
                  _count_if(is_type["view"] & last7).alias("views_last_7d"),
                  _count_if(is_type["view"] & prev7).alias("views_prev_7d"),

@@ -79,6 +79,8 @@ def configure(job: str, level: str = "INFO") -> None:
     # A handler on the root sees every logger's records that pass that logger's own level: ours
     # at the chosen level; third-party ones (petastorm, horovod) keep the root's WARNING.
     logging.getLogger("ecomlake").setLevel(level)
+    # a job module run as a script (spark-submit of an installed wheel's ecomlake/jobs/<job>.py)
+    logging.getLogger("__main__").setLevel(level)
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
@@ -111,7 +113,11 @@ def summary_line(job: str, status: str, exit_code: int, seconds: float, result=N
     if error is not None:
         record["error"] = error
     if result is not None:
-        record["result"] = jsonable(result)
+        try:
+            record["result"] = jsonable(result)
+        except Exception as exc:  # the summary must never fail a run whose tables are written
+            record["result"] = f"not summarised: {type(exc).__name__}"
+            return json.dumps({SUMMARY_KEY: record})
         if len(json.dumps(record["result"])) > MAX_RESULT_CHARS:  # a model's coefficients, say
             record["result"] = jsonable(result, max_depth=2, max_items=20)
     return json.dumps({SUMMARY_KEY: record})
@@ -140,6 +146,6 @@ def jsonable(value, depth: int = 0, max_items: int = 50, max_depth: int = 4):
                 jsonable(v, depth + 1, max_items, max_depth) for k, v in items}
     if isinstance(value, (list, tuple, set)):
         return [jsonable(v, depth + 1, max_items, max_depth) for v in list(value)[:max_items]]
-    if hasattr(value, "item"):  # numpy scalars
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):  # numpy scalars only
         return jsonable(value.item(), depth, max_items, max_depth)
     return str(value)[:200]
