@@ -57,8 +57,7 @@ def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None
         return finish("failed", 2, error=str(exc))
     except Exception as exc:  # Spark analysis errors still name the column; show only that part.
         if os.environ.get("ECOMLAKE_DEBUG") or type(exc).__name__ not in ("AnalysisException",):
-            logs.write_summary(logs.summary_line(job, "crashed", 1, time.time() - started,
-                                                 error=f"{type(exc).__name__}: {str(exc)[:500]}"))
+            finish("crashed", 1, error=f"{type(exc).__name__}: {str(exc)[:500]}")
             raise
         message = str(exc).splitlines()[0]
         log.error("%s: error: %s", job, message)
