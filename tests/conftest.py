@@ -36,6 +36,28 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.unit)
 
 
+def key_renderings(key: bytes) -> list[str]:
+    """How a pseudonymisation key could show in a plan, log or event log: its text, its hex, and
+    the key-derived part of the HMAC pads (key XOR ipad / opad: what privacy.pseudonymise really
+    puts into a DataFrame) as hex and as text. Spark prints a binary literal as 0x + upper-case hex
+    (SQL: X'..'), so compare hex case-insensitively."""
+    import hashlib
+
+    from ecomlake.privacy import _pads
+
+    derived = hashlib.sha256(key).digest() if len(key) > 64 else key   # HMAC hashes a long key first
+    out = [key.decode("latin-1"), key.hex(), derived.hex()]
+    for pad in _pads(key):
+        out += [pad[:len(derived)].hex(), pad[:len(derived)].decode("latin-1")]
+    return out
+
+
+def leaked_key_renderings(text: str, key: bytes) -> list[str]:
+    """The renderings of `key` (key_renderings) found in `text`; hex case-insensitively."""
+    lowered = text.lower()
+    return [r for r in key_renderings(key) if r in text or r.lower() in lowered]
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from ecomlake import config as cfg

@@ -42,7 +42,7 @@ def spec_for(path, tmp_path, epochs):
 
 
 @pytest.mark.horovod
-def test_two_horovod_workers_train_on_disjoint_shards_and_resume(tiny_training_set, tmp_path):
+def test_two_horovod_workers_train_on_disjoint_shards_and_resume(spark, tiny_training_set, tmp_path):
     first = distributed.launch(spec_for(tiny_training_set, tmp_path, epochs=2), 2, "horovodrun")
     assert [r["rank"] for r in first] == [0, 1] and {r["size"] for r in first} == {2}
     shard0, shard1 = set(first[0]["row_ids"]), set(first[1]["row_ids"])
@@ -69,6 +69,63 @@ def test_two_horovod_workers_train_on_disjoint_shards_and_resume(tiny_training_s
     # One committed checkpoint is kept (plus its state file), no temporary files.
     assert len(os.listdir(tmp_path / "checkpoints")) == 2
     assert not [f for f in os.listdir(tmp_path) if f.startswith(distributed.WRITING_PREFIX)]
+
+    # Spark scoring (mapInPandas through the architecture) gives what Keras gives on the same rows.
+    import tensorflow as tf
+
+    from ecomlake.deep import scoring
+
+    rows = spark.read.parquet(str(tiny_training_set)).where("row_id < 200")
+    scored = scoring.predict(rows, spec_for(tiny_training_set, tmp_path, epochs=3), keep=("row_id",)).toPandas()
+    local = rows.orderBy("row_id").toPandas()
+    expected = tf.keras.models.load_model(str(tmp_path / "model.h5"), compile=False).predict_on_batch(
+        {"numeric": local[[encode.numeric_name(i) for i in range(N_NUMERIC)]].to_numpy("float32"),
+         "category": local[["category"]].to_numpy("int32")}).reshape(-1)
+    assert scored.sort_values("row_id")["probability"].to_numpy() == pytest.approx(expected, abs=1e-6)
+    planted = (local["f_000"] + local["f_001"] > 0).to_numpy()
+    assert ((expected > 0.5) == planted).mean() > 0.9                  # the scores follow the planted rule
+
+
+ARCHITECTURE_SPECS = {
+    "wide_deep": {"numeric_columns": ["a", "b"], "vocabulary": ["x", "y"], "seed": 1},
+    "session_gru": {"vocabulary_size": 6, "max_len": 3, "seed": 1, "top_k": 2},
+    "lstm_forecaster": {"history": 7, "horizon": 2, "seed": 1},
+    "review_text": {"vocabulary_size": 5, "max_len": 4, "seed": 1},
+}
+
+
+@pytest.mark.parametrize("model", sorted(ARCHITECTURE_SPECS))
+def test_training_and_scoring_build_the_same_inputs_from_the_same_columns(model):
+    """One Architecture per model: the worker's tensors (to_xy) equal Spark scoring's arrays
+    (numpy_inputs), they fit the built model, and the output column has one value per row."""
+    import collections
+
+    import pandas as pd
+    import tensorflow as tf
+
+    from ecomlake.deep import architecture
+
+    spec = {**ARCHITECTURE_SPECS[model], "model": model}
+    arch = architecture.for_model(spec)
+    columns = arch.columns(spec)
+    rng = np.random.default_rng(3)
+    batch = pd.DataFrame({c: rng.integers(0, 3, size=5) for c in columns})
+    Batch = collections.namedtuple("Batch", columns)
+    x, y = arch.to_xy(Batch(*[tf.constant(batch[c].to_numpy()) for c in columns]), spec)
+    arrays = arch.numpy_inputs(batch, spec)
+    built = arch.build(spec)
+    assert sorted(x) == sorted(arrays) == sorted(built.input_names)
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(x[name].numpy(), array)
+        assert x[name].dtype.name == array.dtype.name
+    target = arch.target(spec).columns
+    np.testing.assert_array_equal(y.numpy(), batch[list(target)].to_numpy().reshape(y.shape))
+    values = arch.output_values(built.predict_on_batch(arrays), batch.assign(scale=2.0), spec)
+    assert len(values) == 5
+    if model == "session_gru":
+        assert all(len(v) == 2 and 0 not in v for v in values)       # top_k items, never the padding
+    if model == "lstm_forecaster":
+        assert all(len(v) == 2 and min(v) >= 0 for v in values)      # horizon days in units
 
 
 def _small_model(seed):

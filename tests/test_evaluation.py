@@ -66,6 +66,23 @@ def test_calibration_table(spark):
     ]
 
 
+def test_calibration_table_bin_edges_and_bin_count(spark):
+    df = spark.createDataFrame([(0, 0.0), (1, 0.1), (0, 0.18), (1, 0.5), (0, 0.5), (0, 0.5), (1, 0.95), (1, 1.0)],
+                               "label int, probability double")
+    # 0.1 opens the second bin; 1.0 belongs to the last bin, not an eleventh.
+    assert evaluation.calibration_table(df) == [
+        {"bin": "0.0-0.1", "rows": 1, "mean_predicted": 0.0, "observed_rate": 0.0},
+        {"bin": "0.1-0.2", "rows": 2, "mean_predicted": 0.14, "observed_rate": 0.5},
+        {"bin": "0.5-0.6", "rows": 3, "mean_predicted": 0.5, "observed_rate": 0.3333},
+        {"bin": "0.9-1.0", "rows": 2, "mean_predicted": 0.975, "observed_rate": 1.0},
+    ]
+    assert evaluation.calibration_table(df, bins=5) == [
+        {"bin": "0.0-0.2", "rows": 3, "mean_predicted": 0.0933, "observed_rate": 0.3333},
+        {"bin": "0.4-0.6", "rows": 3, "mean_predicted": 0.5, "observed_rate": 0.3333},
+        {"bin": "0.8-1.0", "rows": 2, "mean_predicted": 0.975, "observed_rate": 1.0},
+    ]
+
+
 def test_forecast_metrics(spark):
     df = spark.createDataFrame([(10.0, 8.0), (0.0, 0.0), (5.0, 10.0)], "actual double, forecast double")
     m = evaluation.forecast_metrics(df)

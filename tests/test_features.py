@@ -107,11 +107,27 @@ def test_labels(everything):
     assert 3 not in labels                                             # first seen after the cutoff
 
 
-def test_no_leakage_events_after_the_cutoff_change_nothing(history, everything):
+# A session that straddles the cutoff: user 1 views at 23:50 the evening before, then carts and
+# buys a few minutes after midnight in the same session (within the 30-minute gap).
+LATE = [ev("2019-10-09 23:50:00", "view", 1, "electronics.phone", 100.0, 1, "s6")]
+STRADDLING = [
+    ev("2019-10-10 00:05:00", "cart", 1, "electronics.phone", 100.0, 1, "s6"),
+    ev("2019-10-10 00:12:00", "purchase", 1, "electronics.phone", 100.0, 1, "s6"),
+    ev("2019-10-10 00:14:00", "view", 2, "apparel.shoes", 50.0, 1, "s6"),
+]
+
+
+def test_no_leakage_events_after_the_cutoff_change_nothing(spark, history, everything):
+    late_history = spark.createDataFrame(HISTORY + LATE, SCHEMA)
+    late_everything = spark.createDataFrame(HISTORY + LATE + FUTURE + STRADDLING, SCHEMA)
     for build in (lambda e: features.user_features(e, AS_OF),
                   lambda e: features.item_features(e, AS_OF),
                   lambda e: features.interactions(e, AS_OF),
                   lambda e: features.daily_sales(e, AS_OF)):
-        before, after = build(history), build(everything)
-        assert before.count() > 0
-        assert sorted(map(str, before.collect())) == sorted(map(str, after.collect()))
+        for before, after in ((build(history), build(everything)), (build(late_history), build(late_everything))):
+            assert before.count() > 0
+            assert sorted(map(str, before.collect())) == sorted(map(str, after.collect()))
+    # The late half-session counts as it stands before the cutoff: one view, 10 minutes before it.
+    u1 = features.user_features(late_everything, AS_OF).where("user_key = 1").head()
+    assert (u1.sessions, u1.events, u1.purchases, u1.recency_days) == (3, 6, 1, round(10 / 1440, 4))
+    assert u1.mean_session_seconds == (600 + 600 + 0) / 3 and u1.cart_abandonment_rate == 0.5

@@ -5,7 +5,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from ecomlake.deep import forecast_windows as fw
-from ecomlake.deep import scoring
 
 START = date(2019, 10, 1)
 ORIGIN = "2019-10-25"  # 24 days of history before it
@@ -41,7 +40,7 @@ def test_the_hold_out_window_and_its_seasonal_naive(series):
     assert [getattr(h, fw.y_name(i)) * 11.5 for i in range(3)] == pytest.approx([24, 25, 26])
     scored = (fw.windows(series, ORIGIN, history=7, horizon=3, training=False)
               .withColumn("forecast", F.array(F.lit(1.0), F.lit(2.0), F.lit(3.0))))
-    rows = scoring.explode_forecasts(scored, {"history": 7, "horizon": 3}).orderBy("forecast_date").collect()
+    rows = fw.explode_forecasts(scored, {"history": 7, "horizon": 3}).orderBy("forecast_date").collect()
     assert [(str(r.forecast_date), r.forecast) for r in rows] == [("2019-10-25", 1.0), ("2019-10-26", 2.0), ("2019-10-27", 3.0)]
     assert [r.seasonal_naive for r in rows] == pytest.approx([17, 18, 19])   # the same weekday a week earlier
     assert [r.actual for r in rows] == pytest.approx([24, 25, 26])

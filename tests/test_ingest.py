@@ -1,8 +1,10 @@
 from datetime import datetime, timezone
 
+import pytest
 from pyspark.sql import functions as F
 
 from ecomlake import ingest, rees46
+from ecomlake.errors import EcomlakeError
 
 GOOD = "2019-10-01 00:00:10 UTC,view,1003,2053,electronics.smartphone,apple,489.07,541312140,72d76fde-8bb3"
 
@@ -109,3 +111,22 @@ def test_catalogue_bronze_and_quarantine_rows(spark):
     rejected = sorted((r.stage, r.reason, r.raw_line, r.product_id) for r in ingest.catalog_rejected_rows(classified).collect())
     assert rejected == [("ingest", "bad_base_price", "2,2,c.d,e,-1", 2),
                         ("ingest", "duplicate_product_id", "1,2,c.d,e,3.5", 1)]
+
+
+def test_reconcile_names_the_file_whose_rows_do_not_add_up():
+    from ecomlake.ingest_files import FileCounts, reconcile, totals
+    from ecomlake.lake import FileInfo
+
+    files = [FileInfo("file:/in/a.csv", 100, 1), FileInfo("file:/in/b.csv", 50, 2)]
+    now = datetime(2019, 12, 1)
+    read = {"file:/in/a.csv": FileCounts(8, 2, {"bad_price": 2}), "file:/in/b.csv": FileCounts(5, 0)}
+    rows = reconcile("rees46", files, read, {p: FileCounts(c.bronze, c.quarantined) for p, c in read.items()},
+                     "batch-1", now)
+    assert rows == [("file:/in/a.csv", 100, 1, "batch-1", now, 10, 8, 2, "ingested"),
+                    ("file:/in/b.csv", 50, 2, "batch-1", now, 5, 5, 0, "ingested")]
+    assert totals(rows) == {"input_lines": 15, "bronze_rows": 13, "quarantined_rows": 2}
+    lost = {"file:/in/a.csv": FileCounts(8, 2), "file:/in/b.csv": FileCounts(4, 0)}   # one bronze row missing
+    with pytest.raises(EcomlakeError, match=r"reconciliation failed for file:/in/b.csv: 5 input lines .* 4 bronze"):
+        reconcile("rees46", files, read, lost, "batch-1", now)
+    with pytest.raises(EcomlakeError, match=r"lines were read from \[None\]"):          # a line of no listed file
+        reconcile("rees46", files, {**read, None: FileCounts(1, 0)}, read, "batch-1", now)

@@ -1,6 +1,7 @@
 """End to end on generated data: features -> train -> score, with the models beating their baselines."""
 import hashlib
 import os
+import shutil
 
 import pytest
 from pyspark.sql import functions as F
@@ -30,6 +31,27 @@ def trained(spark, tmp_path_factory):
     features.run(spark, config, SCORE_AS_OF)
     score.run(spark, config, SCORE_AS_OF)
     return config, results
+
+
+@pytest.fixture
+def own_lake(trained, tmp_path):
+    """A copy of the trained lake for a test that writes models and scores (a deep run becomes its
+    task's newest model; `score` replaces the scores): the tests that read `trained` never see them."""
+    config, results = trained
+    shutil.copytree(config["lake_root"], tmp_path / "lake")
+    return {**config, "lake_root": str(tmp_path / "lake")}, results
+
+
+@pytest.fixture(scope="module")
+def analytics(spark, trained):
+    """risk, clv and pricing run once on the trained lake: their tests check what each returned and
+    wrote, and the report (which reads their tables) does not depend on the order tests run in."""
+    from ecomlake.jobs import clv, pricing, risk
+
+    config, _ = trained
+    return {"risk": risk.run(spark, config, SCORE_AS_OF),
+            "clv": clv.run(spark, config, "events", "2019-11-02", "2019-11-30"),
+            "pricing": pricing.run(spark, config, SCORE_AS_OF)}
 
 
 def read(spark, config, table):
@@ -70,8 +92,23 @@ def test_propensity_beats_recency_and_stays_below_the_oracle(trained):
     assert lr["auc"] > recency["auc"] + 0.03
     assert lr["auc"] < lr["oracle_auc"] + 0.02       # no model beats the generator's own odds
     assert 0.05 < lr["base_rate"] < 0.5
+    # Calibrated (the prior correction undoes the class weights): in a bin of a calibrated model the
+    # observed rate is Binomial(rows, p) / rows with p = its mean prediction, so it lies within 3
+    # standard deviations; bins under 20 rows are too noisy to judge. Measured (seed 5, 40k events,
+    # 302 hold-out users): the largest |z| 1.44 (bin 0.2-0.3, 20 rows: 0.237 predicted, 0.100 observed),
+    # overall 0.111 predicted vs 0.083 observed (z 1.57). The same hold-out without the prior
+    # correction (log-odds shift 0 instead of -1.95) has z 3.5 to 5.9 in its bins 0.2-0.6, 0.40 overall (z 11).
     calibration = results[("propensity", "logistic_regression")]["details"]["calibration"]
     assert sum(row["rows"] for row in calibration) == lr["n"]
+
+    def z(predicted, observed, rows):
+        return abs(predicted - observed) / (predicted * (1 - predicted) / rows) ** 0.5
+
+    judged = [row for row in calibration if row["rows"] >= 20]
+    assert sum(row["rows"] for row in judged) >= 0.8 * lr["n"]
+    assert [row["bin"] for row in judged if z(row["mean_predicted"], row["observed_rate"], row["rows"]) > 3] == []
+    mean_predicted = sum(row["rows"] * row["mean_predicted"] for row in calibration) / lr["n"]
+    assert z(mean_predicted, lr["base_rate"], lr["n"]) < 3
 
 
 def test_elasticity_recovers_the_planted_values(trained):
@@ -83,11 +120,23 @@ def test_elasticity_recovers_the_planted_values(trained):
     assert sum(e["elasticity"] for e in estimates) / len(estimates) < -0.5   # demand falls with price
 
 
-def test_forecast_and_segments_are_recorded(trained):
-    _, results = trained
+def test_forecast_and_segments_are_recorded(spark, trained):
+    config, results = trained
     lr, naive = results[("forecast", "linear_regression")]["metrics"], results[("forecast", "seasonal_naive")]["metrics"]
     assert lr["category_n"] == naive["category_n"] == 14 * 15   # 14 held-out days x 15 categories
-    assert lr["category_wape"] < 1.5 and naive["category_wape"] > 0
+    # An all-zero forecast has WAPE 1.0 exactly. Measured on these 210 category-days (269 units):
+    # linear regression WAPE 0.790, RMSE 1.44; seasonal naive WAPE 0.970, RMSE 1.66.
+    assert lr["category_wape"] < 0.9
+    assert lr["category_wape"] < naive["category_wape"] - 0.1 and lr["category_rmse"] < naive["category_rmse"]
+    # Not one number for every series and day: the scored forecasts follow each category's level
+    # (measured: series means from 0.71 to 4.63 units a day, 201 distinct values in 210). At this
+    # size a constant is a hard baseline on the hold-out (1 unit a day: WAPE 0.688; the held-out
+    # mean: RMSE 1.28), so the held-out metrics alone cannot tell a constant forecast from the model.
+    category = read(spark, config, tables.GOLD_FORECASTS).where(f"as_of_date = '{SCORE_AS_OF}' AND level = 'category'")
+    spread = category.groupBy("series_key").agg(F.avg("forecast").alias("m")).agg(
+        F.min("m").alias("low"), F.max("m").alias("high")).head()
+    assert spread["high"] > 3 * spread["low"] > 0
+    assert category.select(F.round("forecast", 3)).distinct().count() > 100
     profiles = results[("segments", "rfm_kmeans")]["details"]["profiles"]
     assert len(profiles) == 4 and all(p["name"] for p in profiles)
 
@@ -146,10 +195,10 @@ def test_a_missing_feature_date_names_the_job_to_run(spark, trained):
 
 @pytest.mark.horovod
 @pytest.mark.slow
-def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, trained):
+def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, own_lake):
     from ecomlake.jobs import train_deep
 
-    config, results = trained
+    config, results = own_lake
     out = train_deep.run(spark, config, "wide_deep", TRAIN_AS_OF, num_proc=2, launcher="spark",
                          epochs=3, batch_size=64)
     record = out["record"]
@@ -167,10 +216,10 @@ def test_wide_deep_through_horovod_on_spark_is_recorded_and_scored(spark, traine
 
 @pytest.mark.horovod
 @pytest.mark.slow
-def test_session_gru_next_item_through_horovodrun(spark, trained):
+def test_session_gru_next_item_through_horovodrun(spark, own_lake):
     from ecomlake.jobs import train_deep
 
-    config, _ = trained
+    config, _ = own_lake
     out = train_deep.run(spark, config, "session_gru", TRAIN_AS_OF, num_proc=2, launcher="horovodrun",
                          epochs=2, batch_size=64)
     by_model = {r["model"]: r for r in out["records"]}
@@ -196,10 +245,10 @@ def test_session_gru_next_item_through_horovodrun(spark, trained):
 
 @pytest.mark.horovod
 @pytest.mark.slow
-def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, trained):
+def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, own_lake):
     from ecomlake.jobs import train_deep
 
-    config, results = trained
+    config, results = own_lake
     # 61 generated days: 33 days precede the hold-out origin, so 14-day windows (+ 14 ahead) fit.
     out = train_deep.run(spark, config, "lstm_forecaster", TRAIN_AS_OF, num_proc=2, launcher="horovodrun",
                          epochs=3, batch_size=32, history_days=14)
@@ -207,7 +256,7 @@ def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, trained):
     linear = results[("forecast", "linear_regression")]["metrics"]
     assert lstm["category_n"] == naive["category_n"] == linear["category_n"] == 14 * 15  # the same held-out days
     assert out["records"][0]["details"]["weights_identical_on_all_ranks"]
-    assert lstm["category_wape"] < 1.5
+    assert lstm["category_wape"] < 1.0      # better than forecasting zero (not measured: a slow test)
     score.run(spark, config, SCORE_AS_OF, task="forecast")      # the newest forecast run is the LSTM
     forecasts = read(spark, config, tables.GOLD_FORECASTS).where(f"as_of_date = '{SCORE_AS_OF}'")
     assert {r.run_id for r in forecasts.select("run_id").distinct().collect()} == {out["records"][0]["run_id"]}
@@ -216,11 +265,11 @@ def test_lstm_forecaster_on_the_forecast_hold_out_and_scoring(spark, trained):
     assert forecasts.where("forecast < 0 OR forecast IS NULL").count() == 0
 
 
-def test_risk_alerts_catch_the_planted_fraud_with_reasons(spark, trained):
+def test_risk_alerts_catch_the_planted_fraud_with_reasons(spark, trained, analytics):
     from ecomlake.jobs import risk
 
     config, _ = trained
-    out = risk.run(spark, config, SCORE_AS_OF)
+    out = analytics["risk"]
     model, rules = (r["metrics"] for r in out["records"])
     assert model["n"] > 0 and 0 < model["base_rate"] < 0.1
     assert model["pr_auc"] > 5 * model["base_rate"] and model["recall"] >= 0.5
@@ -235,11 +284,11 @@ def test_risk_alerts_catch_the_planted_fraud_with_reasons(spark, trained):
     assert read(spark, config, tables.GOLD_RISK_ALERTS).count() == out["alerts"]
 
 
-def test_clv_on_the_generated_purchases(spark, trained):
+def test_clv_on_the_generated_purchases(spark, trained, analytics):
     from ecomlake.jobs import clv
 
     config, _ = trained
-    out = clv.run(spark, config, "events", "2019-11-02", "2019-11-30")
+    out = analytics["clv"]
     values = read(spark, config, tables.GOLD_CUSTOMER_VALUE).where("source = 'events'")
     assert values.count() == out["customers"] > 100
     assert values.where("probability_alive < 0 OR probability_alive > 1 OR clv < 0").count() == 0
@@ -248,11 +297,9 @@ def test_clv_on_the_generated_purchases(spark, trained):
         clv.run(spark, config, "events", "2019-11-02", "2019-11-01")
 
 
-def test_pricing_inventory_and_elasticity_on_generated_data(spark, trained):
-    from ecomlake.jobs import pricing
-
+def test_pricing_inventory_and_elasticity_on_generated_data(spark, trained, analytics):
     config, _ = trained
-    out = pricing.run(spark, config, SCORE_AS_OF)
+    out = analytics["pricing"]
     assert "dominicks_oj" not in out and out["events"]["categories"] >= 5
     inventory = read(spark, config, tables.GOLD_INVENTORY).where(f"as_of_date = '{SCORE_AS_OF}'")
     products = read(spark, config, tables.GOLD_FORECASTS).where(
@@ -261,7 +308,7 @@ def test_pricing_inventory_and_elasticity_on_generated_data(spark, trained):
     assert inventory.where("reorder_point < lead_time_demand OR safety_stock < 0").count() == 0
 
 
-def test_report_has_every_section_image_and_suggestion(spark, trained, tmp_path):
+def test_report_has_every_section_image_and_suggestion(spark, trained, analytics, tmp_path):
     from ecomlake.jobs import report
     from ecomlake.report import SECTION_TITLES
 
@@ -281,10 +328,10 @@ def test_report_has_every_section_image_and_suggestion(spark, trained, tmp_path)
 
 @pytest.mark.horovod
 @pytest.mark.slow
-def test_resume_extends_a_deep_run_with_more_epochs_in_a_new_directory(spark, trained):
+def test_resume_extends_a_deep_run_with_more_epochs_in_a_new_directory(spark, own_lake):
     from ecomlake.jobs import train_deep
 
-    config, _ = trained
+    config, _ = own_lake
     tiny = {"num_proc": 2, "launcher": "horovodrun", "batch_size": 128}   # another run_id than the test above
     first = train_deep.run(spark, config, "wide_deep", TRAIN_AS_OF, epochs=1, **tiny)["record"]
     before = files_under(first["model_path"])

@@ -6,11 +6,11 @@ import logging
 import os
 import sys
 import time
-from datetime import date, timedelta
 from typing import Callable
 
 from ecomlake import config as cfg
 from ecomlake import logs
+from ecomlake.dates import add_days, parse_as_of  # noqa: F401 (parse_as_of: the jobs import it from here)
 from ecomlake.errors import ConfigError, EcomlakeError
 
 # Exit status of a job that finished but set something aside (a whole input file quarantined):
@@ -71,13 +71,6 @@ def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None
     return finish("succeeded", 0, result)
 
 
-def parse_as_of(value: str, flag: str = "--as-of") -> str:
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise ConfigError(f"{flag} must be a date YYYY-MM-DD, got '{value}'") from None
-
-
 def add_as_of_minus_days(parser: argparse.ArgumentParser) -> None:
     """--as-of-minus-days N: a scheduler passes its run date as --as-of and the label horizon here
     (training needs labels that end before the run date: `--as-of 2019-12-01 --as-of-minus-days 14`)."""
@@ -90,7 +83,7 @@ def shifted_as_of(as_of: str | None, minus_days: int) -> str | None:
         return as_of
     if minus_days < 0:
         raise ConfigError(f"--as-of-minus-days must not be negative, got {minus_days}")
-    return (date.fromisoformat(parse_as_of(as_of)) - timedelta(days=minus_days)).isoformat()
+    return add_days(parse_as_of(as_of), -minus_days)
 
 
 def exit_with(code: int) -> None:

@@ -29,6 +29,8 @@ import shutil
 import tempfile
 import uuid
 
+from ecomlake.deep.architecture import for_model
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
@@ -180,7 +182,7 @@ def train_worker(spec: dict) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
     checkpoint_dir = local_path(spec["checkpoint_dir"])
-    architecture = ARCHITECTURES[spec.get("model", "wide_deep")]()
+    architecture = for_model(spec)
     model = architecture.build(spec)
     scaled_lr = spec["learning_rate"] * size
     optimizer = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr))
@@ -249,34 +251,6 @@ def train_worker(spec: dict) -> dict:
             "optimizer_iterations": int(optimizer.iterations.numpy()),
             "weights_sha1": digest, "row_ids": seen, "steps_per_epoch": steps, "epoch_seconds": epoch_seconds,
             "dropped_placeholders": dropped_placeholders}
-
-
-def _wide_deep():
-    from ecomlake.deep import wide_deep
-
-    return wide_deep.Architecture()
-
-
-def _session_gru():
-    from ecomlake.deep import session_gru
-
-    return session_gru.Architecture()
-
-
-def _forecaster():
-    from ecomlake.deep import forecast_windows
-
-    return forecast_windows.Architecture()
-
-
-def _review_text():
-    from ecomlake.deep import text
-
-    return text.Architecture()
-
-
-ARCHITECTURES = {"wide_deep": _wide_deep, "session_gru": _session_gru, "lstm_forecaster": _forecaster,
-                 "review_text": _review_text}
 
 
 # horovod.runner.run (0.28.1) exports these as the text "(None,)" (a stray comma in its argument

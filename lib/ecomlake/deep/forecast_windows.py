@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DoubleType, StructField
+
+from ecomlake.deep import architecture as base
 
 
 def x_name(i: int) -> str:
@@ -70,29 +73,44 @@ def build(history: int, horizon: int, units: int = 32, seed: int = 7):
     return tf.keras.Model(inputs=[past, dow, level], outputs=out)
 
 
-class Architecture:
+class Architecture(base.Architecture):
+    """Scaled history (time steps), day of week and level in; the scaled horizon out; scored as
+    units (times the series' scale, never below zero)."""
     loss = "mse"
+    output_field = StructField("forecast", ArrayType(DoubleType()))
 
-    @staticmethod
-    def build(spec: dict):
+    def build(self, spec: dict):
         return build(spec["history"], spec["horizon"], seed=spec["seed"])
 
-    @staticmethod
-    def metrics():
+    def metrics(self) -> list:
         return []
 
-    @staticmethod
-    def columns(spec: dict) -> list[str]:
-        return ["origin_dow", "is_product", *[x_name(i) for i in range(spec["history"])],
-                *[y_name(i) for i in range(spec["horizon"])]]
+    def inputs(self, spec: dict) -> list[base.ModelInput]:
+        return [base.ModelInput("past", tuple(x_name(i) for i in range(spec["history"])), channel=True),
+                base.ModelInput("dow", ("origin_dow",), "int32"),
+                base.ModelInput("level", ("is_product",))]
 
-    @staticmethod
-    def to_xy(batch, spec: dict):
-        import tensorflow as tf
+    def target(self, spec: dict) -> base.ModelInput:
+        return base.ModelInput("forecast", tuple(y_name(i) for i in range(spec["horizon"])))
 
-        past = tf.stack([tf.cast(getattr(batch, x_name(i)), tf.float32) for i in range(spec["history"])], axis=1)
-        target = tf.stack([tf.cast(getattr(batch, y_name(i)), tf.float32) for i in range(spec["horizon"])], axis=1)
-        inputs = {"past": tf.expand_dims(past, -1),
-                  "dow": tf.reshape(tf.cast(batch.origin_dow, tf.int32), (-1, 1)),
-                  "level": tf.reshape(tf.cast(batch.is_product, tf.float32), (-1, 1))}
-        return inputs, target
+    def output_values(self, predictions, pdf, spec: dict):
+        import numpy as np
+
+        units = np.maximum(predictions * pdf[["scale"]].to_numpy(dtype=np.float64), 0.0)
+        return [row.tolist() for row in units]
+
+
+def explode_forecasts(scored: DataFrame, spec: dict) -> DataFrame:
+    """level, series_key, forecast_date, forecast, seasonal_naive (the last observed week repeated)
+    and, for hold-out windows, actual — one row per series and day of scored windows."""
+    history, horizon = spec["history"], spec["horizon"]
+    last_week = F.array(*[F.col(x_name(history - 7 + d)) for d in range(7)])
+    actual = F.array(*[F.col(y_name(i)) for i in range(horizon)]) if y_name(0) in scored.columns else None
+    exploded = scored.select("level", "series_key", "origin_date", "scale", last_week.alias("_week"),
+                             *([actual.alias("_actual")] if actual is not None else []),
+                             F.posexplode("forecast").alias("day", "forecast"))
+    return exploded.select(
+        "level", "series_key", F.date_add("origin_date", F.col("day")).alias("forecast_date"), "forecast",
+        (F.element_at("_week", (F.col("day") % 7) + 1) * F.col("scale")).cast("double").alias("seasonal_naive"),
+        *([(F.element_at("_actual", F.col("day") + 1) * F.col("scale")).cast("double").alias("actual")]
+          if actual is not None else []))

@@ -1,6 +1,10 @@
 """GRU4Rec-style session model: embedded item prefix -> GRU -> softmax over the item vocabulary."""
 from __future__ import annotations
 
+from pyspark.sql.types import ArrayType, IntegerType, StructField
+
+from ecomlake.deep import architecture as base
+
 
 def build(vocabulary_size: int, max_len: int, embedding_dim: int = 64, units: int = 128, seed: int = 7):
     import tensorflow as tf
@@ -13,30 +17,33 @@ def build(vocabulary_size: int, max_len: int, embedding_dim: int = 64, units: in
     return tf.keras.Model(inputs=items, outputs=scores)
 
 
-class Architecture:
+class Architecture(base.Architecture):
+    """The session's last max_len item ids in; a softmax over the vocabulary out; scored as the
+    top spec["top_k"] items (never id 0, the padding)."""
     loss = "sparse_categorical_crossentropy"
+    output_field = StructField("predicted", ArrayType(IntegerType()))
 
-    @staticmethod
-    def build(spec: dict):
+    def build(self, spec: dict):
         return build(spec["vocabulary_size"], spec["max_len"], seed=spec["seed"])
 
-    @staticmethod
-    def metrics():
+    def metrics(self) -> list:
         import tensorflow as tf
 
         return [tf.keras.metrics.SparseTopKCategoricalAccuracy(k=20, name="recall_at_20")]
 
-    @staticmethod
-    def columns(spec: dict) -> list[str]:
+    def inputs(self, spec: dict) -> list[base.ModelInput]:
         from ecomlake.deep.sequences import item_name
 
-        return ["target", *[item_name(i) for i in range(spec["max_len"])]]
+        return [base.ModelInput("items", tuple(item_name(i) for i in range(spec["max_len"])), "int32")]
 
-    @staticmethod
-    def to_xy(batch, spec: dict):
-        import tensorflow as tf
+    def target(self, spec: dict) -> base.ModelInput:
+        return base.ModelInput("target", ("target",), "int32")
 
-        from ecomlake.deep.sequences import item_name
+    def output_values(self, predictions, pdf, spec: dict):
+        import numpy as np
 
-        items = tf.stack([tf.cast(getattr(batch, item_name(i)), tf.int32) for i in range(spec["max_len"])], axis=1)
-        return {"items": items}, tf.cast(batch.target, tf.int32)
+        from ecomlake.deep.sequences import NEXT_ITEM_K
+
+        predictions[:, 0] = -1.0  # the padding index is never a recommendation
+        top = np.argsort(-predictions, axis=1)[:, :spec.get("top_k", NEXT_ITEM_K)]
+        return [row.astype("int32").tolist() for row in top]

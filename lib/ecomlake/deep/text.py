@@ -10,6 +10,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from ecomlake.deep import architecture as base
 from ecomlake.models.sentiment import TOKEN_PATTERN
 
 PAD, OOV = 0, 1
@@ -59,26 +60,11 @@ def build(vocabulary_size: int, max_len: int, embedding_dim: int = 64, hidden: i
     return tf.keras.Model(inputs=ids, outputs=out)
 
 
-class Architecture:
-    loss = "binary_crossentropy"
+class Architecture(base.Architecture):
+    """The review's token ids in, P(recommended) out."""
 
-    @staticmethod
-    def build(spec: dict):
+    def build(self, spec: dict):
         return build(spec["vocabulary_size"], spec["max_len"], seed=spec["seed"])
 
-    @staticmethod
-    def metrics():
-        import tensorflow as tf
-
-        return [tf.keras.metrics.AUC(name="auc")]
-
-    @staticmethod
-    def columns(spec: dict) -> list[str]:
-        return ["label", *[token_name(i) for i in range(spec["max_len"])]]
-
-    @staticmethod
-    def to_xy(batch, spec: dict):
-        import tensorflow as tf
-
-        ids = tf.stack([tf.cast(getattr(batch, token_name(i)), tf.int32) for i in range(spec["max_len"])], axis=1)
-        return {"tokens": ids}, tf.cast(batch.label, tf.float32)
+    def inputs(self, spec: dict) -> list[base.ModelInput]:
+        return [base.ModelInput("tokens", tuple(token_name(i) for i in range(spec["max_len"])), "int32")]

@@ -1,6 +1,8 @@
 """Wide & Deep binary classifier in Keras (TensorFlow 2.15, Keras 2)."""
 from __future__ import annotations
 
+from ecomlake.deep import architecture as base
+
 
 def build(n_numeric: int, vocabulary_size: int, embedding_dim: int = 8, hidden=(64, 32), seed: int = 7):
     """Wide: a linear model over the numeric inputs and the one-hot category. Deep: the category's
@@ -21,34 +23,15 @@ def build(n_numeric: int, vocabulary_size: int, embedding_dim: int = 8, hidden=(
     return tf.keras.Model(inputs=[numeric, category], outputs=probability)
 
 
-class Architecture:
-    """What the Horovod worker needs to train Wide & Deep from an encoded Parquet shard."""
-    loss = "binary_crossentropy"
+class Architecture(base.Architecture):
+    """Wide & Deep on the encoded numeric columns (f_000..) and the category index."""
 
-    @staticmethod
-    def build(spec: dict):
+    def build(self, spec: dict):
         return build(len(spec["numeric_columns"]), len(spec["vocabulary"]),
                      hidden=tuple(spec.get("hidden", (64, 32))), seed=spec["seed"])
 
-    @staticmethod
-    def metrics():
-        import tensorflow as tf
-
-        return [tf.keras.metrics.AUC(name="auc")]
-
-    @staticmethod
-    def columns(spec: dict) -> list[str]:
+    def inputs(self, spec: dict) -> list[base.ModelInput]:
         from ecomlake.deep.encode import numeric_name
 
-        return ["label", "category", *[numeric_name(i) for i in range(len(spec["numeric_columns"]))]]
-
-    @staticmethod
-    def to_xy(batch, spec: dict):
-        import tensorflow as tf
-
-        from ecomlake.deep.encode import numeric_name
-
-        n = len(spec["numeric_columns"])
-        numeric = tf.stack([tf.cast(getattr(batch, numeric_name(i)), tf.float32) for i in range(n)], axis=1)
-        category = tf.reshape(tf.cast(batch.category, tf.int32), (-1, 1))
-        return {"numeric": numeric, "category": category}, tf.cast(batch.label, tf.float32)
+        numeric = tuple(numeric_name(i) for i in range(len(spec["numeric_columns"])))
+        return [base.ModelInput("numeric", numeric), base.ModelInput("category", ("category",), "int32")]

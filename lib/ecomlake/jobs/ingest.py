@@ -29,7 +29,6 @@ input lines = bronze rows + quarantined rows, per file.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from datetime import datetime, timezone
@@ -39,119 +38,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from ecomlake import datasets, ingest, lake, ops, rees46, tables
+from ecomlake import ingest_files
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import EcomlakeError, InputError
 from ecomlake.quarantine import EVENT_DATE_COLUMN
 
 log = logging.getLogger(__name__)
+
 JOB = "ingest"
-
 SOURCES = ("rees46", "rees46_catalog", "movielens100k", "cdnow", "cdnow_sample", "clothing_reviews", "dominicks_oj")
-LOG_SCHEMA = ("source_file string, file_size long, file_modified_ms long, batch_id string, "
-              "ingested_at timestamp, input_lines long, bronze_rows long, quarantined_rows long, status string")
-
-
-FILE_QUARANTINE_SCHEMA = ("source_file string, file_size long, file_modified_ms long, batch_id string, "
-                          "ingested_at timestamp, source string, reason string, detail string")
-# Why a whole file is set aside (the other files of the batch go on): see file_problem.
-FILE_REASONS = ("empty_file", "wrong_header", "corrupt_compressed_file")
-
-
-def check_headers(spark: SparkSession, files: list[lake.FileInfo], header: str, kind: str = "REES46") -> None:
-    for f in files:
-        problem = file_problem(spark, f, header, kind)
-        if problem:
-            raise InputError(problem[1])
-
-
-def file_problem(spark: SparkSession, f: lake.FileInfo, header: str, kind: str = "REES46") -> tuple[str, str] | None:
-    """(reason, message) when a whole file cannot be ingested as it is, else None: it is empty, it
-    does not start with the header, or its compressed stream does not open."""
-    if f.size == 0:
-        return "empty_file", f"{f.path} is empty (0 bytes)"
-    try:
-        first = lake.read_first_line(spark, f.path).strip().lstrip("\ufeff")
-    except Exception as exc:  # a broken gzip/bzip2 stream fails on its first bytes
-        return "corrupt_compressed_file", f"{f.path} cannot be decompressed: {_java_message(exc)}"
-    if first != header:
-        return "wrong_header", (f"{f.path} does not have the {len(header.split(','))}-column {kind} header: "
-                                f"expected '{header}', found '{first[:60]}'")  # 60: enough to see, short of a data line's user_id
-    return None
-
-
-def _java_message(exc: Exception) -> str:
-    """The Java exception's own message (e.g. 'java.io.EOFException: Unexpected end of input stream')."""
-    text = str(exc)
-    for line in text.splitlines():
-        if "Exception" in line and ":" in line:
-            return line.strip()[:300]
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def already_ingested(spark: SparkSession, lake_root: str) -> dict[str, tuple[int, int]]:
-    """path -> (size, modified) of files in the ingest log (one row per file: small)."""
-    path = tables.BRONZE_INGEST_LOG.path(lake_root)
-    if not lake.table_exists(spark, path):
-        return {}
-    rows = spark.read.format("delta").load(path).select("source_file", "file_size", "file_modified_ms").collect()
-    return {r.source_file: (r.file_size, r.file_modified_ms) for r in rows}
-
-
-def read_batch(spark: SparkSession, files: list[lake.FileInfo], label: str = ""):
-    """The lines of files as one ingest batch: (lines with lineage columns, batch id, ingest time).
-    The batch id names the time and a fingerprint of the files (path, size, modification time).
-
-    `_source_file` is the path as the file system lists it (the key of the ingest log and of
-    every later replace). Spark's `_metadata.file_path` is URI-encoded (a space becomes %20), so it
-    is mapped back through Spark's own encoding of each listed path; a line whose file is not one
-    of those read keeps a null `_source_file`, which reconciliation refuses.
-    """
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    fingerprint = hashlib.sha1("|".join(f"{f.path}:{f.size}:{f.modified_ms}" for f in files).encode()).hexdigest()
-    batch_id = f"{now:%Y%m%dT%H%M%SZ}-{label}{fingerprint[:8]}"
-    names = spark.createDataFrame([(lake.spark_file_uri(spark, f.path), f.path) for f in files],
-                                  "_file_uri string, _source_file string")
-    lines = (spark.read.text([f.path for f in files])
-             .select("value", F.col("_metadata.file_path").alias("_file_uri"))
-             .join(F.broadcast(names), "_file_uri", "left")
-             .drop("_file_uri")
-             .withColumn("_batch_id", F.lit(batch_id))
-             .withColumn("_ingested_at", F.lit(now)))
-    return lines, batch_id, now
-
-
-def _is_unreadable_stream(exc: Exception) -> bool:
-    text = str(exc)
-    return any(s in text for s in ("EOFException", "ZipException", "Unexpected end of input stream",
-                                   "Not in GZIP format", "invalid stored block", "CRC", "Corrupt"))
-
-
-def corrupt_compressed_files(spark: SparkSession, files: list[lake.FileInfo]) -> dict[str, str]:
-    """path -> message for compressed files whose stream breaks before its end (a truncated upload).
-    Called only after a batch read failed, to find the culprits: one Spark job per compressed file."""
-    broken = {}
-    for f in files:
-        if not lake.is_compressed(spark, f.path):
-            continue
-        try:
-            spark.read.text(f.path).count()
-        except Exception as exc:  # the decompressor's error, raised in the task
-            if not _is_unreadable_stream(exc):
-                raise
-            broken[f.path] = f"{f.path} cannot be decompressed: {_java_message(exc)}"
-    return broken
-
-
-def _count_per_file(classified) -> dict[str, dict]:
-    per_file: dict[str, dict] = {}
-    for row in classified.groupBy("_source_file", "_reject_reason").count().collect():
-        counts = per_file.setdefault(row["_source_file"], {"bronze": 0, "quarantined": 0, "reasons": {}})
-        if row["_reject_reason"] is None:
-            counts["bronze"] += row["count"]
-        else:
-            counts["quarantined"] += row["count"]
-            counts["reasons"][row["_reject_reason"]] = row["count"]
-    return per_file
 
 
 def run(spark: SparkSession, config: dict, source: str, input_path: str | None) -> dict:
@@ -182,39 +77,38 @@ def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
     root = config["lake_root"]
     _require_partitioned_bronze(spark, root)
     files = lake.list_input_files(spark, input_path)
-    seen = already_ingested(spark, root)
+    seen = ingest_files.already_ingested(spark, root)
     new = [f for f in files if seen.get(f.path) != (f.size, f.modified_ms)]
     if not new:
         log.info("ingest: nothing new: all %d file(s) already ingested", len(files))
         return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0, "quarantined_files": 0}
 
     # A bad file is set aside with its reason; it never blocks the good files of the batch.
-    set_aside = {f.path: p for f in new if (p := file_problem(spark, f, rees46.HEADER))}
+    set_aside = {f.path: p for f in new if (p := ingest_files.file_problem(spark, f, rees46.HEADER))}
     while True:
         good = [f for f in new if f.path not in set_aside]
         if not good:
-            batch_id, now, per_file = _empty_batch_id(new), datetime.now(timezone.utc).replace(microsecond=0), {}
+            now = ingest_files.now_utc()
+            batch_id, read = ingest_files.batch_id(new, now), {}
             break
-        lines, batch_id, now = read_batch(spark, good)
+        lines, batch_id, now = ingest_files.read_batch(spark, good)
         classified = ingest.classify_rees46_lines(ingest.drop_headers(lines, rees46.HEADER))
         # Three outputs from one read: keep the classified lines instead of re-reading the files.
         classified.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            per_file = _count_per_file(classified)  # the first full read: a broken stream fails here
+            # The first full read: a broken compressed stream fails here.
+            read = ingest_files.counts_per_file(classified, "_reject_reason")
         except Exception as exc:
             classified.unpersist()
-            if not _is_unreadable_stream(exc):
+            if not ingest_files.is_unreadable_stream(exc):
                 raise
-            broken = corrupt_compressed_files(spark, good)
+            broken = ingest_files.corrupt_compressed_files(spark, good)
             if not broken:
                 raise
             set_aside.update({path: ("corrupt_compressed_file", msg) for path, msg in broken.items()})
             continue
         try:
-            strays = [p for p in per_file if p not in {f.path for f in good}]
-            if strays:
-                raise EcomlakeError(f"reconciliation failed: lines were read from {strays}, which is not one "
-                                    f"of the {len(good)} file(s) listed for this batch")
+            ingest_files.reconcile("rees46", good, read, read, batch_id, now)  # lines read from files not listed
             # One commit per table: the file's earlier rows (a re-delivered file) and its new ones
             # are swapped atomically, so a crash can never leave both or neither.
             paths = lake.sql_in("_source_file", [f.path for f in good])
@@ -226,51 +120,23 @@ def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
             classified.unpersist()
         break
 
-    written = _written_counts(spark, root, batch_id) if good else {"bronze": {}, "quarantine": {}}
-    log_rows, total = [], {"input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
-    report = [f"ingest reconciliation, batch {batch_id}:",
-              f"  {'file':<40} {'lines':>12} {'bronze':>12} {'quarantined':>12}"]
-    for f in good:
-        counts = per_file.get(f.path, {"bronze": 0, "quarantined": 0, "reasons": {}})
-        n_lines = counts["bronze"] + counts["quarantined"]
-        bronze_n, quarantined_n = written["bronze"].get(f.path, 0), written["quarantine"].get(f.path, 0)
-        if (bronze_n, quarantined_n) != (counts["bronze"], counts["quarantined"]):
-            raise EcomlakeError(
-                f"reconciliation failed for {f.path}: {n_lines} input lines, but {bronze_n} bronze rows "
-                f"and {quarantined_n} quarantined rows were written")
-        reasons = ", ".join(f"{k}={v}" for k, v in sorted(counts["reasons"].items()))
-        report.append(f"  {f.name:<40} {n_lines:>12,} {bronze_n:>12,} {quarantined_n:>12,}  {reasons}")
-        log_rows.append((f.path, f.size, f.modified_ms, batch_id, now, n_lines, bronze_n, quarantined_n, "ingested"))
-        total["input_lines"] += n_lines
-        total["bronze_rows"] += bronze_n
-        total["quarantined_rows"] += quarantined_n
+    in_batch = F.col("_batch_id") == batch_id
+    log_rows = ingest_files.reconcile("rees46", good, read, ingest_files.written_per_file(
+        lake.read_table(spark, root, tables.BRONZE_EVENTS).where(in_batch),
+        lake.read_table(spark, root, tables.QUARANTINE_EVENTS).where(in_batch)), batch_id, now) if good else []
     file_rows = []
     for f in new:
         if f.path in set_aside:
             reason, message = set_aside[f.path]
-            report.append(f"  {f.name:<40} {'':>12} {'':>12} {'':>12}  FILE QUARANTINED: {reason}")
             log.warning("ingest: %s set aside as %s: %s", f.path, reason, message)
             file_rows.append((f.path, f.size, f.modified_ms, batch_id, now, "rees46", reason, message))
             log_rows.append((f.path, f.size, f.modified_ms, batch_id, now, 0, 0, 0, "quarantined"))
-    report.append(f"  {'total':<40} {total['input_lines']:>12,} {total['bronze_rows']:>12,} "
-                  f"{total['quarantined_rows']:>12,}  (lines = bronze + quarantined: OK)")
-    for line in report:
-        log.info(line)
     # quarantine/files holds the files that are set aside now; a fixed file's old entry goes.
-    all_paths = lake.sql_in("source_file", [f.path for f in new])
-    lake.replace_rows(spark, spark.createDataFrame(file_rows, FILE_QUARANTINE_SCHEMA), root,
-                      tables.QUARANTINE_FILES, all_paths)
-    # Written last: a run that dies before this line is simply redone by the next run.
-    lake.replace_rows(spark, spark.createDataFrame(log_rows, LOG_SCHEMA), root, tables.BRONZE_INGEST_LOG,
-                      all_paths, merge_schema=True)
-    return {"files": len(new), "batch_id": batch_id, **total, "quarantined_files": len(file_rows),
-            "quarantined_file_reasons": sorted({r[6] for r in file_rows})}
-
-
-def _empty_batch_id(files: list[lake.FileInfo]) -> str:
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    fingerprint = hashlib.sha1("|".join(f"{f.path}:{f.size}:{f.modified_ms}" for f in files).encode()).hexdigest()
-    return f"{now:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}"
+    lake.replace_rows(spark, spark.createDataFrame(file_rows, ingest_files.FILE_QUARANTINE_SCHEMA), root,
+                      tables.QUARANTINE_FILES, lake.sql_in("source_file", [f.path for f in new]))
+    ingest_files.record_files(spark, root, log_rows, [f.path for f in new])
+    return {"files": len(new), "batch_id": batch_id, **ingest_files.totals(log_rows),
+            "quarantined_files": len(file_rows), "quarantined_file_reasons": sorted({r[6] for r in file_rows})}
 
 
 def _require_partitioned_bronze(spark: SparkSession, root: str) -> None:
@@ -314,33 +180,24 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
     if not path.exists():
         raise InputError(f"input '{path}' does not exist")
     stat = path.stat()
-    file_id = f"file:{path.resolve()}"
-    if already_ingested(spark, root).get(file_id) == (stat.st_size, int(stat.st_mtime * 1000)) and \
+    file = lake.FileInfo(f"file:{path.resolve()}", stat.st_size, int(stat.st_mtime * 1000))
+    if ingest_files.already_ingested(spark, root).get(file.path) == (file.size, file.modified_ms) and \
             lake.table_exists(spark, bronze_table.path(root)):
         log.info(f"ingest: nothing new: {path} already ingested into {bronze_table.id}")
         return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = ingest_files.now_utc()
     batch_id = f"{now:%Y%m%dT%H%M%SZ}-{source}"
     typed = (load(spark, path)
-             .withColumn("_source_file", F.lit(file_id)).withColumn("_batch_id", F.lit(batch_id))
+             .withColumn("_source_file", F.lit(file.path)).withColumn("_batch_id", F.lit(batch_id))
              .withColumn("_ingested_at", F.lit(now)))
     lake.overwrite_table(typed.where(F.col("_reject_reason").isNull()).drop("_reject_reason"), root, bronze_table)
     lake.overwrite_table(typed.where(F.col("_reject_reason").isNotNull())
                          .withColumnRenamed("_reject_reason", "reason"), root, quarantine_table)
-    bronze_n = lake.read_table(spark, root, bronze_table).count()
-    quarantined_n = lake.read_table(spark, root, quarantine_table).count()
-    input_n = typed.count()
-    if bronze_n + quarantined_n != input_n:
-        raise EcomlakeError(f"reconciliation failed for {path}: {input_n} rows in, {bronze_n} bronze + "
-                            f"{quarantined_n} quarantined written")
-    log.info(f"ingest {source}: {path.name}: {input_n:,} rows = {bronze_n:,} in {bronze_table.id} + "
-          f"{quarantined_n:,} in {quarantine_table.id}")
-    lake.delete_rows(spark, root, tables.BRONZE_INGEST_LOG, F.col("source_file") == file_id)
-    lake.append_table(spark.createDataFrame(
-        [(file_id, stat.st_size, int(stat.st_mtime * 1000), batch_id, now, input_n, bronze_n, quarantined_n,
-          "ingested")], LOG_SCHEMA), root, tables.BRONZE_INGEST_LOG, merge_schema=True)
-    return {"files": 1, "batch_id": batch_id, "input_lines": input_n, "bronze_rows": bronze_n,
-            "quarantined_rows": quarantined_n}
+    log_rows = ingest_files.reconcile(source, [file], ingest_files.counts_per_file(typed, "_reject_reason"),
+                                ingest_files.written_per_file(lake.read_table(spark, root, bronze_table),
+                                                        lake.read_table(spark, root, quarantine_table)), batch_id, now)
+    ingest_files.record_files(spark, root, log_rows, [file.path])
+    return {"files": 1, "batch_id": batch_id, **ingest_files.totals(log_rows)}
 
 
 def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None) -> dict:
@@ -351,57 +208,27 @@ def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None) ->
                             "<generate.output>/catalog/products.csv)")
     root = config["lake_root"]
     files = lake.list_input_files(spark, input_path)
-    check_headers(spark, files, rees46.CATALOG_HEADER, "catalogue")
-    seen = already_ingested(spark, root)
+    ingest_files.check_headers(spark, files, rees46.CATALOG_HEADER, "catalogue")
+    seen = ingest_files.already_ingested(spark, root)
     if all(seen.get(f.path) == (f.size, f.modified_ms) for f in files) and \
             lake.table_exists(spark, tables.BRONZE_PRODUCTS.path(root)):
         log.info(f"ingest: nothing new: the catalogue ({len(files)} file(s)) is already in {tables.BRONZE_PRODUCTS.id}")
         return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
-    lines, batch_id, now = read_batch(spark, files, "catalog-")
+    lines, batch_id, now = ingest_files.read_batch(spark, files, "catalog-")
     classified = ingest.classify_catalog_lines(ingest.drop_headers(lines, rees46.CATALOG_HEADER))
     # Two tables and the line counts from one read of the files.
     classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         lake.overwrite_table(ingest.catalog_bronze_rows(classified), root, tables.BRONZE_PRODUCTS)
         lake.overwrite_table(ingest.catalog_rejected_rows(classified), root, tables.QUARANTINE_PRODUCTS)
-        input_lines = {r["_source_file"]: r["count"] for r in classified.groupBy("_source_file").count().collect()}
+        read = ingest_files.counts_per_file(classified, "_reject_reason")
     finally:
         classified.unpersist()
-    per_file: dict[str, dict[str, int]] = {}
-    bronze_counts = lake.read_table(spark, root, tables.BRONZE_PRODUCTS).groupBy("_source_file").count().collect()
-    for r in bronze_counts:
-        per_file.setdefault(r["_source_file"], {"bronze": 0, "quarantined": 0})["bronze"] = r["count"]
-    reason_counts: dict[str, int] = {}
-    quarantine_counts = (lake.read_table(spark, root, tables.QUARANTINE_PRODUCTS)
-                         .groupBy("_source_file", "reason").count().collect())
-    for r in quarantine_counts:
-        per_file.setdefault(r["_source_file"], {"bronze": 0, "quarantined": 0})["quarantined"] += r["count"]
-        reason_counts[r["reason"]] = reason_counts.get(r["reason"], 0) + r["count"]
-    reasons = ", ".join(f"{k}={v}" for k, v in sorted(reason_counts.items()))
-    log_rows = []
-    for f in files:
-        counts, n_lines = per_file.get(f.path, {"bronze": 0, "quarantined": 0}), input_lines.get(f.path, 0)
-        if counts["bronze"] + counts["quarantined"] != n_lines:
-            raise EcomlakeError(f"reconciliation failed for {f.path}: {n_lines} input lines, but {counts['bronze']} "
-                                f"products and {counts['quarantined']} quarantined rows were written")
-        log_rows.append((f.path, f.size, f.modified_ms, batch_id, now, n_lines, counts["bronze"], counts["quarantined"],
-                         "ingested"))
-    total = {"input_lines": sum(r[5] for r in log_rows), "bronze_rows": sum(r[6] for r in log_rows),
-             "quarantined_rows": sum(r[7] for r in log_rows)}
-    log.info(f"ingest rees46_catalog: {total['input_lines']:,} lines = {total['bronze_rows']:,} in "
-          f"{tables.BRONZE_PRODUCTS.id} + {total['quarantined_rows']:,} in {tables.QUARANTINE_PRODUCTS.id}"
-          f"{'  (' + reasons + ')' if reasons else ''}")
-    lake.delete_rows(spark, root, tables.BRONZE_INGEST_LOG, F.col("source_file").isin([f.path for f in files]))
-    lake.append_table(spark.createDataFrame(log_rows, LOG_SCHEMA), root, tables.BRONZE_INGEST_LOG, merge_schema=True)
-    return {"files": len(files), "batch_id": batch_id, **total}
-
-
-def _written_counts(spark: SparkSession, root: str, batch_id: str) -> dict:
-    out = {}
-    for name, table in (("bronze", tables.BRONZE_EVENTS), ("quarantine", tables.QUARANTINE_EVENTS)):
-        df = lake.read_table(spark, root, table).where(F.col("_batch_id") == batch_id)
-        out[name] = {r["_source_file"]: r["count"] for r in df.groupBy("_source_file").count().collect()}
-    return out
+    log_rows = ingest_files.reconcile("rees46_catalog", files, read, ingest_files.written_per_file(
+        lake.read_table(spark, root, tables.BRONZE_PRODUCTS), lake.read_table(spark, root, tables.QUARANTINE_PRODUCTS)),
+        batch_id, now)
+    ingest_files.record_files(spark, root, log_rows, [f.path for f in files])
+    return {"files": len(files), "batch_id": batch_id, **ingest_files.totals(log_rows)}
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from ecomlake import lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
+from ecomlake.dates import add_days
 from ecomlake.deep import encode, forecast_windows, scoring, sequences
 from ecomlake.errors import EcomlakeError
 from ecomlake.models import classify, forecast, recommend, segments
@@ -79,8 +80,7 @@ def score_classifier(spark, root, run, as_of, user_features, task) -> DataFrame:
         spec = json.loads(lake.read_text_file(spark, f"{run['model_path']}/spec.json"))
         prepared = classify.prepare(users, spec["categories"]).join(
             users.select("user_key", encode.CATEGORY_COLUMN), "user_key")
-        scored = scoring.keras_probabilities(encode.encode(prepared, spec, keep=("user_key",)),
-                                             spec["model_path"], spec, keep=("user_key",))
+        scored = scoring.predict(encode.encode(prepared, spec, keep=("user_key",)), spec, keep=("user_key",))
         return scored.withColumn("decile", _decile(scored, "probability"))
     model = PipelineModel.load(run["model_path"])
     prepared = classify.prepare(users, run["details"]["categories"])
@@ -109,8 +109,7 @@ def score_forecast(spark, root, run, as_of) -> DataFrame:
                                            spec["horizon"], training=False)
         keep = ("level", "series_key", "origin_date", "scale",
                 *[forecast_windows.x_name(i) for i in range(spec["history"])])
-        scored = scoring.keras_forecasts(windows, spec["model_path"], spec, keep)
-        return scoring.explode_forecasts(scored, spec)
+        return forecast_windows.explode_forecasts(scoring.predict(windows, spec, keep), spec)
     horizon = run["params"]["holdout_days"]
     out = None
     for level in run["params"]["levels"]:
@@ -128,21 +127,16 @@ def score_forecast(spark, root, run, as_of) -> DataFrame:
 
 def score_next_item(spark, root, run, as_of, gap_minutes) -> DataFrame:
     """The GRU's top-k products after each recently active user's newest session (before as_of)."""
-    from datetime import date, timedelta
-
     from ecomlake import features
 
     spec = json.loads(lake.read_text_file(spark, f"{run['model_path']}/spec.json"))
     vocabulary = spark.read.parquet(f"{run['model_path']}/vocabulary")
-    since = (date.fromisoformat(as_of) - timedelta(days=NEXT_ITEM_ACTIVE_DAYS)).isoformat()
+    since = add_days(as_of, -NEXT_ITEM_ACTIVE_DAYS)
     recent = features.events_before(lake.read_table(spark, root, tables.SILVER_EVENTS), as_of) \
         .where(F.col("event_time") >= features.cutoff(since))
     prefixes = sequences.latest_session_prefixes(
         sequences.session_sequences(recent, vocabulary, gap_minutes, min_items=1), spec["max_len"])
-    inputs = [sequences.item_name(i) for i in range(spec["max_len"])]
-
-    top = scoring.keras_top_k(prefixes, spec["model_path"], inputs, sequences.NEXT_ITEM_K,
-                              ("user_key", "session_start"))
+    top = scoring.predict(prefixes, spec, ("user_key", "session_start"))
     return (top.select("user_key", "session_start", F.posexplode("predicted").alias("position", "item"))
             .join(F.broadcast(vocabulary), "item")
             .select("user_key", "session_start", (F.col("position") + 1).alias("rank"), "product_id"))

@@ -25,11 +25,10 @@ completely written.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import sys
-from datetime import date, timedelta
+from datetime import date
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -39,6 +38,7 @@ from ecomlake import config as cfg
 from ecomlake import evaluation, features, lake, logs, runs, tables
 from ecomlake import generate as gen
 from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
+from ecomlake.dates import add_days
 from ecomlake.errors import ConfigError, InputError
 from ecomlake.models import classify, elasticity, forecast, recommend, segments
 
@@ -47,13 +47,9 @@ log = logging.getLogger(__name__)
 TASKS = ("recommend", "propensity", "churn", "forecast", "segments", "elasticity")
 
 
-def _shift(as_of: str, days: int) -> str:
-    return (date.fromisoformat(as_of) + timedelta(days=days)).isoformat()
-
-
 def _covered(events: DataFrame, as_of: str, horizon_days: int) -> bool:
     last = events.agg(F.max("event_date")).head()[0]
-    return last is not None and last >= date.fromisoformat(_shift(as_of, horizon_days - 1))
+    return last is not None and last >= date.fromisoformat(add_days(as_of, horizon_days - 1))
 
 
 def _features_hint(as_of: str) -> str:
@@ -70,25 +66,9 @@ def _print_metrics(task: str, results: list[dict]) -> None:
 # ---- recommend -------------------------------------------------------------------------------
 
 
-def tune_als(spark: SparkSession, tc: dict, k: int, fit_on: DataFrame, truth: DataFrame,
-             exclude: bool = False) -> tuple[dict, list[dict]]:
-    """Grid search over train.als_ranks x als_reg_params x als_alphas by validation NDCG@k."""
-    fit_on = fit_on.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
-    truth = truth.persist(StorageLevel.MEMORY_AND_DISK)
-    users, items = recommend.index_frames(spark, fit_on)
-    catalogue = fit_on.select("product_id").distinct().count()
-    seen = fit_on if exclude else None
-    grid = []
-    for rank, reg, alpha in itertools.product(tc["als_ranks"], tc["als_reg_params"], tc["als_alphas"]):
-        model = recommend.fit_als(fit_on, users, items, int(rank), float(reg), float(alpha),
-                                  tc["als_max_iter"], tc["seed"])
-        recs = recommend.als_recommend(model, users, items, truth, k, seen)
-        ndcg = evaluation.ranking_metrics(recs, truth, k, catalogue, "user_key", "product_id")[f"ndcg@{k}"]
-        grid.append({"rank": int(rank), "reg_param": float(reg), "alpha": float(alpha), f"ndcg@{k}": ndcg})
-        log.info(f"  tuning ALS rank={rank} regParam={reg} alpha={alpha}: validation ndcg@{k}={ndcg:.4f}")
-    fit_on.unpersist()
-    truth.unpersist()
-    return max(grid, key=lambda g: g[f"ndcg@{k}"]), grid
+def _als_grid(tc: dict) -> dict:
+    return {"ranks": tc["als_ranks"], "reg_params": tc["als_reg_params"], "alphas": tc["als_alphas"],
+            "max_iter": tc["als_max_iter"], "seed": tc["seed"]}
 
 
 def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
@@ -104,8 +84,8 @@ def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
     train_part, test_part = split.where("_is_train").drop("_is_train"), split.where("NOT _is_train").drop("_is_train")
     # Tuning on a second stratified split of the training part only: the test part stays unseen.
     inner = recommend.stratified_split(train_part, 0.75, seed + 1)
-    best, grid = tune_als(spark, tc, k, inner.where("_is_train").drop("_is_train"),
-                          inner.where("NOT _is_train").drop("_is_train"), exclude=True)
+    best, grid = recommend.tune_als(inner.where("_is_train").drop("_is_train"),
+                                    inner.where("NOT _is_train").drop("_is_train"), k, **_als_grid(tc), exclude=True)
     users, items = recommend.index_frames(spark, train_part)
     als = recommend.fit_als(train_part, users, items, best["rank"], best["reg_param"], best["alpha"],
                             tc["als_max_iter"], tc["seed"])
@@ -136,9 +116,9 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
     weights, half_life = dict(fc["interaction_weights"]), fc["interaction_half_life_days"]
 
     # Tuning: fit on interactions before as_of - 7 days, score on what users touch in that week.
-    val_as_of = _shift(as_of, -7)
-    best, grid = tune_als(spark, tc, k, features.interactions(events, val_as_of, weights, half_life),
-                          recommend.truth_items(events, val_as_of, 7))
+    val_as_of = add_days(as_of, -7)
+    best, grid = recommend.tune_als(features.interactions(events, val_as_of, weights, half_life),
+                                    recommend.truth_items(events, val_as_of, 7), k, **_als_grid(tc))
 
     inter = inter.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
     user_index, item_index = recommend.index_frames(spark, inter)
@@ -238,7 +218,7 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
         raise ConfigError(f"train.forecast_holdout_days must be 1..{forecast.MAX_HORIZON_DAYS}, got {holdout}")
     daily = lake.read_partition(spark, root, tables.GOLD_DAILY_SALES, "as_of_date", as_of, _features_hint(as_of))
     versions = runs.input_versions(spark, root, [tables.GOLD_DAILY_SALES])
-    origin = _shift(as_of, -holdout)
+    origin = add_days(as_of, -holdout)
     metrics = {"linear_regression": {}, "seasonal_naive": {}}
     params = {"holdout_days": holdout, "origin": origin, "levels": ["category", "product"]}
     run = runs.model_run("forecast", "linear_regression", as_of, params, versions, {})

@@ -8,10 +8,16 @@ removes such items, as the MovieLens protocol requires.
 """
 from __future__ import annotations
 
+import itertools
+import logging
+
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from ecomlake import features
+from ecomlake import evaluation, features
+
+log = logging.getLogger(__name__)
 
 CO_OCCURRENCE_HISTORY = 50   # a user's strongest items that count for co-occurrence (bounds the self-join)
 CO_OCCURRENCE_NEIGHBOURS = 50  # neighbours kept per item
@@ -115,3 +121,25 @@ def stratified_split(interactions: DataFrame, ratio: float, seed: int) -> DataFr
     order = per_user.orderBy(F.xxhash64(F.lit(seed), "user_key", "product_id"), "product_id")
     keep = F.greatest(F.lit(1), F.round(F.count(F.lit(1)).over(per_user) * ratio))
     return interactions.withColumn("_is_train", F.row_number().over(order) <= keep)
+
+
+def tune_als(fit_on: DataFrame, truth: DataFrame, k: int, ranks: list, reg_params: list, alphas: list,
+             max_iter: int, seed: int, exclude: bool = False) -> tuple[dict, list[dict]]:
+    """Grid search over ranks x reg_params x alphas by validation NDCG@k: fit on `fit_on`
+    (interactions), score the users of `truth` (user_key, product_id). Returns the best point and
+    the whole grid with each point's NDCG. exclude: leave out items seen in fit_on (MovieLens)."""
+    fit_on = fit_on.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
+    truth = truth.persist(StorageLevel.MEMORY_AND_DISK)
+    users, items = index_frames(fit_on.sparkSession, fit_on)
+    catalogue = fit_on.select("product_id").distinct().count()
+    seen = fit_on if exclude else None
+    grid = []
+    for rank, reg, alpha in itertools.product(ranks, reg_params, alphas):
+        model = fit_als(fit_on, users, items, int(rank), float(reg), float(alpha), max_iter, seed)
+        recs = als_recommend(model, users, items, truth, k, seen)
+        ndcg = evaluation.ranking_metrics(recs, truth, k, catalogue, "user_key", "product_id")[f"ndcg@{k}"]
+        grid.append({"rank": int(rank), "reg_param": float(reg), "alpha": float(alpha), f"ndcg@{k}": ndcg})
+        log.info(f"  tuning ALS rank={rank} regParam={reg} alpha={alpha}: validation ndcg@{k}={ndcg:.4f}")
+    fit_on.unpersist()
+    truth.unpersist()
+    return max(grid, key=lambda g: g[f"ndcg@{k}"]), grid

@@ -1,0 +1,247 @@
+"""The deep models as the runner (ecomlake.deep.runner) trains them: what each trains on, and how
+each is evaluated against its baselines on held-out rows.
+
+- wide_deep (task propensity): gold/user_features + gold/user_labels, the same features, label and
+  20 % user hold-out as `train propensity`; numeric columns standardised with training-set
+  statistics, top category through a vocabulary (encode.build_spec). Metrics next to the oracle
+  AUC of the generator's planted odds.
+- session_gru (task next_item): sessions before the cutoff over the most viewed products,
+  evaluated on sessions in the label horizon after it against most-popular, item transitions and
+  the user's ALS top-k (the latest `train recommend` run).
+- lstm_forecaster (task forecast): windows of every product and category series of
+  gold/daily_sales, evaluated on the same held-out days as `train forecast` next to seasonal
+  naive on the same rows.
+- review_text (task review_recommended): the review's words, the same hash split as the
+  `sentiment` job; every review is scored into gold/review_sentiment (model review_text).
+"""
+from __future__ import annotations
+
+import logging
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ecomlake import config as cfg
+from ecomlake import evaluation, features, lake, runs, tables
+from ecomlake import generate as gen
+from ecomlake.dates import add_days
+from ecomlake.deep import encode, forecast_windows, scoring, sequences, text
+from ecomlake.deep.runner import DeepTask, Prepared, write_shards
+from ecomlake.errors import ConfigError, EcomlakeError, InputError
+from ecomlake.models import classify, recommend, sentiment
+
+log = logging.getLogger(__name__)
+
+REVIEW_MAX_LEN = 96  # tokens per review kept by review_text (the median review has ~60)
+FORECAST_HISTORY_DAYS = 28
+MODELS = ("wide_deep", "session_gru", "lstm_forecaster", "review_text")
+
+
+def _persisted(df: DataFrame) -> DataFrame:
+    return df.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+class WideDeepPropensity(DeepTask):
+    model, task = "wide_deep", "propensity"
+    inputs = (tables.GOLD_USER_FEATURES, tables.GOLD_USER_LABELS)
+
+    def params(self, config, as_of):
+        return {"test_fraction": 0.2}
+
+    def prepare(self, spark, config, as_of, params, model_dir, num_files):
+        hint = f"features --as-of {as_of} (with events covering the label horizon)"
+        root, seed = config["lake_root"], params["seed"]
+        uf = lake.read_partition(spark, root, tables.GOLD_USER_FEATURES, "as_of_date", as_of, hint)
+        labels = lake.read_partition(spark, root, tables.GOLD_USER_LABELS, "as_of_date", as_of, hint)
+        categories = classify.top_categories(uf)
+        data = _persisted(classify.prepare(uf, categories)
+                          .join(uf.select("user_key", encode.CATEGORY_COLUMN), "user_key")
+                          .join(labels.select("user_key", F.col("purchased_next").cast("float").alias("label")),
+                                "user_key")
+                          .withColumn("_test", classify.holdout(F.col("user_key"), seed))
+                          .withColumn("row_id", F.xxhash64(F.lit(seed), "user_key")))
+        train = data.where(~F.col("_test"))
+        spec = encode.build_spec(train, classify.feature_columns(categories), classify.top_categories(uf, n=50))
+        spec["categories"] = categories
+        keep = ("row_id", "user_key", "label")
+        train_rows = write_shards(encode.encode(train, spec, keep), f"{model_dir}/data/train", num_files)
+        encode.encode(data.where(F.col("_test")), spec, keep).write.mode("overwrite").parquet(f"{model_dir}/data/test")
+        data.unpersist()
+        test = _persisted(spark.read.parquet(f"{model_dir}/data/test"))
+        return Prepared(train_rows, spec, {"test_rows": test.count()}, {"test": test})
+
+    def evaluate(self, spark, config, prepared, trained):
+        scored = _persisted(scoring.predict(prepared.frames["test"], trained.spec, keep=("user_key", "label")))
+        prepared.frames["scored"] = scored
+        metrics = evaluation.binary_metrics(scored, "label", "probability")
+        horizon = lake.read_partition(spark, config["lake_root"], tables.GOLD_USER_LABELS, "as_of_date",
+                                      trained.as_of, f"features --as-of {trained.as_of}").select("horizon_days").head()[0]
+        auc = gen.oracle_auc(spark, config["generate"]["output"], cfg.pseudonymisation_key(config), scored,
+                             trained.as_of, horizon)
+        if auc is not None:
+            metrics["oracle_auc"] = auc
+        return [trained.record(metrics, calibration=evaluation.calibration_table(scored, "label", "probability"))]
+
+
+class SessionGruNextItem(DeepTask):
+    model, task = "session_gru", "next_item"
+    inputs = (tables.SILVER_EVENTS,)
+    rows_name = "training session examples"
+
+    def __init__(self, max_items: int = 5000, max_len: int = 10):
+        self.max_items, self.max_len = max_items, max_len
+
+    def params(self, config, as_of):
+        return {"max_items": self.max_items, "max_len": self.max_len,
+                "horizon_days": config["features"]["label_horizon_days"]}
+
+    def prepare(self, spark, config, as_of, params, model_dir, num_files):
+        events = lake.read_table(spark, config["lake_root"], tables.SILVER_EVENTS)
+        gap = config["sessionize"]["gap_minutes"]
+        history = features.events_before(events, as_of)
+        vocabulary = _persisted(sequences.item_vocabulary(history, self.max_items))
+        train = sequences.next_item_examples(sequences.session_sequences(history, vocabulary, gap), self.max_len)
+        horizon = features.events_in_horizon(events, as_of, params["horizon_days"])
+        test = sequences.next_item_examples(sequences.session_sequences(horizon, vocabulary, gap), self.max_len)
+        train_rows = write_shards(train.withColumn("row_id", F.xxhash64("user_key", "session_start", "position")),
+                                  f"{model_dir}/data/train", num_files)
+        test.write.mode("overwrite").parquet(f"{model_dir}/data/test")
+        test = _persisted(spark.read.parquet(f"{model_dir}/data/test"))
+        if test.limit(1).count() == 0:
+            raise InputError(f"no session examples in the {params['horizon_days']} days after {as_of} to evaluate on")
+        vocabulary.write.mode("overwrite").parquet(f"{model_dir}/vocabulary")
+        vocabulary_size = vocabulary.count()
+        return Prepared(train_rows, {"vocabulary_size": vocabulary_size, "top_k": sequences.NEXT_ITEM_K},
+                        {"vocabulary_size": vocabulary_size},
+                        {"vocabulary": vocabulary, "test": test, "train": spark.read.parquet(f"{model_dir}/data/train")})
+
+    def evaluate(self, spark, config, prepared, trained):
+        k, last_item = sequences.NEXT_ITEM_K, sequences.item_name(self.max_len - 1)
+        test, train = prepared.frames["test"], prepared.frames["train"]
+        candidates = {
+            "most_popular": test.withColumn("predicted", F.array(*[F.lit(i) for i in sequences.popular_items(train, k)])),
+            "item_transitions": test.join(sequences.transition_neighbours(train, self.max_len, k)
+                                          .withColumnRenamed("neighbours", "predicted"),
+                                          F.col(last_item) == F.col("last_item"), "left"),
+        }
+        als = _als_items(spark, config["lake_root"], test, prepared.frames["vocabulary"], k)
+        if als is not None:
+            candidates["als"] = als
+        gru = scoring.predict(test, trained.spec, keep=("user_key", "target", last_item))
+        return [trained.record(evaluation.next_item_metrics(gru, k)),
+                *[trained.baseline(name, evaluation.next_item_metrics(predicted, k))
+                  for name, predicted in candidates.items()]]
+
+
+def _als_items(spark: SparkSession, root: str, test: DataFrame, vocabulary: DataFrame, k: int) -> DataFrame | None:
+    """Each test user's ALS top-k (latest `train recommend` run) as vocabulary items; None without a run."""
+    from pyspark.ml.recommendation import ALSModel
+
+    try:
+        run = runs.find(spark, root, "recommend")
+    except EcomlakeError:
+        log.info("train_deep next_item: no `train recommend` run: the ALS comparison is skipped")
+        return None
+    path = run["model_path"]
+    users, items = spark.read.parquet(f"{path}/user_index"), spark.read.parquet(f"{path}/item_index")
+    recs = recommend.als_recommend(ALSModel.load(f"{path}/als"), users, items, test.select("user_key"), k)
+    per_user = (recs.join(vocabulary, "product_id")
+                .groupBy("user_key")
+                .agg(F.transform(F.array_sort(F.collect_list(F.struct("rank", "item"))), lambda s: s["item"])
+                     .alias("predicted")))
+    return test.join(per_user, "user_key", "left")
+
+
+class LstmForecast(DeepTask):
+    model, task = "lstm_forecaster", "forecast"
+    inputs = (tables.GOLD_DAILY_SALES,)
+    rows_name = "training windows"
+
+    def __init__(self, history_days: int = FORECAST_HISTORY_DAYS):
+        if history_days < 7:
+            raise ConfigError(f"--history-days must be at least 7 (seasonal naive needs a week), got {history_days}")
+        self.history = history_days
+
+    def params(self, config, as_of):
+        horizon = config["train"]["forecast_holdout_days"]
+        origin = add_days(as_of, -horizon)
+        return {"history": self.history, "horizon": horizon, "origin": origin}
+
+    def too_few_hint(self, params):
+        return (f"a window needs {self.history} + {params['horizon']} days before {params['origin']}; "
+                f"lower --history-days or --batch-size, or use a later --as-of")
+
+    def prepare(self, spark, config, as_of, params, model_dir, num_files):
+        daily = lake.read_partition(spark, config["lake_root"], tables.GOLD_DAILY_SALES, "as_of_date", as_of,
+                                    f"features --as-of {as_of}")
+        series = _persisted(forecast_windows.series_arrays(daily, params["origin"]))
+        train = forecast_windows.windows(series, params["origin"], self.history, params["horizon"], training=True)
+        train_rows = write_shards(train.withColumn("row_id", F.xxhash64("level", "series_key", "origin_date")),
+                                  f"{model_dir}/data/train", num_files)
+        return Prepared(train_rows, {}, {}, {"series": series})
+
+    def evaluate(self, spark, config, prepared, trained):
+        spec = trained.spec
+        holdout = forecast_windows.windows(prepared.frames["series"], spec["origin"], spec["history"],
+                                           spec["horizon"], training=False)
+        keep = ("level", "series_key", "origin_date", "scale", *holdout.columns[5:])
+        predicted = _persisted(forecast_windows.explode_forecasts(scoring.predict(holdout, spec, keep), spec))
+        prepared.frames["predicted"] = predicted
+        metrics = {"forecast": {}, "seasonal_naive": {}}
+        for level in ("category", "product"):
+            rows = predicted.where(F.col("level") == level)
+            for column in metrics:
+                metrics[column].update({f"{level}_{k}": v for k, v in
+                                        evaluation.forecast_metrics(rows, "actual", column).items()})
+        return [trained.record(metrics["forecast"]),
+                trained.baseline("seasonal_naive_windows", metrics["seasonal_naive"])]
+
+
+class ReviewTextRecommended(DeepTask):
+    model, task = "review_text", "review_recommended"
+    inputs = (tables.BRONZE_CLOTHING_REVIEWS,)
+    needs_as_of = False
+    rows_name = "training reviews"
+
+    def __init__(self, max_len: int = REVIEW_MAX_LEN):
+        self.max_len = max_len
+
+    def params(self, config, as_of):
+        settings = config["sentiment"]
+        return {"max_len": self.max_len, "test_fraction": settings["test_fraction"],
+                "vocabulary_size": settings["vocabulary_size"]}
+
+    def prepare(self, spark, config, as_of, params, model_dir, num_files):
+        reviews = _persisted(sentiment.prepare(lake.read_table(spark, config["lake_root"],
+                                                               tables.BRONZE_CLOTHING_REVIEWS),
+                                               params["seed"], params["test_fraction"]))
+        vocabulary = _persisted(text.vocabulary(reviews.where(~F.col("is_test")), params["vocabulary_size"]))
+        vocabulary.write.mode("overwrite").parquet(f"{model_dir}/vocabulary")
+        encoded = text.encode(reviews, vocabulary, self.max_len).withColumn("label", F.col("recommended"))
+        train_rows = write_shards(encoded.where(~F.col("is_test")).withColumn("row_id", F.col("review_id"))
+                                  .select("row_id", "label", *[text.token_name(i) for i in range(self.max_len)]),
+                                  f"{model_dir}/data/train", num_files)
+        vocabulary_size = vocabulary.count()
+        return Prepared(train_rows, {"vocabulary_size": vocabulary_size}, {"vocabulary_size": vocabulary_size},
+                        {"reviews": reviews, "vocabulary": vocabulary, "encoded": encoded})
+
+    def evaluate(self, spark, config, prepared, trained):
+        scored = _persisted(scoring.predict(prepared.frames["encoded"], trained.spec, keep=("review_id",))
+                            .withColumnRenamed("probability", "probability_recommended")
+                            .join(prepared.frames["reviews"], "review_id"))
+        prepared.frames["scored"] = scored
+        lake.replace_partition(sentiment.output_rows(scored, self.model, trained.run_id), config["lake_root"],
+                               tables.GOLD_REVIEW_SENTIMENT, "model", self.model)
+        return [trained.record(sentiment.recommended_metrics(scored.where(F.col("is_test"))))]
+
+
+def deep_task(model: str, history_days: int = FORECAST_HISTORY_DAYS) -> DeepTask:
+    """The task that trains `model` (history_days: lstm_forecaster's window length)."""
+    if model == "lstm_forecaster":
+        return LstmForecast(history_days)
+    classes = {"wide_deep": WideDeepPropensity, "session_gru": SessionGruNextItem,
+               "review_text": ReviewTextRecommended}
+    if model not in classes:
+        raise ConfigError(f"unknown deep model '{model}'; models: {', '.join(MODELS)}")
+    return classes[model]()
+
