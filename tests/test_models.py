@@ -10,7 +10,7 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from ecomlake.models import classify, elasticity, forecast, risk, segments
+from ecomlake.models import classify, direct_forecast, elasticity, forecast, risk, segments
 
 # ---- classify --------------------------------------------------------------------------------
 
@@ -262,6 +262,54 @@ def test_fit_and_predict_a_weekly_pattern_at_two_scales(spark):
     assert all(r.seasonal_naive == truth[(r.series_key, r.event_date)] for r in got)
     # Measured: a relative error of at most 0.7 % (ridge 0.01 shrinks the coefficients a little).
     assert max(abs(r.forecast / truth[(r.series_key, r.event_date)] - 1) for r in got) < 0.03
+
+
+# ---- direct multi-horizon forecast -----------------------------------------------------------
+
+
+def ramp(spark, days=21):
+    """One category series selling i units on day i (2019-10-01 = day 0)."""
+    return spark.createDataFrame([("category", "c", date(2019, 10, 1) + timedelta(days=i), i) for i in range(days)],
+                                 "level string, series_key string, event_date date, units long")
+
+
+def test_direct_forecast_rows_levels_and_same_weekday_by_hand(spark):
+    rows = {r.horizon: r for r in direct_forecast.forecast_rows(ramp(spark), "2019-10-22", 14).collect()}
+    assert sorted(rows) == list(range(1, 15))
+    first = rows[1]
+    # History Oct 1..21 = 0..20: last 7 days 14..20 (mean 17: the scale), all 21 days (mean 10), last day 20.
+    assert (first.target_date, first.scale, first.mean_7_scaled) == (date(2019, 10, 22), 17.0, 1.0)
+    assert (first.mean_28_scaled, first.last_day_scaled) == (pytest.approx(10 / 17), pytest.approx(20 / 17))
+    assert (first.trend, first.is_product) == (pytest.approx(17.1 / 10.1), 0.0)
+    # Same weekday of the last observed week: Oct 22 -> Oct 15 (14); Oct 28 -> Oct 21 (20); Oct 29 -> Oct 15.
+    assert (rows[1].seasonal_naive, rows[7].seasonal_naive, rows[8].seasonal_naive, rows[14].seasonal_naive) == (14, 20, 14, 20)
+    assert rows[3].target_day_of_week == 5.0                         # Thursday Oct 24 (Sunday = 1)
+    assert rows[8].same_weekday_scaled == pytest.approx(14 / 17) and rows[8].horizon == 8
+
+
+def test_direct_training_rows_have_observed_targets_only(spark):
+    train = direct_forecast.training_rows(ramp(spark), "2019-10-22", 3)
+    # Origins on Oct 22's weekday (Tuesday) with a week of history: Oct 8 and Oct 15 (Oct 22 itself
+    # has no observed target), 3 horizons each.
+    assert sorted((str(r.origin_date), r.horizon) for r in train.collect()) == [
+        (d, h) for d in ("2019-10-08", "2019-10-15") for h in (1, 2, 3)]
+    row = train.where("origin_date = '2019-10-15' AND horizon = 2").head()
+    # History Oct 1..14 = 0..13: the last week 7..13 has mean 10 (the scale); the target Oct 16 sold 15.
+    assert (row.target_date, row.actual, row.scale, row.target_scaled) == (date(2019, 10, 16), 15.0, 10.0, 1.5)
+    assert direct_forecast.backtest_origins("2019-11-17", 14, 3) == ["2019-11-03", "2019-10-27", "2019-10-20"]
+
+
+def test_direct_forecast_learns_a_weekly_pattern_at_two_scales(spark):
+    pattern = [3, 5, 8, 13, 8, 5, 2]
+    rows = [("category", key, day(d), size * pattern[d % 7])
+            for key, size in (("small", 1), ("large", 100)) for d in range(1, 71)]
+    daily = spark.createDataFrame(rows, "level string, series_key string, event_date date, units long")
+    origin = day(57).isoformat()
+    model = direct_forecast.fit(direct_forecast.training_rows(daily, origin, 14), max_iter=20)
+    got = direct_forecast.predict(model, direct_forecast.forecast_rows(daily, origin, 14)).collect()
+    truth = {(key, day(d)): size * pattern[d % 7] for key, size in (("small", 1), ("large", 100)) for d in range(57, 71)}
+    assert len(got) == 28 and all(r.seasonal_naive == truth[(r.series_key, r.event_date)] for r in got)
+    assert max(abs(r.forecast / truth[(r.series_key, r.event_date)] - 1) for r in got) < 0.05
 
 
 # ---- segments --------------------------------------------------------------------------------

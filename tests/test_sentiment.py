@@ -106,5 +106,7 @@ def test_review_text_model_through_petastorm_and_horovod(spark, make_config):
     assert record["metrics"]["auc"] > 0.8
     history = record["details"]["history"]["loss"]
     assert history[-1] < history[0]
+    # The model is built for the words found (about 50 here), not for the configured maximum (200).
+    assert out["spec"]["vocabulary_size"] == record["details"]["vocabulary_size"] < 100
     gold = lake.read_table(spark, config["lake_root"], tables.GOLD_REVIEW_SENTIMENT).where("model = 'review_text'")
     assert gold.count() == 400 and gold.where("split = 'test'").count() > 40

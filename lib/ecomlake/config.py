@@ -76,6 +76,8 @@ SCHEMA: dict[str, Key] = {
     "train.als_max_iter": Key(int, 10, "ALS iterations"),
     "train.recommend_k": Key(int, 20, "recommendations per user (metrics at 10 and at this k)"),
     "train.forecast_holdout_days": Key(int, 14, "days held out at the end of the sales history"),
+    "train.forecast_backtest_folds": Key(int, 3, "rolling-origin backtest windows (weekly steps back from the hold-out)"),
+    "train.forecast_gbt_max_iter": Key(int, 40, "trees of the direct gradient-boosted forecaster"),
     "train.segments_k": Key(int, 5, "number of KMeans customer segments"),
     "train.seed": Key(int, 7, "seed for splits and models"),
     "clv.horizon_weeks": Key(float, 52.0, "CLV and expected purchases look this many weeks ahead"),

@@ -24,6 +24,7 @@ LOG_SCHEMA = ("source_file string, file_size long, file_modified_ms long, batch_
               "ingested_at timestamp, input_lines long, bronze_rows long, quarantined_rows long, status string")
 FILE_QUARANTINE_SCHEMA = ("source_file string, file_size long, file_modified_ms long, batch_id string, "
                           "ingested_at timestamp, source string, reason string, detail string")
+NOTHING_NEW = {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}  # a run that skips every file
 # Why a whole file is set aside (the other files of the batch go on): see file_problem.
 FILE_REASONS = ("empty_file", "wrong_header", "corrupt_compressed_file")
 
@@ -113,6 +114,12 @@ def already_ingested(spark: SparkSession, lake_root: str) -> dict[str, tuple[int
     return {r.source_file: (r.file_size, r.file_modified_ms) for r in rows}
 
 
+def new_files(spark: SparkSession, lake_root: str, files: list[lake.FileInfo]) -> list[lake.FileInfo]:
+    """The files not in the ingest log as they are now (a new path, or another size or modification time)."""
+    seen = already_ingested(spark, lake_root)
+    return [f for f in files if seen.get(f.path) != (f.size, f.modified_ms)]
+
+
 def read_batch(spark: SparkSession, files: list[lake.FileInfo], label: str = "") -> tuple[DataFrame, str, datetime]:
     """The lines of files as one ingest batch: (lines with lineage columns, batch id, ingest time).
 
@@ -154,16 +161,21 @@ def written_per_file(bronze: DataFrame, quarantine: DataFrame) -> dict[str, File
     return counts_per_file(kept.unionByName(quarantine.select("_source_file", "reason")), "reason")
 
 
-def reconcile(source: str, files: list[lake.FileInfo], read: dict[str, FileCounts], written: dict[str, FileCounts],
-              batch: str, now: datetime) -> list[tuple]:
-    """The ingest-log rows of the files read, after checking that each file's rows were all written
-    (bronze and quarantine as read); raises naming the first file that does not add up. Logs the
-    reconciliation table."""
+def check_listed(files: list[lake.FileInfo], read: dict[str, FileCounts]) -> None:
+    """Raise when lines were read from a file that is not one of `files` (or from no known file)."""
     listed = {f.path for f in files}
     strays = [path for path in read if path not in listed]
     if strays:
         raise EcomlakeError(f"reconciliation failed: lines were read from {strays}, which is not one "
                             f"of the {len(files)} file(s) listed for this batch")
+
+
+def reconcile(source: str, files: list[lake.FileInfo], read: dict[str, FileCounts], written: dict[str, FileCounts],
+              batch: str, now: datetime) -> list[tuple]:
+    """The ingest-log rows of the files read, after checking that each file's rows were all written
+    (bronze and quarantine as read); raises naming the first file that does not add up. Logs the
+    reconciliation table."""
+    check_listed(files, read)
     rows, report = [], [f"ingest {source} reconciliation, batch {batch}:",
                         f"  {'file':<40} {'lines':>12} {'bronze':>12} {'quarantined':>12}"]
     for f in files:

@@ -24,6 +24,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from ecomlake import config as cfg
@@ -47,17 +48,29 @@ class TrainingOptions:
     audit_shards: bool = False
 
 
+class FrameCache:
+    """The DataFrames a training persists, unpersisted together when it ends (also when it fails)."""
+
+    def __init__(self):
+        self._frames: list[DataFrame] = []
+
+    def persist(self, df: DataFrame) -> DataFrame:
+        self._frames.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+        return df
+
+    def release(self) -> None:
+        for df in self._frames:
+            df.unpersist()
+        self._frames.clear()
+
+
 @dataclass
 class Prepared:
     """What a task's `prepare` wrote and keeps for `evaluate`."""
     train_rows: int
     spec: dict                                     # the task's part of spec.json (encoding, vocabulary size)
     details: dict = field(default_factory=dict)    # added to the trained model's record
-    frames: dict = field(default_factory=dict)     # persisted DataFrames evaluate reads; unpersisted after
-
-    def release(self) -> None:
-        for frame in self.frames.values():
-            frame.unpersist()
+    frames: dict = field(default_factory=dict)     # DataFrames (and values) evaluate reads
 
 
 @dataclass
@@ -95,6 +108,7 @@ class DeepTask:
     inputs: tuple[tables.Table, ...] = ()
     needs_as_of = True
     rows_name = "training rows"
+    rows_key = "train_rows"   # the details key of the training row count in gold/model_runs
 
     def params(self, config: dict, as_of: str | None) -> dict:
         """The task's own run parameters (they join the run_id with the training options)."""
@@ -105,11 +119,12 @@ class DeepTask:
         return "lower --batch-size"
 
     def prepare(self, spark: SparkSession, config: dict, as_of: str | None, params: dict, model_dir: str,
-                num_files: int) -> Prepared:
-        """Write the training shards to <model_dir>/data/train (`write_shards`)."""
+                num_files: int, cache: FrameCache) -> Prepared:
+        """Write the training shards to <model_dir>/data/train (`write_shards`); persist through `cache`."""
         raise NotImplementedError
 
-    def evaluate(self, spark: SparkSession, config: dict, prepared: Prepared, trained: Trained) -> list[dict]:
+    def evaluate(self, spark: SparkSession, config: dict, prepared: Prepared, trained: Trained,
+                 cache: FrameCache) -> list[dict]:
         """Score the trained model and its baselines on held-out rows; the trained model's record first."""
         raise NotImplementedError
 
@@ -192,12 +207,13 @@ def train(spark: SparkSession, config: dict, deep_task: DeepTask, as_of: str | N
               "warmup_epochs": 1, "seed": config["train"]["seed"], **deep_task.params(config, as_of)}
     versions = runs.input_versions(spark, root, list(deep_task.inputs))
     run_id, model_dir = start_attempt(spark, config, deep_task.task, deep_task.model, as_of, params, options.resume)
-    prepared = deep_task.prepare(spark, config, as_of, params, model_dir, num_files=max(4, 2 * options.num_proc))
+    cache = FrameCache()
     try:
+        prepared = deep_task.prepare(spark, config, as_of, params, model_dir, max(4, 2 * options.num_proc), cache)
         if prepared.train_rows < options.batch_size * options.num_proc:
             raise InputError(f"{prepared.train_rows} {deep_task.rows_name} are fewer than one batch per worker "
                              f"({options.batch_size} x {options.num_proc}): {deep_task.too_few_hint(params)}")
-        spec = {**prepared.spec, **params, "model": deep_task.model, "train_url": f"file://{model_dir}/data/train",
+        spec = {**params, **prepared.spec, "model": deep_task.model, "train_url": f"file://{model_dir}/data/train",
                 "train_rows": prepared.train_rows, "checkpoint_dir": f"{model_dir}/checkpoints",
                 "model_path": f"{model_dir}/model.h5", "audit_shards": options.audit_shards,
                 "threads": max(1, (os.cpu_count() or 1) // options.num_proc)}
@@ -205,11 +221,11 @@ def train(spark: SparkSession, config: dict, deep_task: DeepTask, as_of: str | N
             json.dump(spec, f, indent=2)
         workers = distributed.launch(spec, options.num_proc, options.launcher)
         trained = Trained(deep_task.task, deep_task.model, as_of, run_id, model_dir, params, versions, spec,
-                          workers, options.launcher, {"train_rows": prepared.train_rows, **prepared.details})
-        records = deep_task.evaluate(spark, config, prepared, trained)
+                          workers, options.launcher, {deep_task.rows_key: prepared.train_rows, **prepared.details})
+        records = deep_task.evaluate(spark, config, prepared, trained, cache)
         runs.record(spark, root, records)
     finally:
-        prepared.release()
+        cache.release()
     losses = workers[0]["history"].get("loss", [])
     log.info("train_deep %s: %d workers (%s), epochs %d -> %d, loss %s", deep_task.model, len(workers),
              options.launcher, workers[0]["initial_epoch"], options.epochs,

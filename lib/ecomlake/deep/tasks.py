@@ -17,7 +17,6 @@ each is evaluated against its baselines on held-out rows.
 from __future__ import annotations
 
 import logging
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -37,10 +36,6 @@ FORECAST_HISTORY_DAYS = 28
 MODELS = ("wide_deep", "session_gru", "lstm_forecaster", "review_text")
 
 
-def _persisted(df: DataFrame) -> DataFrame:
-    return df.persist(StorageLevel.MEMORY_AND_DISK)
-
-
 class WideDeepPropensity(DeepTask):
     model, task = "wide_deep", "propensity"
     inputs = (tables.GOLD_USER_FEATURES, tables.GOLD_USER_LABELS)
@@ -48,18 +43,18 @@ class WideDeepPropensity(DeepTask):
     def params(self, config, as_of):
         return {"test_fraction": 0.2}
 
-    def prepare(self, spark, config, as_of, params, model_dir, num_files):
+    def prepare(self, spark, config, as_of, params, model_dir, num_files, cache):
         hint = f"features --as-of {as_of} (with events covering the label horizon)"
         root, seed = config["lake_root"], params["seed"]
         uf = lake.read_partition(spark, root, tables.GOLD_USER_FEATURES, "as_of_date", as_of, hint)
         labels = lake.read_partition(spark, root, tables.GOLD_USER_LABELS, "as_of_date", as_of, hint)
         categories = classify.top_categories(uf)
-        data = _persisted(classify.prepare(uf, categories)
-                          .join(uf.select("user_key", encode.CATEGORY_COLUMN), "user_key")
-                          .join(labels.select("user_key", F.col("purchased_next").cast("float").alias("label")),
-                                "user_key")
-                          .withColumn("_test", classify.holdout(F.col("user_key"), seed))
-                          .withColumn("row_id", F.xxhash64(F.lit(seed), "user_key")))
+        data = cache.persist(classify.prepare(uf, categories)
+                             .join(uf.select("user_key", encode.CATEGORY_COLUMN), "user_key")
+                             .join(labels.select("user_key", F.col("purchased_next").cast("float").alias("label")),
+                                   "user_key")
+                             .withColumn("_test", classify.holdout(F.col("user_key"), seed))
+                             .withColumn("row_id", F.xxhash64(F.lit(seed), "user_key")))
         train = data.where(~F.col("_test"))
         spec = encode.build_spec(train, classify.feature_columns(categories), classify.top_categories(uf, n=50))
         spec["categories"] = categories
@@ -67,17 +62,15 @@ class WideDeepPropensity(DeepTask):
         train_rows = write_shards(encode.encode(train, spec, keep), f"{model_dir}/data/train", num_files)
         encode.encode(data.where(F.col("_test")), spec, keep).write.mode("overwrite").parquet(f"{model_dir}/data/test")
         data.unpersist()
-        test = _persisted(spark.read.parquet(f"{model_dir}/data/test"))
-        return Prepared(train_rows, spec, {"test_rows": test.count()}, {"test": test})
+        test = cache.persist(spark.read.parquet(f"{model_dir}/data/test"))
+        horizon = labels.select("horizon_days").head()[0]
+        return Prepared(train_rows, spec, {"test_rows": test.count()}, {"test": test, "horizon_days": horizon})
 
-    def evaluate(self, spark, config, prepared, trained):
-        scored = _persisted(scoring.predict(prepared.frames["test"], trained.spec, keep=("user_key", "label")))
-        prepared.frames["scored"] = scored
+    def evaluate(self, spark, config, prepared, trained, cache):
+        scored = cache.persist(scoring.predict(prepared.frames["test"], trained.spec, keep=("user_key", "label")))
         metrics = evaluation.binary_metrics(scored, "label", "probability")
-        horizon = lake.read_partition(spark, config["lake_root"], tables.GOLD_USER_LABELS, "as_of_date",
-                                      trained.as_of, f"features --as-of {trained.as_of}").select("horizon_days").head()[0]
         auc = gen.oracle_auc(spark, config["generate"]["output"], cfg.pseudonymisation_key(config), scored,
-                             trained.as_of, horizon)
+                             trained.as_of, prepared.frames["horizon_days"])
         if auc is not None:
             metrics["oracle_auc"] = auc
         return [trained.record(metrics, calibration=evaluation.calibration_table(scored, "label", "probability"))]
@@ -87,6 +80,7 @@ class SessionGruNextItem(DeepTask):
     model, task = "session_gru", "next_item"
     inputs = (tables.SILVER_EVENTS,)
     rows_name = "training session examples"
+    rows_key = "train_examples"
 
     def __init__(self, max_items: int = 5000, max_len: int = 10):
         self.max_items, self.max_len = max_items, max_len
@@ -95,18 +89,18 @@ class SessionGruNextItem(DeepTask):
         return {"max_items": self.max_items, "max_len": self.max_len,
                 "horizon_days": config["features"]["label_horizon_days"]}
 
-    def prepare(self, spark, config, as_of, params, model_dir, num_files):
+    def prepare(self, spark, config, as_of, params, model_dir, num_files, cache):
         events = lake.read_table(spark, config["lake_root"], tables.SILVER_EVENTS)
         gap = config["sessionize"]["gap_minutes"]
         history = features.events_before(events, as_of)
-        vocabulary = _persisted(sequences.item_vocabulary(history, self.max_items))
+        vocabulary = cache.persist(sequences.item_vocabulary(history, self.max_items))
         train = sequences.next_item_examples(sequences.session_sequences(history, vocabulary, gap), self.max_len)
         horizon = features.events_in_horizon(events, as_of, params["horizon_days"])
         test = sequences.next_item_examples(sequences.session_sequences(horizon, vocabulary, gap), self.max_len)
         train_rows = write_shards(train.withColumn("row_id", F.xxhash64("user_key", "session_start", "position")),
                                   f"{model_dir}/data/train", num_files)
         test.write.mode("overwrite").parquet(f"{model_dir}/data/test")
-        test = _persisted(spark.read.parquet(f"{model_dir}/data/test"))
+        test = cache.persist(spark.read.parquet(f"{model_dir}/data/test"))
         if test.limit(1).count() == 0:
             raise InputError(f"no session examples in the {params['horizon_days']} days after {as_of} to evaluate on")
         vocabulary.write.mode("overwrite").parquet(f"{model_dir}/vocabulary")
@@ -115,7 +109,7 @@ class SessionGruNextItem(DeepTask):
                         {"vocabulary_size": vocabulary_size},
                         {"vocabulary": vocabulary, "test": test, "train": spark.read.parquet(f"{model_dir}/data/train")})
 
-    def evaluate(self, spark, config, prepared, trained):
+    def evaluate(self, spark, config, prepared, trained, cache):
         k, last_item = sequences.NEXT_ITEM_K, sequences.item_name(self.max_len - 1)
         test, train = prepared.frames["test"], prepared.frames["train"]
         candidates = {
@@ -156,6 +150,7 @@ class LstmForecast(DeepTask):
     model, task = "lstm_forecaster", "forecast"
     inputs = (tables.GOLD_DAILY_SALES,)
     rows_name = "training windows"
+    rows_key = "train_windows"
 
     def __init__(self, history_days: int = FORECAST_HISTORY_DAYS):
         if history_days < 7:
@@ -171,22 +166,21 @@ class LstmForecast(DeepTask):
         return (f"a window needs {self.history} + {params['horizon']} days before {params['origin']}; "
                 f"lower --history-days or --batch-size, or use a later --as-of")
 
-    def prepare(self, spark, config, as_of, params, model_dir, num_files):
+    def prepare(self, spark, config, as_of, params, model_dir, num_files, cache):
         daily = lake.read_partition(spark, config["lake_root"], tables.GOLD_DAILY_SALES, "as_of_date", as_of,
                                     f"features --as-of {as_of}")
-        series = _persisted(forecast_windows.series_arrays(daily, params["origin"]))
+        series = cache.persist(forecast_windows.series_arrays(daily, params["origin"]))
         train = forecast_windows.windows(series, params["origin"], self.history, params["horizon"], training=True)
         train_rows = write_shards(train.withColumn("row_id", F.xxhash64("level", "series_key", "origin_date")),
                                   f"{model_dir}/data/train", num_files)
         return Prepared(train_rows, {}, {}, {"series": series})
 
-    def evaluate(self, spark, config, prepared, trained):
+    def evaluate(self, spark, config, prepared, trained, cache):
         spec = trained.spec
         holdout = forecast_windows.windows(prepared.frames["series"], spec["origin"], spec["history"],
                                            spec["horizon"], training=False)
         keep = ("level", "series_key", "origin_date", "scale", *holdout.columns[5:])
-        predicted = _persisted(forecast_windows.explode_forecasts(scoring.predict(holdout, spec, keep), spec))
-        prepared.frames["predicted"] = predicted
+        predicted = cache.persist(forecast_windows.explode_forecasts(scoring.predict(holdout, spec, keep), spec))
         metrics = {"forecast": {}, "seasonal_naive": {}}
         for level in ("category", "product"):
             rows = predicted.where(F.col("level") == level)
@@ -211,11 +205,10 @@ class ReviewTextRecommended(DeepTask):
         return {"max_len": self.max_len, "test_fraction": settings["test_fraction"],
                 "vocabulary_size": settings["vocabulary_size"]}
 
-    def prepare(self, spark, config, as_of, params, model_dir, num_files):
-        reviews = _persisted(sentiment.prepare(lake.read_table(spark, config["lake_root"],
-                                                               tables.BRONZE_CLOTHING_REVIEWS),
-                                               params["seed"], params["test_fraction"]))
-        vocabulary = _persisted(text.vocabulary(reviews.where(~F.col("is_test")), params["vocabulary_size"]))
+    def prepare(self, spark, config, as_of, params, model_dir, num_files, cache):
+        raw = lake.read_table(spark, config["lake_root"], tables.BRONZE_CLOTHING_REVIEWS)
+        reviews = cache.persist(sentiment.prepare(raw, params["seed"], params["test_fraction"]))
+        vocabulary = cache.persist(text.vocabulary(reviews.where(~F.col("is_test")), params["vocabulary_size"]))
         vocabulary.write.mode("overwrite").parquet(f"{model_dir}/vocabulary")
         encoded = text.encode(reviews, vocabulary, self.max_len).withColumn("label", F.col("recommended"))
         train_rows = write_shards(encoded.where(~F.col("is_test")).withColumn("row_id", F.col("review_id"))
@@ -225,11 +218,10 @@ class ReviewTextRecommended(DeepTask):
         return Prepared(train_rows, {"vocabulary_size": vocabulary_size}, {"vocabulary_size": vocabulary_size},
                         {"reviews": reviews, "vocabulary": vocabulary, "encoded": encoded})
 
-    def evaluate(self, spark, config, prepared, trained):
-        scored = _persisted(scoring.predict(prepared.frames["encoded"], trained.spec, keep=("review_id",))
-                            .withColumnRenamed("probability", "probability_recommended")
-                            .join(prepared.frames["reviews"], "review_id"))
-        prepared.frames["scored"] = scored
+    def evaluate(self, spark, config, prepared, trained, cache):
+        scored = cache.persist(scoring.predict(prepared.frames["encoded"], trained.spec, keep=("review_id",))
+                               .withColumnRenamed("probability", "probability_recommended")
+                               .join(prepared.frames["reviews"], "review_id"))
         lake.replace_partition(sentiment.output_rows(scored, self.model, trained.run_id), config["lake_root"],
                                tables.GOLD_REVIEW_SENTIMENT, "model", self.model)
         return [trained.record(sentiment.recommended_metrics(scored.where(F.col("is_test"))))]

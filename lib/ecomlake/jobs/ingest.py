@@ -77,11 +77,10 @@ def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
     root = config["lake_root"]
     _require_partitioned_bronze(spark, root)
     files = lake.list_input_files(spark, input_path)
-    seen = ingest_files.already_ingested(spark, root)
-    new = [f for f in files if seen.get(f.path) != (f.size, f.modified_ms)]
+    new = ingest_files.new_files(spark, root, files)
     if not new:
         log.info("ingest: nothing new: all %d file(s) already ingested", len(files))
-        return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0, "quarantined_files": 0}
+        return {**ingest_files.NOTHING_NEW, "quarantined_files": 0}
 
     # A bad file is set aside with its reason; it never blocks the good files of the batch.
     set_aside = {f.path: p for f in new if (p := ingest_files.file_problem(spark, f, rees46.HEADER))}
@@ -108,7 +107,7 @@ def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
             set_aside.update({path: ("corrupt_compressed_file", msg) for path, msg in broken.items()})
             continue
         try:
-            ingest_files.reconcile("rees46", good, read, read, batch_id, now)  # lines read from files not listed
+            ingest_files.check_listed(good, read)
             # One commit per table: the file's earlier rows (a re-delivered file) and its new ones
             # are swapped atomically, so a crash can never leave both or neither.
             paths = lake.sql_in("_source_file", [f.path for f in good])
@@ -181,10 +180,10 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
         raise InputError(f"input '{path}' does not exist")
     stat = path.stat()
     file = lake.FileInfo(f"file:{path.resolve()}", stat.st_size, int(stat.st_mtime * 1000))
-    if ingest_files.already_ingested(spark, root).get(file.path) == (file.size, file.modified_ms) and \
+    if not ingest_files.new_files(spark, root, [file]) and \
             lake.table_exists(spark, bronze_table.path(root)):
         log.info(f"ingest: nothing new: {path} already ingested into {bronze_table.id}")
-        return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
+        return dict(ingest_files.NOTHING_NEW)
     now = ingest_files.now_utc()
     batch_id = f"{now:%Y%m%dT%H%M%SZ}-{source}"
     typed = (load(spark, path)
@@ -209,11 +208,10 @@ def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None) ->
     root = config["lake_root"]
     files = lake.list_input_files(spark, input_path)
     ingest_files.check_headers(spark, files, rees46.CATALOG_HEADER, "catalogue")
-    seen = ingest_files.already_ingested(spark, root)
-    if all(seen.get(f.path) == (f.size, f.modified_ms) for f in files) and \
+    if not ingest_files.new_files(spark, root, files) and \
             lake.table_exists(spark, tables.BRONZE_PRODUCTS.path(root)):
         log.info(f"ingest: nothing new: the catalogue ({len(files)} file(s)) is already in {tables.BRONZE_PRODUCTS.id}")
-        return {"files": 0, "input_lines": 0, "bronze_rows": 0, "quarantined_rows": 0}
+        return dict(ingest_files.NOTHING_NEW)
     lines, batch_id, now = ingest_files.read_batch(spark, files, "catalog-")
     classified = ingest.classify_catalog_lines(ingest.drop_headers(lines, rees46.CATALOG_HEADER))
     # Two tables and the line counts from one read of the files.

@@ -32,7 +32,7 @@ from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.dates import add_days
 from ecomlake.deep import encode, forecast_windows, scoring, sequences
 from ecomlake.errors import EcomlakeError
-from ecomlake.models import classify, forecast, recommend, segments
+from ecomlake.models import classify, direct_forecast, forecast, recommend, segments
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,10 @@ def score_forecast(spark, root, run, as_of) -> DataFrame:
                 *[forecast_windows.x_name(i) for i in range(spec["history"])])
         return forecast_windows.explode_forecasts(scoring.predict(windows, spec, keep), spec)
     horizon = run["params"]["holdout_days"]
+    if run["model"] == "gbt_direct":
+        model = PipelineModel.load(f"{run['model_path']}/model")
+        rows = direct_forecast.forecast_rows(daily, as_of, horizon)
+        return direct_forecast.predict(model, rows).withColumnRenamed("event_date", "forecast_date")
     out = None
     for level in run["params"]["levels"]:
         path = f"{run['model_path']}/{level}"

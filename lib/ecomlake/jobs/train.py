@@ -25,6 +25,7 @@ completely written.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -40,7 +41,7 @@ from ecomlake import generate as gen
 from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
 from ecomlake.dates import add_days
 from ecomlake.errors import ConfigError, InputError
-from ecomlake.models import classify, elasticity, forecast, recommend, segments
+from ecomlake.models import classify, direct_forecast, elasticity, forecast, recommend, segments
 
 log = logging.getLogger(__name__)
 
@@ -212,38 +213,95 @@ def train_classifier(spark: SparkSession, config: dict, as_of: str, task: str) -
 
 
 def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
-    root = config["lake_root"]
-    holdout = config["train"]["forecast_holdout_days"]
+    """gbt_direct (the model `score` uses) against the linear lag model and seasonal naive: on the
+    hold-out (the last forecast_holdout_days before as_of) and in a rolling-origin backtest (the
+    hold-out and the windows a week, two weeks... earlier), every model refitted before each origin
+    and compared on the same series and days. The saved models are refitted on all history."""
+    root, tc = config["lake_root"], config["train"]
+    holdout, folds = tc["forecast_holdout_days"], tc["forecast_backtest_folds"]
     if not 1 <= holdout <= forecast.MAX_HORIZON_DAYS:
         raise ConfigError(f"train.forecast_holdout_days must be 1..{forecast.MAX_HORIZON_DAYS}, got {holdout}")
+    if folds < 1:
+        raise ConfigError(f"train.forecast_backtest_folds must be at least 1, got {folds}")
     daily = lake.read_partition(spark, root, tables.GOLD_DAILY_SALES, "as_of_date", as_of, _features_hint(as_of))
+    daily = daily.persist(StorageLevel.MEMORY_AND_DISK)
     versions = runs.input_versions(spark, root, [tables.GOLD_DAILY_SALES])
-    origin = add_days(as_of, -holdout)
-    metrics = {"linear_regression": {}, "seasonal_naive": {}}
-    params = {"holdout_days": holdout, "origin": origin, "levels": ["category", "product"]}
-    run = runs.model_run("forecast", "linear_regression", as_of, params, versions, {})
-    path = runs.new_attempt_dir(root, "forecast", run["run_id"])
-    for level in ("category", "product"):
-        series = daily.where(F.col("level") == level).persist(StorageLevel.MEMORY_AND_DISK)
-        train = forecast.training_rows(series, origin)
-        if train.limit(1).count() == 0:
-            log.info(f"train forecast: no {level} series has 28 days of history before {origin}; skipped")
-            series.unpersist()
+    origins = direct_forecast.backtest_origins(as_of, holdout, folds)
+    params = {"holdout_days": holdout, "origin": origins[0], "levels": ["category", "product"]}
+    gbt_params = {**params, "backtest_origins": origins, "max_iter": tc["forecast_gbt_max_iter"], "seed": tc["seed"]}
+    names = ("gbt_direct", "linear_regression", "seasonal_naive")
+    metrics: dict[str, dict] = {name: {} for name in names}
+    backtest = []
+    for fold, origin in enumerate(origins):
+        predicted = _forecast_fold(daily, origin, holdout, tc)
+        if predicted is None:
+            log.info(f"train forecast: backtest window from {origin} skipped: the models cannot all be trained "
+                     f"before it (gbt_direct needs {direct_forecast.MIN_HISTORY_DAYS} days of history, "
+                     f"linear_regression 28-day lags)")
             continue
-        model = forecast.fit(train)
-        actual = series.where(F.col("event_date") >= F.lit(origin).cast("date")).select(
-            "level", "series_key", "event_date", F.col("units").alias("actual"))
-        predicted = forecast.predict(model, forecast.forecast_frame(series, origin, holdout)).join(
-            actual, ["level", "series_key", "event_date"])
-        for name, column in (("linear_regression", "forecast"), ("seasonal_naive", "seasonal_naive")):
-            m = evaluation.forecast_metrics(predicted, "actual", column)
-            metrics[name].update({f"{level}_{k}": v for k, v in m.items()})
-        # The saved model is refitted on all history up to as_of, for forecasts after it.
-        forecast.fit(forecast.training_rows(series, as_of)).write().save(f"{path}/{level}")
-        series.unpersist()
-    run["metrics"] = metrics["linear_regression"]
-    run["model_path"] = path
-    return [run, runs.model_run("forecast", "seasonal_naive", as_of, params, versions, metrics["seasonal_naive"], baseline=True)]
+        predicted = predicted.persist(StorageLevel.MEMORY_AND_DISK)
+        for level in ("category", "product"):
+            rows = predicted.where(F.col("level") == level)
+            for name in names:
+                fold_metrics = evaluation.forecast_metrics(rows, "actual", name)
+                if fold == 0:  # the hold-out: the metrics every earlier run recorded
+                    metrics[name].update({f"{level}_{k}": v for k, v in fold_metrics.items()})
+        backtest.append(predicted)
+    if not metrics["gbt_direct"]:
+        log.warning(f"train forecast: no series has {direct_forecast.MIN_HISTORY_DAYS} days of sales history before "
+                    f"{origins[0]}: nothing trained (use a later --as-of)")
+        daily.unpersist()
+        return []
+    pooled = functools.reduce(DataFrame.unionByName, backtest)
+    for level in ("category", "product"):
+        rows = pooled.where(F.col("level") == level)
+        for name in names:
+            metrics[name].update({f"backtest_{level}_{k}": v for k, v in
+                                  evaluation.forecast_metrics(rows, "actual", name).items()})
+    gbt = runs.model_run("forecast", "gbt_direct", as_of, gbt_params, versions, metrics["gbt_direct"],
+                         {"features": list(direct_forecast.FEATURES)})
+    linear = runs.model_run("forecast", "linear_regression", as_of, params, versions, metrics["linear_regression"],
+                            baseline=True)
+    # The saved models are refitted on all history up to as_of, for forecasts after it.
+    gbt["model_path"] = runs.new_attempt_dir(root, "forecast", gbt["run_id"])
+    direct_forecast.fit(direct_forecast.training_rows(daily, as_of, holdout), tc["seed"],
+                        tc["forecast_gbt_max_iter"]).write().save(f"{gbt['model_path']}/model")
+    linear["model_path"] = runs.new_attempt_dir(root, "forecast", linear["run_id"])
+    for level in ("category", "product"):
+        train = forecast.training_rows(daily.where(F.col("level") == level), as_of)
+        if train.limit(1).count():
+            forecast.fit(train).write().save(f"{linear['model_path']}/{level}")
+    for predicted in backtest:
+        predicted.unpersist()
+    daily.unpersist()
+    return [gbt, linear, runs.model_run("forecast", "seasonal_naive", as_of, params, versions,
+                                        metrics["seasonal_naive"], baseline=True)]
+
+
+def _forecast_fold(daily: DataFrame, origin: str, horizon: int, tc: dict) -> DataFrame | None:
+    """level, series_key, event_date, actual and each model's forecast (gbt_direct,
+    linear_regression, seasonal_naive) for the `horizon` days from `origin`, every model fitted on
+    the days before it; only series and days all three forecast. None without training rows."""
+    train = direct_forecast.training_rows(daily, origin, horizon)
+    if train.limit(1).count() == 0:
+        return None
+    gbt = direct_forecast.predict(direct_forecast.fit(train, tc["seed"], tc["forecast_gbt_max_iter"]),
+                                  direct_forecast.forecast_rows(daily, origin, horizon))
+    keys = ["level", "series_key", "event_date"]
+    linear = None
+    for level in ("category", "product"):
+        series = daily.where(F.col("level") == level)
+        level_train = forecast.training_rows(series, origin)
+        if level_train.limit(1).count() == 0:
+            continue
+        part = forecast.predict(forecast.fit(level_train), forecast.forecast_frame(series, origin, horizon))
+        linear = part if linear is None else linear.unionByName(part)
+    actual = daily.where(F.col("event_date") >= F.lit(origin).cast("date")).select(
+        *keys, F.col("units").cast("double").alias("actual"))
+    out = gbt.select(*keys, F.col("forecast").alias("gbt_direct"), "seasonal_naive").join(actual, keys)
+    if linear is None:
+        return None
+    return out.join(linear.select(*keys, F.col("forecast").alias("linear_regression")), keys)
 
 
 # ---- segments and elasticity -----------------------------------------------------------------

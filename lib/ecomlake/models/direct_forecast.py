@@ -1,0 +1,116 @@
+"""Direct multi-horizon sales forecasting: one global gradient-boosted-trees model, horizon as a feature.
+
+At a forecast origin t (the first day to forecast; history ends the day before), every series
+gets one row per horizon h = 1..H for the target day t + h - 1, with features known at t:
+- the recent level: the mean of the last 7 and of the last 28 days, and the last day;
+- the same weekday in the last observed week (what seasonal naive forecasts for that day);
+- the trend (last 7 days against the last 28), the horizon, the target's day of week, the level
+  (category or product).
+Units are divided by the series' recent level (its last-7-day mean, at least SCALE_FLOOR), so one
+model serves large and small series and a forecast starts from where the series is now, not from
+its long-run mean. (Scaled by the 28-day mean instead, the model forecast more erratically on a
+fast-growing series: see the README's forecast section.) The model predicts the scaled units; forecasts are scaled back, never below 0.
+Training rows come from the earlier origins on the forecast origin's weekday whose targets are
+observed (rolling origins a week apart).
+
+`backtest_origins` gives the cut-offs of a rolling-origin evaluation: the last `folds` windows of
+`horizon` days before the end of the history, each model refitted on what precedes its origin.
+"""
+from __future__ import annotations
+
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.regression import GBTRegressor
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from ecomlake.dates import add_days
+
+SCALE_FLOOR = 0.1   # units/day: a series that sold nothing recently is scaled as if it sold this
+HISTORY_DAYS = 28   # the long level is the mean of up to this many days
+MIN_HISTORY_DAYS = 7  # an origin needs at least a week of history (the same-weekday value)
+FEATURES = ("mean_7_scaled", "mean_28_scaled", "last_day_scaled", "same_weekday_scaled", "trend",
+            "horizon", "target_day_of_week", "is_product", "log_scale")
+
+
+def origin_rows(daily: DataFrame) -> DataFrame:
+    """One row per series and day d of `daily` (level, series_key, event_date, units; one row per
+    day, zero-filled) with history ending on d: origin_date = d + 1, the level features and the
+    last 14 days of units (oldest first) for the same-weekday lookup. A series needs
+    MIN_HISTORY_DAYS days before an origin; its levels are means over the days it has."""
+    series = Window.partitionBy("level", "series_key").orderBy("event_date")
+    return (daily.select("level", "series_key", "event_date", F.col("units").cast("double").alias("units"))
+            .withColumn("_days", F.count(F.lit(1)).over(series.rowsBetween(-(HISTORY_DAYS - 1), 0)))
+            .withColumn("mean_7", F.avg("units").over(series.rowsBetween(-6, 0)))
+            .withColumn("mean_28", F.avg("units").over(series.rowsBetween(-(HISTORY_DAYS - 1), 0)))
+            .withColumn("last_14", F.collect_list("units").over(series.rowsBetween(-13, 0)))
+            .where(F.col("_days") >= MIN_HISTORY_DAYS)
+            .select("level", "series_key", F.date_add("event_date", 1).alias("origin_date"),
+                    "mean_7", "mean_28", F.col("units").alias("last_day"), "last_14"))
+
+
+def horizon_rows(origins: DataFrame, horizon_days: int) -> DataFrame:
+    """origin_rows exploded to horizons 1..horizon_days with the model's features, the target date,
+    `scale` and `seasonal_naive` (the same weekday of the last observed week, in units)."""
+    scale = F.greatest(F.col("mean_7"), F.lit(SCALE_FLOOR))
+    # Target day origin + h - 1 falls on the weekday of the day 7 * ceil(h / 7) - h days before the
+    # last observed day: counted from the end of last_14 (-1 is the last day).
+    days_before_last = F.lit(7) * F.ceil(F.col("horizon") / F.lit(7.0)) - F.col("horizon")
+    same_weekday = F.element_at("last_14", (-days_before_last - 1).cast("int"))
+    rows = (origins.withColumn("horizon", F.explode(F.sequence(F.lit(1), F.lit(int(horizon_days)))))
+            .withColumn("target_date", F.date_add("origin_date", F.col("horizon") - 1))
+            .withColumn("scale", scale)
+            .withColumn("seasonal_naive", same_weekday))
+    return rows.select(
+        "level", "series_key", "origin_date", "target_date", "horizon", "scale", "seasonal_naive",
+        (F.col("mean_7") / F.col("scale")).alias("mean_7_scaled"),
+        (F.col("mean_28") / F.col("scale")).alias("mean_28_scaled"),
+        (F.col("last_day") / F.col("scale")).alias("last_day_scaled"),
+        (F.col("seasonal_naive") / F.col("scale")).alias("same_weekday_scaled"),
+        ((F.col("mean_7") + SCALE_FLOOR) / (F.col("mean_28") + SCALE_FLOOR)).alias("trend"),
+        F.dayofweek("target_date").cast("double").alias("target_day_of_week"),
+        F.when(F.col("level") == "product", 1.0).otherwise(0.0).alias("is_product"),
+        F.log(F.col("scale")).alias("log_scale"))
+
+
+def training_rows(daily: DataFrame, origin: str, horizon_days: int) -> DataFrame:
+    """Horizon rows of the earlier origins on the weekday of `origin` (weekly steps back: the model
+    learns from origins like the one it forecasts from, with 1/7 of the rows) whose target day is
+    before `origin` (observed), with `target_scaled`."""
+    before = daily.where(F.col("event_date") < F.lit(origin).cast("date"))
+    actual = before.select("level", "series_key", F.col("event_date").alias("target_date"),
+                           F.col("units").cast("double").alias("actual"))
+    same_weekday = F.dayofweek("origin_date") == F.dayofweek(F.lit(origin).cast("date"))
+    return (horizon_rows(origin_rows(before).where(same_weekday), horizon_days)
+            .join(actual, ["level", "series_key", "target_date"])
+            .withColumn("target_scaled", F.col("actual") / F.col("scale")))
+
+
+def forecast_rows(daily: DataFrame, origin: str, horizon_days: int) -> DataFrame:
+    """Horizon rows of the one origin `origin` (history: the days of `daily` before it)."""
+    before = daily.where(F.col("event_date") < F.lit(origin).cast("date"))
+    return horizon_rows(origin_rows(before).where(F.col("origin_date") == F.lit(origin).cast("date")), horizon_days)
+
+
+def fit(train: DataFrame, seed: int = 7, max_iter: int = 40, max_depth: int = 4):
+    """GBT regression of the scaled target on FEATURES (squared loss)."""
+    pipeline = Pipeline(stages=[
+        VectorAssembler(inputCols=list(FEATURES), outputCol="_features"),
+        GBTRegressor(featuresCol="_features", labelCol="target_scaled", maxIter=max_iter, maxDepth=max_depth,
+                     stepSize=0.1, subsamplingRate=0.8, seed=seed),
+    ])
+    return pipeline.fit(train)
+
+
+def predict(model, rows: DataFrame) -> DataFrame:
+    """level, series_key, event_date (the target day), forecast (units, >= 0), seasonal_naive."""
+    scored = model.transform(rows)
+    return scored.select("level", "series_key", F.col("target_date").alias("event_date"),
+                         F.greatest(F.col("prediction") * F.col("scale"), F.lit(0.0)).alias("forecast"),
+                         F.coalesce(F.col("seasonal_naive"), F.lit(0.0)).alias("seasonal_naive"))
+
+
+def backtest_origins(end: str, horizon_days: int, folds: int) -> list[str]:
+    """The origins of a rolling-origin backtest whose windows end by `end` (exclusive), newest first:
+    end - horizon, end - horizon - 7, ... (weekly steps, so every fold starts on the same weekday)."""
+    return [add_days(end, -horizon_days - 7 * f) for f in range(folds)]
