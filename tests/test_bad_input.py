@@ -91,3 +91,14 @@ def test_analytics_jobs_name_the_missing_table_or_bad_flag(spark, tmp_path, caps
     err = capsys.readouterr()
     assert "pricing found none of its inputs" in err.err and "run `ingest --source dominicks_oj`" in err.err
     assert "Traceback" not in err.err
+
+
+@pytest.mark.parametrize("key, value", [("train.forecast_backtest_folds", 0), ("train.forecast_gbt_max_iter", 0)])
+def test_forecast_settings_are_checked_before_anything_is_read(key, value):
+    from ecomlake import config as cfg
+    from ecomlake.errors import ConfigError
+    from ecomlake.jobs import train
+
+    config = cfg.load("local", overrides=[f"{key}={value}"])
+    with pytest.raises(ConfigError, match=f"{key} must be at least 1, got 0"):
+        train.train_forecast(None, config, "2019-11-17")      # no Spark session: nothing is read first
