@@ -283,12 +283,8 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
 def _forecast_fold(daily: DataFrame, origin: str, horizon: int, tc: dict) -> DataFrame | None:
     """level, series_key, event_date, actual and each model's forecast (gbt_direct,
     linear_regression, seasonal_naive) for the `horizon` days from `origin`, every model fitted on
-    the days before it; only series and days all three forecast. None without training rows."""
-    train = direct_forecast.training_rows(daily, origin, horizon)
-    if train.limit(1).count() == 0:
-        return None
-    gbt = direct_forecast.predict(direct_forecast.fit(train, tc["seed"], tc["forecast_gbt_max_iter"]),
-                                  direct_forecast.forecast_rows(daily, origin, horizon))
+    the days before it; only series and days all three forecast. None when a model has no
+    training rows (checked before any model is fitted)."""
     keys = ["level", "series_key", "event_date"]
     linear = None
     for level in ("category", "product"):
@@ -298,12 +294,15 @@ def _forecast_fold(daily: DataFrame, origin: str, horizon: int, tc: dict) -> Dat
             continue
         part = forecast.predict(forecast.fit(level_train), forecast.forecast_frame(series, origin, horizon))
         linear = part if linear is None else linear.unionByName(part)
+    train = direct_forecast.training_rows(daily, origin, horizon)
+    if linear is None or train.limit(1).count() == 0:
+        return None
+    gbt = direct_forecast.predict(direct_forecast.fit(train, tc["seed"], tc["forecast_gbt_max_iter"]),
+                                  direct_forecast.forecast_rows(daily, origin, horizon))
     actual = daily.where(F.col("event_date") >= F.lit(origin).cast("date")).select(
         *keys, F.col("units").cast("double").alias("actual"))
-    out = gbt.select(*keys, F.col("forecast").alias("gbt_direct"), "seasonal_naive").join(actual, keys)
-    if linear is None:
-        return None
-    return out.join(linear.select(*keys, F.col("forecast").alias("linear_regression")), keys)
+    return (gbt.select(*keys, F.col("forecast").alias("gbt_direct"), "seasonal_naive").join(actual, keys)
+            .join(linear.select(*keys, F.col("forecast").alias("linear_regression")), keys))
 
 
 # ---- segments and elasticity -----------------------------------------------------------------
