@@ -141,6 +141,23 @@ def test_forecast_and_segments_are_recorded(spark, trained):
     assert len(profiles) == 4 and all(p["name"] for p in profiles)
 
 
+def test_forecasts_carry_the_backtest_band_and_the_departure_flag(spark, trained):
+    config, results = trained
+    bands = results[("forecast", "gbt_direct")]["details"]["error_bands"]
+    # 14 hold-out days: weeks 1 and 2 of both levels; 15 categories x 7 days in each category week.
+    assert [(b["level"], b["horizon_week"]) for b in bands] == [
+        ("category", 1), ("category", 2), ("product", 1), ("product", 2)]
+    assert all(b["low"] < 0 < b["high"] for b in bands) and bands[0]["rows"] == 15 * 7
+    scored = read(spark, config, tables.GOLD_FORECASTS).where(f"as_of_date = '{SCORE_AS_OF}'")
+    row = scored.agg(
+        F.count(F.lit(1)).alias("n"), F.count("forecast_low").alias("banded"),
+        F.sum(F.when((F.col("forecast_low") <= F.col("forecast")) & (F.col("forecast") <= F.col("forecast_high")),
+                     1).otherwise(0)).alias("around"),
+        F.sum(F.when(F.col("departs_recent_level") == ~F.col("recent_level").between(
+            F.col("forecast_low"), F.col("forecast_high")), 1).otherwise(0)).alias("flag_agrees")).head()
+    assert row["n"] == row["banded"] == row["around"] == row["flag_agrees"] > 0
+
+
 def test_score_tables(spark, trained):
     config, _ = trained
     users = read(spark, config, tables.GOLD_USER_FEATURES).where(f"as_of_date = '{SCORE_AS_OF}'")

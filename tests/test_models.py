@@ -312,6 +312,26 @@ def test_direct_forecast_learns_a_weekly_pattern_at_two_scales(spark):
     assert max(abs(r.forecast / truth[(r.series_key, r.event_date)] - 1) for r in got) < 0.05
 
 
+def test_error_bands_and_the_departure_flag_by_hand(spark):
+    backtest = spark.createDataFrame(
+        [("category", 1 + i % 7, 2.0, 10.0 + 2 * i, 10.0) for i in range(20)]    # scaled errors 0..19, week 1
+        + [("product", 8, 1.0, 2.0, 1.0)],                                       # one scaled error of 1, week 2
+        "level string, horizon int, scale double, actual double, gbt_direct double")
+    bands = direct_forecast.error_bands(backtest, forecast="gbt_direct")
+    # 5 % of 20 errors: the smallest (0); 95 %: the 19th (18).
+    assert bands == [{"level": "category", "horizon_week": 1, "low": 0.0, "high": 18.0, "rows": 20},
+                     {"level": "product", "horizon_week": 2, "low": 1.0, "high": 1.0, "rows": 1}]
+    predicted = spark.createDataFrame(
+        [("category", "inside", 3, 10.0, 12.0, 2.0), ("category", "below", 3, 10.0, 9.0, 2.0),
+         ("product", "above", 9, 0.5, 0.2, 1.0), ("product", "no_band", 1, 0.5, 0.2, 1.0)],
+        "level string, series_key string, horizon int, forecast double, recent_level double, scale double")
+    got = {r.series_key: (r.forecast_low, r.forecast_high, r.departs_recent_level)
+           for r in direct_forecast.with_band(predicted, bands).collect()}
+    # band = forecast + scale x [low, high]: 10 + 2 x [0, 18] = [10, 46]; 0.5 + 1 x [1, 1] = [1.5, 1.5].
+    assert got == {"inside": (10.0, 46.0, False), "below": (10.0, 46.0, True), "above": (1.5, 1.5, True),
+                   "no_band": (None, None, None)}
+
+
 # ---- segments --------------------------------------------------------------------------------
 
 def test_buyers_keep_purchasers_with_log_rfm(spark):

@@ -86,6 +86,17 @@ def test_forecast_suggestion_compares_with_the_last_fourteen_days():
         "plan its stock and promotions first."]
 
 
+def test_each_category_leaving_its_recent_level_is_named_with_its_numbers():
+    departing = pd.DataFrame({"series_key": ["phones", "tv"], "days": [9, 2], "recent_level": [80.0, 3.04],
+                              "mean_forecast": [171.25, 0.5]})
+    assert rules.departure_suggestions(departing, 14) == [
+        "'phones': the forecast (171.2 a day on average) leaves its recent level (80.0 a day) by more than the "
+        "model's backtest errors explain on 9 of 14 days: check it before planning stock on it.",
+        "'tv': the forecast (0.5 a day on average) leaves its recent level (3.0 a day) by more than the "
+        "model's backtest errors explain on 2 of 14 days: check it before planning stock on it."]
+    assert rules.departure_suggestions(departing.iloc[:0], 14) == []
+
+
 def test_elasticity_suggests_where_to_discount_raise_and_test_the_price():
     estimates = pd.DataFrame({"segment": ["b", "a", "c"], "elasticity": [-0.5, -2.5, -1.2],
                               "ci_low": [-0.7, -2.9, -2.2], "ci_high": [-0.3, -2.1, -0.2],

@@ -266,10 +266,12 @@ def write_text_file(spark: SparkSession, path: str, text: str) -> None:
         out.close()
 
 
-def replace_partition(df: DataFrame, lake_root: str, table: Table, column: str, value: str) -> None:
+def replace_partition(df: DataFrame, lake_root: str, table: Table, column: str, value: str,
+                      merge_schema: bool = False) -> None:
     """Atomically replace the rows where column = value (the table is partitioned by column);
     re-running with the same input gives the same table (no duplicates)."""
-    overwrite_table(df, lake_root, table, replace_where=f"{column} = '{value}'", partition_by=[column])
+    overwrite_table(df, lake_root, table, replace_where=f"{column} = '{value}'", partition_by=[column],
+                    merge_schema=merge_schema)
 
 
 def read_partition(spark: SparkSession, lake_root: str, table: Table, column: str, value: str,

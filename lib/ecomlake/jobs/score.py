@@ -12,8 +12,10 @@ as_of_date and replaced on a re-run (idempotent), every row tagged with the mode
                            the Wide & Deep model of `train_deep`
   gold/churn_risk          P(no purchase in the horizon) per past buyer, with its decile
   gold/segments            RFM scores and cell, KMeans segment and its name, per buyer
-  gold/forecasts           units per product and per category for each of the next days
-                           (linear model and seasonal naive)
+  gold/forecasts           units per product and per category for each of the next days, with
+                           seasonal naive, the recent level (last 7 days' mean), the band of
+                           the model's backtest errors (forecast_low..forecast_high, 90 %) and
+                           departs_recent_level: the band leaves out the recent level (check it)
 --task next_item (not part of `all`: it needs a `train_deep session_gru` run) writes
   gold/next_item_recommendations   for each user active in the 7 days before the date, the
                            session GRU's top-k next products after their newest session
@@ -99,7 +101,31 @@ def score_segments(spark, root, run, as_of, user_features) -> DataFrame:
             .select("user_key", *segments.RFM, "r_score", "f_score", "m_score", "rfm_cell", "segment", "segment_name"))
 
 
+FORECAST_COLUMNS = {"level": "string", "series_key": "string", "forecast_date": "date", "forecast": "double",
+                    "seasonal_naive": "double", "recent_level": "double", "forecast_low": "double",
+                    "forecast_high": "double", "departs_recent_level": "boolean"}
+
+
 def score_forecast(spark, root, run, as_of) -> DataFrame:
+    """FORECAST_COLUMNS (the band and flag only from gbt_direct, null from the other models)."""
+    scored = _forecast(spark, root, run, as_of)
+    return scored.select(*[F.col(c) if c in scored.columns else F.lit(None).cast(t).alias(c)
+                           for c, t in FORECAST_COLUMNS.items()])
+
+
+def _flagged_series(scored: DataFrame) -> str:
+    """A log line: how many series' forecasts leave their recent level, naming a few categories."""
+    flagged = scored.where(F.col("departs_recent_level"))
+    counts = {r["level"]: r["n"] for r in flagged.groupBy("level").agg(
+        F.countDistinct("series_key").alias("n")).collect()}   # one row per level
+    examples = [r["series_key"] for r in flagged.where(F.col("level") == "category").select("series_key")
+                .distinct().orderBy("series_key").limit(5).collect()]
+    return (f"{counts.get('category', 0)} categories and {counts.get('product', 0)} products have forecast days "
+            f"whose backtest band leaves out their recent level (departs_recent_level)"
+            + (f", e.g. {', '.join(examples)}" if examples else ""))
+
+
+def _forecast(spark, root, run, as_of) -> DataFrame:
     from pyspark.ml import PipelineModel
 
     daily = lake.read_partition(spark, root, tables.GOLD_DAILY_SALES, "as_of_date", as_of, f"features --as-of {as_of}")
@@ -113,8 +139,9 @@ def score_forecast(spark, root, run, as_of) -> DataFrame:
     horizon = run["params"]["holdout_days"]
     if run["model"] == "gbt_direct":
         model = PipelineModel.load(f"{run['model_path']}/model")
-        rows = direct_forecast.forecast_rows(daily, as_of, horizon)
-        return direct_forecast.predict(model, rows).withColumnRenamed("event_date", "forecast_date")
+        predicted = direct_forecast.predict(model, direct_forecast.forecast_rows(daily, as_of, horizon))
+        banded = direct_forecast.with_band(predicted, run["details"].get("error_bands", []))
+        return banded.withColumnRenamed("event_date", "forecast_date")
     out = None
     for level in run["params"]["levels"]:
         path = f"{run['model_path']}/{level}"
@@ -169,10 +196,14 @@ def run(spark: SparkSession, config: dict, as_of: str, task: str = "all", run_id
         else:
             scored = score_forecast(spark, root, model_run, as_of)
         table = OUTPUT[name]
-        lake.replace_partition(_tag(scored, model_run, as_of), root, table, "as_of_date", as_of)
-        counts[table.id] = lake.read_table(spark, root, table).where(f"as_of_date = '{as_of}'").count()
+        # merge_schema: a table scored by an older version gains the new columns (forecast bands).
+        lake.replace_partition(_tag(scored, model_run, as_of), root, table, "as_of_date", as_of, merge_schema=True)
+        written = lake.read_table(spark, root, table).where(F.col("as_of_date") == F.lit(as_of).cast("date"))
+        counts[table.id] = written.count()
         log.info(f"score {name}: run {model_run['run_id']} ({model_run['model']}, trained as of "
               f"{model_run['as_of_date']}) -> {table.id}: {counts[table.id]:,} rows")
+        if name == "forecast":
+            log.info(f"score forecast: {_flagged_series(written)}")
     return counts
 
 

@@ -11,8 +11,10 @@ Needs `features --as-of DATE` (labels need events for the whole horizon after DA
               horizon; AUC, PR-AUC, log-loss, top-decile lift, calibration; vs recency; on
               generated data also the oracle AUC from the generator's ground truth
   churn       the same for past buyers -> no purchase in the horizon
-  forecast    linear regression on lag/calendar features per category and per product; WAPE,
-              RMSE, sMAPE on the last train.forecast_holdout_days days before DATE vs seasonal naive
+  forecast    gbt_direct (one global gradient-boosted-trees model, horizon as a feature) against
+              the linear lag model and seasonal naive; WAPE, RMSE, sMAPE on the last
+              train.forecast_holdout_days days before DATE and in a rolling-origin backtest
+              (train.forecast_backtest_folds windows), whose errors give the forecast band
   segments    RFM scores and KMeans segments with a profile per segment
   elasticity  log-log regression of conversion on price per category with 95 % intervals (vs the
               planted elasticities on generated data)
@@ -260,8 +262,10 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
         for name in names:
             metrics[name].update({f"backtest_{level}_{k}": v for k, v in
                                   evaluation.forecast_metrics(rows, "actual", name).items()})
+    # The band `score` puts around each forecast: the spread of gbt_direct's backtest errors.
+    bands = direct_forecast.error_bands(pooled, forecast="gbt_direct")
     gbt = runs.model_run("forecast", "gbt_direct", as_of, gbt_params, versions, metrics["gbt_direct"],
-                         {"features": list(direct_forecast.FEATURES)})
+                         {"features": list(direct_forecast.FEATURES), "error_bands": bands})
     linear = runs.model_run("forecast", "linear_regression", as_of, params, versions, metrics["linear_regression"],
                             baseline=True)
     # The saved models are refitted on all history up to as_of, for forecasts after it.
@@ -301,7 +305,8 @@ def _forecast_fold(daily: DataFrame, origin: str, horizon: int, tc: dict) -> Dat
                                   direct_forecast.forecast_rows(daily, origin, horizon))
     actual = daily.where(F.col("event_date") >= F.lit(origin).cast("date")).select(
         *keys, F.col("units").cast("double").alias("actual"))
-    return (gbt.select(*keys, F.col("forecast").alias("gbt_direct"), "seasonal_naive").join(actual, keys)
+    return (gbt.select(*keys, "horizon", "scale", F.col("forecast").alias("gbt_direct"), "seasonal_naive")
+            .join(actual, keys)
             .join(linear.select(*keys, F.col("forecast").alias("linear_regression")), keys))
 
 

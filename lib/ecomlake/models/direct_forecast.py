@@ -15,13 +15,16 @@ observed (rolling origins a week apart).
 
 `backtest_origins` gives the cut-offs of a rolling-origin evaluation: the last `folds` windows of
 `horizon` days before the end of the history, each model refitted on what precedes its origin.
+`error_bands` turns that backtest's errors into a band around each forecast (`with_band`), and a
+forecast whose band leaves out the series' recent level is flagged: the model says the series will
+move away from where it is now by more than its own past errors explain. A planner checks those.
 """
 from __future__ import annotations
 
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.regression import GBTRegressor
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from ecomlake.dates import add_days
@@ -29,6 +32,7 @@ from ecomlake.dates import add_days
 SCALE_FLOOR = 0.1   # units/day: a series that sold nothing recently is scaled as if it sold this
 HISTORY_DAYS = 28   # the long level is the mean of up to this many days
 MIN_HISTORY_DAYS = 7  # an origin needs at least a week of history (the same-weekday value)
+BAND_QUANTILES = (0.05, 0.95)  # the band holds 90 % of the backtest's scaled errors
 FEATURES = ("mean_7_scaled", "mean_28_scaled", "last_day_scaled", "same_weekday_scaled", "trend",
             "horizon", "target_day_of_week", "is_product", "log_scale")
 
@@ -103,11 +107,47 @@ def fit(train: DataFrame, seed: int = 7, max_iter: int = 40, max_depth: int = 4)
 
 
 def predict(model, rows: DataFrame) -> DataFrame:
-    """level, series_key, event_date (the target day), forecast (units, >= 0), seasonal_naive."""
+    """level, series_key, event_date (the target day), horizon, forecast (units, >= 0),
+    seasonal_naive, recent_level (the last 7 days' mean) and scale."""
     scored = model.transform(rows)
-    return scored.select("level", "series_key", F.col("target_date").alias("event_date"),
+    return scored.select("level", "series_key", F.col("target_date").alias("event_date"), "horizon",
                          F.greatest(F.col("prediction") * F.col("scale"), F.lit(0.0)).alias("forecast"),
-                         F.coalesce(F.col("seasonal_naive"), F.lit(0.0)).alias("seasonal_naive"))
+                         F.coalesce(F.col("seasonal_naive"), F.lit(0.0)).alias("seasonal_naive"),
+                         (F.col("mean_7_scaled") * F.col("scale")).alias("recent_level"), "scale")
+
+
+def _horizon_week() -> Column:
+    return F.ceil(F.col("horizon") / F.lit(7.0)).cast("int")
+
+
+def error_bands(backtest: DataFrame, forecast: str = "forecast", actual: str = "actual") -> list[dict]:
+    """From backtest rows (level, horizon, scale, actual and the forecast column): per level and
+    horizon week (1 = days 1-7, 2 = days 8-14...) the BAND_QUANTILES of the scaled errors
+    (actual - forecast) / scale, and the rows they come from. A few rows per level reach the driver."""
+    error = (F.col(actual) - F.col(forecast)) / F.col("scale")
+    rows = (backtest.groupBy("level", _horizon_week().alias("horizon_week"))
+            .agg(F.percentile_approx(error, list(BAND_QUANTILES), 10000).alias("q"), F.count(F.lit(1)).alias("n"))
+            .orderBy("level", "horizon_week").collect())
+    return [{"level": r["level"], "horizon_week": r["horizon_week"], "low": float(r["q"][0]),
+             "high": float(r["q"][1]), "rows": int(r["n"])} for r in rows]
+
+
+def with_band(predicted: DataFrame, bands: list[dict]) -> DataFrame:
+    """predict's rows with forecast_low / forecast_high (forecast + scale x the band's quantiles,
+    low at least 0) and departs_recent_level: the recent level lies outside the band. Null where
+    no band was measured for the row's level and horizon week."""
+    band = predicted.sparkSession.createDataFrame(
+        [(b["level"], b["horizon_week"], b["low"], b["high"]) for b in bands],
+        "level string, horizon_week int, _low double, _high double")
+    low = F.greatest(F.col("forecast") + F.col("scale") * F.col("_low"), F.lit(0.0))
+    high = F.col("forecast") + F.col("scale") * F.col("_high")
+    return (predicted.withColumn("horizon_week", _horizon_week())
+            .join(F.broadcast(band), ["level", "horizon_week"], "left")
+            .withColumn("forecast_low", F.when(F.col("_low").isNotNull(), low))
+            .withColumn("forecast_high", F.when(F.col("_high").isNotNull(), high))
+            .withColumn("departs_recent_level",
+                        ~F.col("recent_level").between(F.col("forecast_low"), F.col("forecast_high")))
+            .drop("horizon_week", "_low", "_high"))
 
 
 def backtest_origins(end: str, horizon_days: int, folds: int) -> list[str]:

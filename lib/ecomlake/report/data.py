@@ -130,8 +130,17 @@ def forecasts(spark, root, as_of) -> dict:
                   .orderBy(F.desc("units")).limit(4).toPandas()["series_key"].tolist())
     history = (daily.where((F.col("level") == "category") & F.col("series_key").isin(categories))
                .select("series_key", "event_date", "units").toPandas())
+    # Tables scored before the bands existed have no band columns: the chart shows what there is.
+    band = [c for c in ("seasonal_naive", "forecast_low", "forecast_high") if c in forecasts_.columns]
     ahead = (forecasts_.where((F.col("level") == "category") & F.col("series_key").isin(categories))
-             .select("series_key", "forecast_date", "forecast").toPandas())
+             .select("series_key", "forecast_date", "forecast", *band).toPandas())
+    departing = None
+    if "departs_recent_level" in forecasts_.columns:
+        departing = (forecasts_.where((F.col("level") == "category") & F.col("departs_recent_level"))
+                     .groupBy("series_key").agg(F.count(F.lit(1)).alias("days"),
+                                                F.first("recent_level").alias("recent_level"),
+                                                F.avg("forecast").alias("mean_forecast"))
+                     .orderBy(F.desc("days"), "series_key").limit(5).toPandas())   # at most 5 categories
     quality = None
     if lake.table_exists(spark, tables.GOLD_MODEL_RUNS.path(root)):
         quality = (_read(spark, root, tables.GOLD_MODEL_RUNS).where(F.col("task") == "forecast")
@@ -139,7 +148,8 @@ def forecasts(spark, root, as_of) -> dict:
                            F.col("metrics")["product_wape"].alias("product_wape"))
                    .orderBy("category_wape").toPandas())
     return {"categories": categories, "history": history, "ahead": ahead, "quality": quality,
-            "suggestions": rules.forecast_suggestions(history, ahead)}
+            "suggestions": rules.forecast_suggestions(history, ahead)
+            + (rules.departure_suggestions(departing, ahead["forecast_date"].nunique()) if departing is not None else [])}
 
 
 def elasticity(spark, root, as_of) -> dict:

@@ -124,6 +124,12 @@ def forecasts(s: Section, d: dict) -> None:
         f = ahead[ahead["series_key"] == category].sort_values("forecast_date")
         ax.plot(h["event_date"], h["units"], label="actual units")
         ax.plot(f["forecast_date"], f["forecast"], label="forecast", color="tab:orange")
+        if "forecast_low" in f and f["forecast_low"].notna().any():
+            ax.fill_between(f["forecast_date"], f["forecast_low"], f["forecast_high"], color="tab:orange",
+                            alpha=0.2, label="backtest band (90 %)")
+        if "seasonal_naive" in f:
+            ax.plot(f["forecast_date"], f["seasonal_naive"], label="seasonal naive", color="tab:gray",
+                    linestyle="--", linewidth=1)
         ax.set_title(category, fontsize=9)
     axes.flat[0].legend(fontsize=8)
     fig.autofmt_xdate()

@@ -119,6 +119,15 @@ def forecast_suggestions(history: pd.DataFrame, ahead: pd.DataFrame) -> list[str
             f"next {ahead['forecast_date'].nunique()} days: plan its stock and promotions first."]
 
 
+def departure_suggestions(departing: pd.DataFrame, horizon_days: int) -> list[str]:
+    """departing: series_key, days, recent_level, mean_forecast of the categories with forecast days
+    whose backtest band leaves out the recent level. Each is named: check it before planning on it."""
+    return [f"'{r.series_key}': the forecast ({r.mean_forecast:.1f} a day on average) leaves its recent level "
+            f"({r.recent_level:.1f} a day) by more than the model's backtest errors explain on {r.days} of "
+            f"{horizon_days} days: check it before planning stock on it."
+            for r in departing.itertuples()]
+
+
 def elasticity_suggestions(source: str, estimates: pd.DataFrame) -> list[str]:
     """estimates: segment, elasticity, ci_low, ci_high, feature_lift of one source. Discount the
     most elastic segment, raise the least elastic one's price, test the price of the segment whose
