@@ -23,11 +23,14 @@ $(STAMP): constraints.txt setup.py
 pipeline: env
 	./spark-submit.sh pipeline $(ARGS)
 
-# Features -> baselines -> scores on the lake that `make pipeline` built.
+# Features -> baselines -> scores on the lake that `make pipeline` built. The forecasters are
+# trained again as of the scoring date: sales need no label horizon, so its model and its
+# backtest include the latest weeks before the forecasts.
 ml: env
 	./spark-submit.sh features --as-of $(TRAIN_AS_OF) $(ARGS)
 	./spark-submit.sh train all --as-of $(TRAIN_AS_OF) $(ARGS)
 	./spark-submit.sh features --as-of $(SCORE_AS_OF) $(ARGS)
+	./spark-submit.sh train forecast --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh score --as-of $(SCORE_AS_OF) $(ARGS)
 
 # The deep models through Petastorm + Horovod (2 workers here), after `make ml`.

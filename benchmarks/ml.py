@@ -26,6 +26,9 @@ from ecomlake.models import recommend  # noqa: E402
 from ecomlake.spark import get_spark  # noqa: E402
 
 AS_OF, HORIZON = "2019-11-17", 14
+HEADLINE_METRICS = {"ndcg@10", "precision@10", "auc", "oracle_auc", "category_wape", "category_rmse",
+                    "product_wape", "product_rmse", "backtest_category_wape", "silhouette",
+                    "mean_abs_error_vs_planted", "planted_inside_ci_share"}
 ALS = {"rank": 32, "reg_param": 0.1, "alpha": 1.0, "max_iter": 10}
 
 
@@ -69,14 +72,19 @@ def main() -> None:
     if not lake.table_exists(spark, tables.GOLD_INTERACTIONS.path(config["lake_root"])):
         pipeline.run(spark, config, events=args.events)
         features.run(spark, config, AS_OF)
-    results = {"events": args.events, "train_seconds": {}}
+    results = {"events": args.events, "train_seconds": {}, "metrics": {}}
     print(f"\n== fit time per model, {args.events:,} generated events, as of {AS_OF} ==")
     for task in train.TASKS:
         started = time.time()
-        train.run(spark, config, task, AS_OF)
+        for run in train.run(spark, config, task, AS_OF):
+            results["metrics"][f"{task}/{run['model']}"] = {k: v for k, v in run["metrics"].items()
+                                                             if k in HEADLINE_METRICS}
         results["train_seconds"][task] = time.time() - started
     for task, seconds in results["train_seconds"].items():
         print(f"  train {task:<12} {seconds:8.1f} s")
+    print("\n== held-out metrics of every model ==")
+    for name, metrics in results["metrics"].items():
+        print(f"  {name:<36} " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
 
     inter = lake.read_partition(spark, config["lake_root"], tables.GOLD_INTERACTIONS, "as_of_date", AS_OF, "features")
     events = lake.read_table(spark, config["lake_root"], tables.SILVER_EVENTS)

@@ -231,3 +231,20 @@ def test_launcher_placeholders_are_dropped_before_horovod_starts():
     chosen = {"HOROVOD_CYCLE_TIME": "5", "HOROVOD_CACHE_CAPACITY": "1024"}
     assert distributed.drop_launcher_placeholders(chosen) == []
     assert chosen == {"HOROVOD_CYCLE_TIME": "5", "HOROVOD_CACHE_CAPACITY": "1024"}
+
+
+def test_a_model_seed_changes_the_weights_seed_and_the_run_but_not_the_split():
+    from ecomlake.deep import runner
+    from ecomlake.deep.tasks import deep_task
+
+    config = {"train": {"seed": 7}}
+    task = deep_task("wide_deep", 28)
+    default = runner.training_params(config, task, "2019-11-17", runner.TrainingOptions(2))
+    seeded = runner.training_params(config, task, "2019-11-17", runner.TrainingOptions(2, model_seed=3))
+    # The default run keeps the parameters (and so the run_id) earlier releases recorded.
+    assert default == {"epochs": 8, "batch_size": 256, "learning_rate": 0.002, "warmup_epochs": 1, "seed": 7,
+                       "test_fraction": 0.2}
+    assert seeded == {**default, "model_seed": 3}
+    assert (runner.worker_seed(default), runner.worker_seed(seeded)) == (7, 3)
+    assert seeded["seed"] == 7                                   # the hold-out split is drawn with train.seed
+    assert runner.identity(seeded) != runner.identity(default)  # a run of its own in gold/model_runs

@@ -289,10 +289,11 @@ def test_direct_forecast_rows_levels_and_same_weekday_by_hand(spark):
 
 def test_direct_training_rows_have_observed_targets_only(spark):
     train = direct_forecast.training_rows(ramp(spark), "2019-10-22", 3)
-    # Origins on Oct 22's weekday (Tuesday) with a week of history: Oct 8 and Oct 15 (Oct 22 itself
-    # has no observed target), 3 horizons each.
-    assert sorted((str(r.origin_date), r.horizon) for r in train.collect()) == [
-        (d, h) for d in ("2019-10-08", "2019-10-15") for h in (1, 2, 3)]
+    # Origins with a week of history: Oct 8 .. Oct 21, each with the horizons whose target day
+    # (origin + horizon - 1) is observed, i.e. before Oct 22: 3 horizons up to Oct 19, then 2, then 1.
+    expected = [(f"2019-10-{d:02d}", h) for d in range(8, 22) for h in (1, 2, 3) if d + h - 1 < 22]
+    assert len(expected) == 12 * 3 + 2 + 1
+    assert sorted((str(r.origin_date), r.horizon) for r in train.collect()) == expected
     row = train.where("origin_date = '2019-10-15' AND horizon = 2").head()
     # History Oct 1..14 = 0..13: the last week 7..13 has mean 10 (the scale); the target Oct 16 sold 15.
     assert (row.target_date, row.actual, row.scale, row.target_scaled) == (date(2019, 10, 16), 15.0, 10.0, 1.5)
@@ -301,12 +302,13 @@ def test_direct_training_rows_have_observed_targets_only(spark):
 
 def test_direct_forecast_learns_a_weekly_pattern_at_two_scales(spark):
     pattern = [3, 5, 8, 13, 8, 5, 2]
-    rows = [("category", key, day(d), size * pattern[d % 7])
-            for key, size in (("small", 1), ("large", 100)) for d in range(1, 71)]
+    rows = [(level, key, day(d), size * pattern[d % 7])
+            for level, key, size in (("category", "small", 1), ("product", "large", 100)) for d in range(1, 71)]
     daily = spark.createDataFrame(rows, "level string, series_key string, event_date date, units long")
     origin = day(57).isoformat()
-    model = direct_forecast.fit(direct_forecast.training_rows(daily, origin, 14), max_iter=20)
-    got = direct_forecast.predict(model, direct_forecast.forecast_rows(daily, origin, 14)).collect()
+    models = direct_forecast.fit(direct_forecast.training_rows(daily, origin, 14), max_iter=20)
+    assert sorted(models) == ["category", "product"]     # one model per level
+    got = direct_forecast.predict(models, direct_forecast.forecast_rows(daily, origin, 14)).collect()
     truth = {(key, day(d)): size * pattern[d % 7] for key, size in (("small", 1), ("large", 100)) for d in range(57, 71)}
     assert len(got) == 28 and all(r.seasonal_naive == truth[(r.series_key, r.event_date)] for r in got)
     assert max(abs(r.forecast / truth[(r.series_key, r.event_date)] - 1) for r in got) < 0.05

@@ -46,6 +46,7 @@ class TrainingOptions:
     learning_rate: float = 0.002
     resume: bool = False
     audit_shards: bool = False
+    model_seed: int | None = None  # initial weights and shuffling; None: train.seed (the split's seed)
 
 
 class FrameCache:
@@ -197,14 +198,30 @@ def _metrics_text(metrics: dict) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if isinstance(v, (int, float)))
 
 
+def training_params(config: dict, deep_task: DeepTask, as_of: str | None, options: TrainingOptions) -> dict:
+    """The run's parameters (recorded; all but the epochs make its run_id). `seed` is train.seed,
+    which also draws the hold-out split; model_seed is there only when given, so a default run
+    keeps the run_id earlier releases gave it."""
+    params = {"epochs": options.epochs, "batch_size": options.batch_size, "learning_rate": options.learning_rate,
+              "warmup_epochs": 1, "seed": config["train"]["seed"], **deep_task.params(config, as_of)}
+    if options.model_seed is not None:
+        params["model_seed"] = options.model_seed
+    return params
+
+
+def worker_seed(params: dict) -> int:
+    """What the workers seed the initial weights and the shuffling with: model_seed, else train.seed.
+    The split (prepared from params["seed"]) stays the one the baselines are scored on."""
+    return params.get("model_seed", params["seed"])
+
+
 def train(spark: SparkSession, config: dict, deep_task: DeepTask, as_of: str | None, options: TrainingOptions) -> dict:
     """Train one deep model end to end; returns {"record": the trained model's row, "records": all
     rows recorded (baselines after it), "workers": each rank's result, "spec"}."""
     if options.num_proc < 1 or options.epochs < 1 or options.batch_size < 1:
         raise ConfigError("--num-proc, --epochs and --batch-size must be positive")
     root = config["lake_root"]
-    params = {"epochs": options.epochs, "batch_size": options.batch_size, "learning_rate": options.learning_rate,
-              "warmup_epochs": 1, "seed": config["train"]["seed"], **deep_task.params(config, as_of)}
+    params = training_params(config, deep_task, as_of, options)
     versions = runs.input_versions(spark, root, list(deep_task.inputs))
     run_id, model_dir = start_attempt(spark, config, deep_task.task, deep_task.model, as_of, params, options.resume)
     cache = FrameCache()
@@ -217,6 +234,7 @@ def train(spark: SparkSession, config: dict, deep_task: DeepTask, as_of: str | N
                 "train_rows": prepared.train_rows, "checkpoint_dir": f"{model_dir}/checkpoints",
                 "model_path": f"{model_dir}/model.h5", "audit_shards": options.audit_shards,
                 "threads": max(1, (os.cpu_count() or 1) // options.num_proc)}
+        spec["seed"] = worker_seed(params)
         with open(f"{model_dir}/spec.json", "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=2)
         workers = distributed.launch(spec, options.num_proc, options.launcher)

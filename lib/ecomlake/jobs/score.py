@@ -138,8 +138,10 @@ def _forecast(spark, root, run, as_of) -> DataFrame:
         return forecast_windows.explode_forecasts(scoring.predict(windows, spec, keep), spec)
     horizon = run["params"]["holdout_days"]
     if run["model"] == "gbt_direct":
-        model = PipelineModel.load(f"{run['model_path']}/model")
-        predicted = direct_forecast.predict(model, direct_forecast.forecast_rows(daily, as_of, horizon))
+        models = direct_forecast.load(run["model_path"], lambda path: lake.path_exists(spark, path))
+        if not models:
+            raise EcomlakeError(f"forecast run {run['run_id']} saved no model under {run['model_path']}")
+        predicted = direct_forecast.predict(models, direct_forecast.forecast_rows(daily, as_of, horizon))
         banded = direct_forecast.with_band(predicted, run["details"].get("error_bands", []))
         return banded.withColumnRenamed("event_date", "forecast_date")
     out = None

@@ -11,7 +11,7 @@ Needs `features --as-of DATE` (labels need events for the whole horizon after DA
               horizon; AUC, PR-AUC, log-loss, top-decile lift, calibration; vs recency; on
               generated data also the oracle AUC from the generator's ground truth
   churn       the same for past buyers -> no purchase in the horizon
-  forecast    gbt_direct (one global gradient-boosted-trees model, horizon as a feature) against
+  forecast    gbt_direct (gradient-boosted trees per level, horizon as a feature) against
               the linear lag model and seasonal naive; WAPE, RMSE, sMAPE on the last
               train.forecast_holdout_days days before DATE and in a rolling-origin backtest
               (train.forecast_backtest_folds windows), whose errors give the forecast band
@@ -270,8 +270,8 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
                             baseline=True)
     # The saved models are refitted on all history up to as_of, for forecasts after it.
     gbt["model_path"] = runs.new_attempt_dir(root, "forecast", gbt["run_id"])
-    direct_forecast.fit(direct_forecast.training_rows(daily, as_of, holdout), tc["seed"],
-                        tc["forecast_gbt_max_iter"]).write().save(f"{gbt['model_path']}/model")
+    direct_forecast.save(direct_forecast.fit(direct_forecast.training_rows(daily, as_of, holdout), tc["seed"],
+                                             tc["forecast_gbt_max_iter"]), gbt["model_path"])
     linear["model_path"] = runs.new_attempt_dir(root, "forecast", linear["run_id"])
     for level in ("category", "product"):
         train = forecast.training_rows(daily.where(F.col("level") == level), as_of)

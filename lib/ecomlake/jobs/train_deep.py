@@ -1,7 +1,7 @@
 """train_deep: deep models through Petastorm and Horovod, compared with the Spark ML baselines.
 
   ./spark-submit.sh train_deep wide_deep --as-of 2019-11-17 [--num-proc 2] [--launcher spark|horovodrun]
-                    [--epochs 8] [--batch-size 256] [--learning-rate 0.002] [--resume]
+                    [--epochs 8] [--batch-size 256] [--learning-rate 0.002] [--resume] [--model-seed S]
 
 wide_deep: Wide & Deep purchase propensity on gold/user_features + gold/user_labels (the same
 features, label and 20 % user hold-out as `train propensity`). Spark encodes the rows (numeric
@@ -14,6 +14,9 @@ wide_deep) next to the logistic regression, the recency baseline and the oracle 
 local processes. --resume continues from the run's last checkpoint (weights and optimizer state)
 instead of starting over; with --epochs N above the epochs it holds, it trains on up to N (the
 epoch count is not part of a deep run's run_id, so the extended run replaces the run's row).
+--model-seed S seeds the initial weights and the shuffling (default train.seed) but not the
+hold-out split: runs with several seeds are separate rows, scored on the same users, and their
+spread is the run-to-run noise a model must beat its baseline by.
 
 Every training writes into a new directory, <lake_root>/models/<task>/<run_id>/<attempt>
 (checkpoints, data, spec.json, model.h5), and records the run pointing at it once the model is
@@ -52,12 +55,13 @@ from ecomlake.errors import ConfigError
 
 def run(spark: SparkSession, config: dict, model_name: str, as_of: str | None, num_proc: int | None = None,
         launcher: str = "spark", epochs: int = 8, batch_size: int = 256, learning_rate: float = 0.002,
-        resume: bool = False, audit_shards: bool = False, history_days: int = FORECAST_HISTORY_DAYS) -> dict:
+        resume: bool = False, audit_shards: bool = False, history_days: int = FORECAST_HISTORY_DAYS,
+        model_seed: int | None = None) -> dict:
     task = deep_task(model_name, history_days)
     if task.needs_as_of and not as_of:
         raise ConfigError(f"train_deep {model_name} needs --as-of (the cutoff of the features to train on)")
     options = runner.TrainingOptions(num_proc or os.cpu_count() or 1, launcher, epochs, batch_size, learning_rate,
-                                     resume, audit_shards)
+                                     resume, audit_shards, model_seed)
     return runner.train(spark, config, task, parse_as_of(as_of) if task.needs_as_of else None, options)
 
 
@@ -74,9 +78,12 @@ def main(argv=None) -> int:
                         help="continue the run from its last checkpoint up to --epochs (more than it holds)")
     parser.add_argument("--history-days", type=int, default=FORECAST_HISTORY_DAYS,
                         help="lstm_forecaster: days of history per window (default 28)")
+    parser.add_argument("--model-seed", type=int,
+                        help="seed of the initial weights and the shuffling (default: train.seed); the hold-out "
+                             "split stays train.seed's, so runs with several seeds measure the run-to-run spread")
     return run_job("train_deep", parser, lambda spark, config, a: run(
         spark, config, a.model, a.as_of, a.num_proc, a.launcher, a.epochs, a.batch_size, a.learning_rate,
-        a.resume, history_days=a.history_days), argv)
+        a.resume, history_days=a.history_days, model_seed=a.model_seed), argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Direct multi-horizon sales forecasting: one global gradient-boosted-trees model, horizon as a feature.
+"""Direct multi-horizon sales forecasting: gradient-boosted trees, horizon as a feature, one model
+per level (every category series in one, every product series in the other).
 
 At a forecast origin t (the first day to forecast; history ends the day before), every series
 gets one row per horizon h = 1..H for the target day t + h - 1, with features known at t:
@@ -10,8 +11,11 @@ Units are divided by the series' recent level (its last-7-day mean, at least SCA
 model serves large and small series and a forecast starts from where the series is now, not from
 its long-run mean. (Scaled by the 28-day mean instead, the model forecast more erratically on a
 fast-growing series: see the README's forecast section.) The model predicts the scaled units; forecasts are scaled back, never below 0.
-Training rows come from the earlier origins on the forecast origin's weekday whose targets are
-observed (rolling origins a week apart).
+Training rows come from every earlier origin whose targets are observed (the target's weekday
+is a feature). Measured on one hold-out window (README): trained only on the origins of the
+forecast origin's weekday, with one model for both levels, the category forecasts were 13.9 %
+below seasonal naive in WAPE at 200k events and 5 % above it at 1M: the product rows, 50 times
+as many, steered the shared model.
 
 `backtest_origins` gives the cut-offs of a rolling-origin evaluation: the last `folds` windows of
 `horizon` days before the end of the history, each model refitted on what precedes its origin.
@@ -21,6 +25,8 @@ move away from where it is now by more than its own past errors explain. A plann
 """
 from __future__ import annotations
 
+import functools
+
 from pyspark.ml import Pipeline
 from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.regression import GBTRegressor
@@ -29,6 +35,7 @@ from pyspark.sql import functions as F
 
 from ecomlake.dates import add_days
 
+LEVELS = ("category", "product")
 SCALE_FLOOR = 0.1   # units/day: a series that sold nothing recently is scaled as if it sold this
 HISTORY_DAYS = 28   # the long level is the mean of up to this many days
 MIN_HISTORY_DAYS = 7  # an origin needs at least a week of history (the same-weekday value)
@@ -78,14 +85,12 @@ def horizon_rows(origins: DataFrame, horizon_days: int) -> DataFrame:
 
 
 def training_rows(daily: DataFrame, origin: str, horizon_days: int) -> DataFrame:
-    """Horizon rows of the earlier origins on the weekday of `origin` (weekly steps back: the model
-    learns from origins like the one it forecasts from, with 1/7 of the rows) whose target day is
-    before `origin` (observed), with `target_scaled`."""
+    """Horizon rows of the earlier origins whose target day is before `origin` (observed), with
+    `target_scaled`."""
     before = daily.where(F.col("event_date") < F.lit(origin).cast("date"))
     actual = before.select("level", "series_key", F.col("event_date").alias("target_date"),
                            F.col("units").cast("double").alias("actual"))
-    same_weekday = F.dayofweek("origin_date") == F.dayofweek(F.lit(origin).cast("date"))
-    return (horizon_rows(origin_rows(before).where(same_weekday), horizon_days)
+    return (horizon_rows(origin_rows(before), horizon_days)
             .join(actual, ["level", "series_key", "target_date"])
             .withColumn("target_scaled", F.col("actual") / F.col("scale")))
 
@@ -96,20 +101,44 @@ def forecast_rows(daily: DataFrame, origin: str, horizon_days: int) -> DataFrame
     return horizon_rows(origin_rows(before).where(F.col("origin_date") == F.lit(origin).cast("date")), horizon_days)
 
 
-def fit(train: DataFrame, seed: int = 7, max_iter: int = 40, max_depth: int = 4):
-    """GBT regression of the scaled target on FEATURES (squared loss)."""
-    pipeline = Pipeline(stages=[
-        VectorAssembler(inputCols=list(FEATURES), outputCol="_features"),
-        GBTRegressor(featuresCol="_features", labelCol="target_scaled", maxIter=max_iter, maxDepth=max_depth,
-                     stepSize=0.1, subsamplingRate=0.8, seed=seed),
-    ])
-    return pipeline.fit(train)
+def fit(train: DataFrame, seed: int = 7, max_iter: int = 40, max_depth: int = 4) -> dict:
+    """{level: GBT regression of the scaled target on FEATURES (squared loss)} for each of LEVELS
+    with training rows."""
+    models = {}
+    for level in LEVELS:
+        rows = train.where(F.col("level") == level)
+        if rows.limit(1).count() == 0:
+            continue
+        models[level] = Pipeline(stages=[
+            VectorAssembler(inputCols=list(FEATURES), outputCol="_features"),
+            GBTRegressor(featuresCol="_features", labelCol="target_scaled", maxIter=max_iter, maxDepth=max_depth,
+                         stepSize=0.1, subsamplingRate=0.8, seed=seed),
+        ]).fit(rows)
+    return models
 
 
-def predict(model, rows: DataFrame) -> DataFrame:
+def save(models: dict, path: str) -> None:
+    for level, model in models.items():
+        model.write().save(f"{path}/{level}")
+
+
+def load(path: str, exists) -> dict:
+    """The models `save` wrote under path (`exists(path) -> bool`); a run of an earlier release saved
+    one model for both levels at path/model: {None: that model}."""
+    from pyspark.ml import PipelineModel
+
+    if exists(f"{path}/model"):
+        return {None: PipelineModel.load(f"{path}/model")}
+    return {level: PipelineModel.load(f"{path}/{level}") for level in LEVELS if exists(f"{path}/{level}")}
+
+
+def predict(models: dict, rows: DataFrame) -> DataFrame:
     """level, series_key, event_date (the target day), horizon, forecast (units, >= 0),
-    seasonal_naive, recent_level (the last 7 days' mean) and scale."""
-    scored = model.transform(rows)
+    seasonal_naive, recent_level (the last 7 days' mean) and scale: each level's rows by its model
+    (a level without one is left out; the key None serves every level)."""
+    parts = [model.transform(rows if level is None else rows.where(F.col("level") == level))
+             for level, model in models.items()]
+    scored = functools.reduce(DataFrame.unionByName, parts)
     return scored.select("level", "series_key", F.col("target_date").alias("event_date"), "horizon",
                          F.greatest(F.col("prediction") * F.col("scale"), F.lit(0.0)).alias("forecast"),
                          F.coalesce(F.col("seasonal_naive"), F.lit(0.0)).alias("seasonal_naive"),
