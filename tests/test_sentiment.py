@@ -7,7 +7,7 @@ from ecomlake.deep import text
 from ecomlake.jobs import sentiment as sentiment_job
 
 # First 4 numbers of each sentence's embedding from sentence-transformers 5.x with the same
-# all-MiniLM-L6-v2 weights (recorded once; our numpy forward pass must reproduce them).
+# all-MiniLM-L6-v2 weights (recorded once; our numpy and TensorFlow passes must reproduce them).
 REFERENCE = {
     "This dress is lovely and fits perfectly.": [-0.02418, 0.06665, 0.07562, -0.0023],
     "I love this beautiful dress, great fit!": [-0.05345, 0.07161, 0.02999, -0.00795],
@@ -16,15 +16,28 @@ REFERENCE = {
 }
 
 
-def test_minilm_in_numpy_matches_sentence_transformers():
+@pytest.mark.parametrize("engine", ["numpy", "tensorflow"])
+def test_minilm_matches_sentence_transformers(engine):
     sentences = list(REFERENCE)
-    embeddings = sentence_embeddings.embed_texts(sentences)
+    embeddings = sentence_embeddings.embed_texts(sentences, engine=engine)
     assert embeddings.shape == (4, 384)
     assert np.linalg.norm(embeddings, axis=1) == pytest.approx([1, 1, 1, 1], abs=1e-5)
     for got, expected in zip(embeddings, REFERENCE.values()):
         assert got[:4] == pytest.approx(expected, abs=1e-4)
     similarity = embeddings @ embeddings.T
     assert similarity[0, 1] > 0.8 > similarity[0, 2] > similarity[0, 3]   # paraphrase > same topic > unrelated
+
+
+def test_both_engines_give_the_same_embeddings_whatever_the_batching():
+    # Lengths from 1 to ~120 tokens, more texts than a batch: several padded shapes, a partial batch.
+    texts = [" ".join(["word"] * n) + f" number {n}" for n in (1, 15, 60, 118)] * 3 + ["", "Fits!"]
+    numpy_pass = sentence_embeddings.embed_texts(texts, engine="numpy")
+    tensorflow_pass = sentence_embeddings.embed_texts(texts, engine="tensorflow", batch_size=8)
+    assert numpy_pass.shape == tensorflow_pass.shape == (14, 384)
+    assert np.abs(numpy_pass - tensorflow_pass).max() < 1e-5
+    # Each text's embedding does not depend on the texts it is batched with.
+    alone = sentence_embeddings.embed_texts(texts[3:4], engine="numpy")
+    assert np.abs(alone[0] - numpy_pass[3]).max() < 1e-5
 
 
 def test_vocabulary_and_token_ids_by_hand(spark):

@@ -84,7 +84,7 @@ SCHEMA: dict[str, Key] = {
     "clv.max_fit_rows": Key(int, 200_000, "Gamma-Gamma fits on at most this many distinct (x, m) rows"),
     "sentiment.test_fraction": Key(float, 0.2, "share of reviews held out (fixed by a hash of review_id)"),
     "sentiment.vocabulary_size": Key(int, 20_000, "words kept by the TF-IDF and deep text models"),
-    "sentiment.embedding_train_rows": Key(int, 4_000, "training reviews embedded with MiniLM (cost: ~50/s/core)"),
+    "sentiment.embedding_train_rows": Key(int, 4_000, "training reviews embedded with MiniLM (~40/s/core with TensorFlow, ~9 in numpy)"),
     "risk.alert_threshold": Key(float, 0.5, "users whose risk score is at least this are alerted"),
     "risk.test_fraction": Key(float, 0.3, "share of users held out to measure the risk classifier"),
     "pricing.lead_time_days": Key(int, 7, "replenishment lead time of the inventory suggestion"),

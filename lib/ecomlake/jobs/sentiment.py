@@ -9,7 +9,7 @@ reviews, and measures on the test reviews:
                         accuracy, macro-F1) and 5-star rating (multinomial: accuracy, macro-F1)
   minilm_lr             all-MiniLM-L6-v2 sentence embeddings (384 numbers per review, computed in a
                         pandas UDF) -> logistic regression, on sentiment.embedding_train_rows
-                        training reviews (embedding costs ~50 short reviews/s per core)
+                        training reviews (~40 reviews/s per core in TensorFlow: benchmarks/minilm.py)
   tfidf_lr_same_rows    TF-IDF LR on those same rows: the fair comparison for minilm_lr
   majority              always the most frequent class: the trivial baseline
 The deep text model is `train_deep review_text` (same split). Writes, replacing each model's rows:
