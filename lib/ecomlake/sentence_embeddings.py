@@ -64,12 +64,6 @@ class MiniLM:
         """Each text's token ids (truncated to MAX_TOKENS), unpadded."""
         return [e.ids[:sum(e.attention_mask)] for e in self.tokenizer.encode_batch([t or "" for t in texts])]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch([t or "" for t in texts])
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.float32)
-        return self.encode_ids(ids, mask)
-
     def encode_ids(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """ids, mask: (texts, tokens) padded -> (texts, DIMENSION) L2-normalised embeddings."""
         from scipy.special import erf
