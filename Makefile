@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 
 WHEEL_DIR ?= dist
 
-.PHONY: wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+.PHONY: risk-hidden wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -58,6 +58,15 @@ analytics: env
 	./spark-submit.sh risk --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh pricing --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh report --as-of $(SCORE_AS_OF) $(ARGS)
+
+# Fraud that hides (account takeovers, slow scrapers) among legitimate bulk buyers that trip the
+# rules: a lake of its own, generated with 3 % such users (1 % of each kind), then `risk`.
+HIDDEN_FRAUD_DIR ?= lakehouse-hidden-fraud
+HIDDEN_FRAUD_ARGS = --lake $(HIDDEN_FRAUD_DIR)/lake --conf generate.output=$(HIDDEN_FRAUD_DIR)/data \
+    --conf generate.hidden_fraud_fraction=0.03
+risk-hidden: env
+	./spark-submit.sh pipeline $(HIDDEN_FRAUD_ARGS) $(ARGS)
+	./spark-submit.sh risk --as-of $(SCORE_AS_OF) $(HIDDEN_FRAUD_ARGS) $(ARGS)
 
 # A PNG of the report as a browser shows it (needs Debian's chromium: apt-get install chromium).
 report-screenshot:

@@ -1,3 +1,4 @@
+import json
 from datetime import date, timedelta
 
 import pytest
@@ -62,6 +63,56 @@ def test_bots_behave_as_planted(spark):
     # carders are new accounts: they appear only in the last three weeks
     first_carder = events.where("kind = 'carder'").agg(F.min("epoch_second")).head()[0]
     assert first_carder >= p.start_epoch + (p.days - 21) * 86400
+
+
+def test_hidden_fraud_behaves_as_planted_and_leaves_every_other_user_alone(spark):
+    plain = gen.GeneratorParams(events=20000, seed=11)
+    hidden = gen.GeneratorParams(events=20000, seed=11, hidden_fraud_fraction=0.3)
+
+    def generated(p):
+        users = gen.users(spark, p)
+        users = gen.scaled_users(users, p, gen.rate_scale(users, p))
+        return users, gen.events(gen.sessions(users, p), p)
+
+    users, events = generated(hidden)
+    kinds = {r.kind: r["count"] for r in users.groupBy("kind").count().collect()}
+    assert set(kinds) == {"normal", "scraper", "carder", "takeover", "slow_scraper", "bulk_buyer"}
+    assert all(80 <= kinds[k] <= 120 for k in ("takeover", "slow_scraper", "bulk_buyer"))  # 10 % of 1,000 each
+    # Every user of another kind has exactly the events it has in the lake without hidden fraud.
+    others = users.where(~F.col("kind").isin("takeover", "slow_scraper", "bulk_buyer")).select("user_id")
+    key = ["user_id", "epoch_second", "event_type", "product_id", "price"]
+    with_hidden = events.join(others, "user_id").select(*key)
+    without = generated(plain)[1].join(others, "user_id").select(*key)
+    assert with_hidden.count() == without.count() > 10000
+    assert with_hidden.exceptAll(without).count() == 0
+
+    order = Window.partitionBy("session_key").orderBy("event_index")
+    by_user = events.join(users.select("user_id", F.col("kind").alias("user_kind"), "takeover_day"), "user_id")
+    by_user = (by_user.withColumn("gap", F.col("epoch_second") - F.lag("epoch_second").over(order))
+               .withColumn("day", F.floor((F.col("epoch_second") - hidden.start_epoch) / 86400)))
+    stats = {r.user_kind: r for r in by_user.groupBy("user_kind").agg(
+        F.min("gap").alias("min_gap"), F.min("day").alias("first_day"),
+        F.avg((F.col("event_type") == "purchase").cast("double")).alias("buy_share"),
+        F.sum((F.col("event_type") == "cart").cast("int")).alias("carts")).collect()}
+    # Slow scrapers only view, at human pace (6-25 s, jittered); bulk buyers are new accounts that
+    # buy every third event like card testers, but 20-80 s apart.
+    assert stats["slow_scraper"].carts == 0 and stats["slow_scraper"].min_gap >= 3
+    assert stats["bulk_buyer"].buy_share == pytest.approx(1 / 3) and stats["bulk_buyer"].min_gap >= 10
+    assert stats["bulk_buyer"].first_day >= hidden.days - 21
+    # A taken-over account: the owner's sessions all before the takeover day, then 2-5 sessions of
+    # the new holder, each buying from the card testers' categories.
+    takeover = by_user.where(F.col("user_kind") == "takeover")
+    assert takeover.where((F.col("kind") == "normal") & (F.col("day") >= F.col("takeover_day"))).count() == 0
+    assert takeover.where((F.col("kind") == "takeover") & (F.col("day") < F.col("takeover_day"))).count() == 0
+    holder = (takeover.where(F.col("kind") == "takeover").groupBy("user_id")
+              .agg(F.countDistinct("session_key").alias("sessions"),
+                   F.sum((F.col("event_type") == "purchase").cast("int")).alias("purchases"),
+                   F.collect_set(F.when(F.col("event_type") == "purchase", F.col("category_code"))).alias("bought"))
+              .collect())
+    assert len(holder) == kinds["takeover"]
+    assert all(2 <= r.sessions <= 5 and r.purchases == r.sessions for r in holder)
+    carder_codes = {gen.CATEGORIES[i][0] for i in gen.CARDER_CATEGORIES}
+    assert set().union(*(r.bought for r in holder)) == carder_codes
 
 
 def test_weekly_seasonality_is_planted(spark):
@@ -148,3 +199,13 @@ def test_daily_files_hold_the_monthly_lines_one_file_per_day(spark, make_config,
     assert job.existing_truth(spark, str(daily_dir), params, daily=False) is None
     assert job.existing_truth(spark, str(monthly_dir), params, daily=True) is None
     assert job.existing_truth(spark, str(monthly_dir), params, daily=False) == monthly
+    # Output written before a parameter existed had that parameter's default: still up to date;
+    # asking for another value of it is not.
+    truth_file = monthly_dir / "_ground_truth" / "generator.json"
+    older = json.loads(truth_file.read_text())
+    del older["params"]["hidden_fraud_fraction"]
+    truth_file.write_text(json.dumps(older))
+    (truth_file.parent / ".generator.json.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old text
+    assert job.existing_truth(spark, str(monthly_dir), params, daily=False) == older
+    hidden = job.params_from(make_config(*settings, "generate.hidden_fraud_fraction=0.03"), events=2000, seed=3)
+    assert job.existing_truth(spark, str(monthly_dir), hidden, daily=False) is None

@@ -417,29 +417,52 @@ def test_user_signals_by_hand(spark):
         (2, 3, datetime(2019, 9, 1), 2, 2, 0, 1, 50.0, 5),
         (3, 4, datetime(2019, 10, 9, 12), 3, 3, 1, 0, 0.0, 3),     # 1.5 s per event
     ]
-    purchases = [(1, 7, 100.0)] * 3 + [(2, 7, 50.0)]               # category 7's median price: 100
+    day5, sept = datetime(2019, 10, 5), datetime(2019, 9, 1)
+    purchases = [(1, 7, 100.0, day5)] * 3 + [(2, 7, 50.0, sept)]   # category 7's median price: 100
     # 40 old buyers of 10.0 each: with 42 buyers the 95th percentile of purchase value is 10.0.
     sessions += [(100 + i, 100 + i, datetime(2019, 8, 1), 3, 2, 0, 1, 10.0, 600) for i in range(40)]
-    purchases += [(100 + i, 8, 10.0) for i in range(40)]
-    events = spark.createDataFrame([(u, "purchase", c, p) for u, c, p in purchases] + [(3, "view", 7, 1.0)],
-                                   "user_key long, event_type string, category_id long, price double")
+    purchases += [(100 + i, 8, 10.0, datetime(2019, 8, 1)) for i in range(40)]
+    events = spark.createDataFrame([(u, "purchase", c, p, t) for u, c, p, t in purchases]
+                                   + [(3, "view", 7, 1.0, datetime(2019, 10, 9, 12))],
+                                   "user_key long, event_type string, category_id long, price double, "
+                                   "event_time timestamp")
     signals = risk.user_signals(spark.createDataFrame(sessions, SESSION_SCHEMA), events, F.lit(as_of))
     got = {r.user_key: r.asDict() for r in signals.collect()}
     assert set(got[1]) == {"user_key", *risk.SIGNALS}
     expected = {
         1: dict(sessions=2, events=15, purchases=3, purchase_value=300.0, burst_session_share=0.5,
                 fastest_seconds_per_event=2.0, purchase_view_ratio=3 / 9, cart_abandon_ratio=0.5, price_ratio=1.0,
-                account_age_days=9.0, new_high_value=1.0),         # 9 days old, 300 > 10
+                account_age_days=9.0, new_high_value=1.0,          # 9 days old, 300 > 10
+                mean_session_views=4.5, categories_viewed=0.0, surprise_purchases=0.0),
         2: dict(sessions=1, events=2, purchases=1, purchase_value=50.0, burst_session_share=0.0,
                 fastest_seconds_per_event=9999.0, purchase_view_ratio=0.5, cart_abandon_ratio=0.0, price_ratio=0.5,
                 account_age_days=39.0, new_high_value=0.0),        # 50 > 10 but 39 days old
         3: dict(sessions=1, events=3, purchases=0, purchase_value=0.0, burst_session_share=0.0,
                 fastest_seconds_per_event=1.5, purchase_view_ratio=0.0, cart_abandon_ratio=1.0, price_ratio=0.0,
-                account_age_days=0.5, new_high_value=0.0),
+                account_age_days=0.5, new_high_value=0.0, mean_session_views=3.0, categories_viewed=1.0),
     }
     for user, values in expected.items():
         assert {k: got[user][k] for k in values} == pytest.approx(values), user
     assert got[100]["new_high_value"] == 0.0 and got[100]["account_age_days"] == 70.0
+
+
+def test_surprise_purchases_by_hand(spark):
+    """An old account (>= 14 days) buying in a category it first touched < 24 h before."""
+    d = lambda day, hour=0: datetime(2019, 9, day, hour)  # noqa: E731
+    events = spark.createDataFrame([
+        (10, "view", 1, 20.0, d(1)),
+        (10, "purchase", 1, 20.0, d(20)),         # a category seen 19 days before: no surprise
+        (10, "view", 2, 500.0, d(20, 10)),
+        (10, "purchase", 2, 500.0, d(20, 12)),    # first touched 2 h before, account 19 days old
+        (10, "purchase", 3, 300.0, d(21)),        # bought at the first touch
+        (10, "view", 4, 70.0, d(18)),
+        (10, "purchase", 4, 70.0, d(19)),         # exactly 24 h after the first touch: no surprise
+        (11, "view", 1, 20.0, d(15)),
+        (11, "purchase", 2, 400.0, d(20)),        # a new category, but the account is 5 days old
+    ], "user_key long, event_type string, category_id long, price double, event_time timestamp")
+    got = {r.user_key: (r.categories_viewed, r.surprise_purchases, r.surprise_purchase_value)
+           for r in risk.category_signals(events).collect()}
+    assert got == {10: (3.0, 2.0, 800.0), 11: (1.0, 0.0, 0.0)}
 
 
 def test_rules_fire_at_their_thresholds_with_their_reasons(spark):

@@ -91,13 +91,16 @@ def test_sentiment_job_end_to_end_beats_the_trivial_baselines(spark, make_config
     flag, majority = metrics[("review_recommended", "tfidf_lr")], metrics[("review_recommended", "majority")]
     assert flag["auc"] > 0.85 and flag["accuracy"] > majority["accuracy"] and flag["macro_f1"] > majority["macro_f1"]
     assert metrics[("review_recommended", "minilm_lr")]["auc"] > 0.75
+    # Stacked on the same 60 rows: the planted words carry it, as they carry TF-IDF on 60 rows.
+    assert metrics[("review_recommended", "stacked_lr")]["auc"] > 0.85
+    assert metrics[("review_recommended", "tfidf_lr_same_rows")]["auc"] > 0.5
     assert metrics[("review_rating", "tfidf_lr")]["macro_f1"] > metrics[("review_rating", "majority")]["macro_f1"]
     details = next(r["details"] for r in out["records"] if r["model"] == "tfidf_lr" and r["task"] == "review_recommended")
     against = [t for t, _ in details["top_terms"]["against"]]
     assert {"poor", "ripped", "cheap", "itchy", "disappointed", "small"} & set(against[:8])
     gold = lake.read_table(spark, config["lake_root"], tables.GOLD_REVIEW_SENTIMENT)
     counts = {r.model: r["count"] for r in gold.groupBy("model").count().collect()}
-    assert counts["tfidf_lr"] == 240 and counts["minilm_lr"] == out["test_rows"]
+    assert counts["tfidf_lr"] == 240 and counts["minilm_lr"] == counts["stacked_lr"] == out["test_rows"]
     # Idempotent: a second run replaces its rows.
     sentiment_job.run(spark, config, embeddings=False)
     assert lake.read_table(spark, config["lake_root"], tables.GOLD_REVIEW_SENTIMENT).where("model = 'tfidf_lr'").count() == 240

@@ -57,6 +57,8 @@ SCHEMA: dict[str, Key] = {
     "generate.days": Key(int, 61, "number of days of events"),
     "generate.dirty_fraction": Key(float, 0.005, "share of rows made dirty on purpose"),
     "generate.fraud_user_fraction": Key(float, 0.02, "share of users that are bots or fraudsters"),
+    "generate.hidden_fraud_fraction": Key(float, 0.0, "share of users that are hidden fraud (account takeover, "
+                                          "slow scrapers) or legitimate bulk buyers, a third each (0: none)"),
     "generate.daily": Key(bool, False, "one CSV per day (events/2019-10-01.csv) instead of one per month"),
     "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price"),
     "clean.min_event_time": Key(str, "2000-01-01", "events before this are quarantined"),
@@ -84,9 +86,12 @@ SCHEMA: dict[str, Key] = {
     "clv.max_fit_rows": Key(int, 200_000, "Gamma-Gamma fits on at most this many distinct (x, m) rows"),
     "sentiment.test_fraction": Key(float, 0.2, "share of reviews held out (fixed by a hash of review_id)"),
     "sentiment.vocabulary_size": Key(int, 20_000, "words kept by the TF-IDF and deep text models"),
-    "sentiment.embedding_train_rows": Key(int, 4_000, "training reviews embedded with MiniLM (~40/s/core with TensorFlow, ~9 in numpy)"),
+    "sentiment.embedding_train_rows": Key(int, 0, "training reviews embedded with MiniLM, 0: all "
+                                          "(~40/s/core with TensorFlow, ~9 in numpy)"),
     "risk.alert_threshold": Key(float, 0.5, "users whose risk score is at least this are alerted"),
     "risk.test_fraction": Key(float, 0.3, "share of users held out to measure the risk classifier"),
+    "risk.classifier": Key(str, "gbt", "whose score the alerts use when labels exist: "
+                           "logistic_regression or gbt", choices=("logistic_regression", "gbt")),
     "pricing.lead_time_days": Key(int, 7, "replenishment lead time of the inventory suggestion"),
     "pricing.service_level": Key(float, 0.95, "chance that stock covers lead-time demand"),
     "ops.lease_timeout_seconds": Key(

@@ -14,13 +14,19 @@ What is planted (and written to the ground truth by the `generate` job):
   purchase-propensity ranking is known (rank users by `purchase_rate_per_day`);
 - bots and fraudsters with labels: `scraper` (burst sessions of many views, 1-2 s apart) and
   `carder` (new accounts that buy expensive items in fast view/cart/purchase loops);
+- with hidden_fraud_fraction > 0 (opt-in: the default lake is unchanged), fraud that hides and
+  users that only look like fraud: `takeover` (an old account with an ordinary history, taken over
+  on `takeover_day`: a few human-paced sessions that each buy an expensive item from the carders'
+  categories), `slow_scraper` (long view-only sessions over the whole catalogue at human pace,
+  6-25 s apart) and `bulk_buyer` (legitimate: new accounts that buy most of what they view, in
+  their own categories, at human pace, so the rules for card testers fire on them);
 - dirty rows of known kinds and counts (duplicates, malformed lines, bad timestamps, negative
   and absurd prices, unknown event types, missing ids, events in the future).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -60,10 +66,17 @@ TREND = 0.30
 PRICE_SPREAD = 0.25  # sd of log(base price / category reference price)
 # Per-day base session rates before scaling to the requested number of events.
 # Bots are few and bursty: together they make up roughly a tenth of all events.
-BASE_RATE = {"normal": 0.065, "scraper": 0.04, "carder": 0.25}
+BASE_RATE = {"normal": 0.065, "scraper": 0.04, "carder": 0.25, "slow_scraper": 0.15, "bulk_buyer": 0.15}
 MEAN_EXTRA_VIEWS = 3.5   # views per normal session = 1 + floor(Exponential(mean 3.5)), capped
 MAX_VIEWS = 40
 SCRAPER_MIN_VIEWS, SCRAPER_MEAN_EXTRA, SCRAPER_MAX_VIEWS = 30, 40.0, 300
+SLOW_SCRAPER_MIN_VIEWS, SLOW_SCRAPER_MEAN_EXTRA, SLOW_SCRAPER_MAX_VIEWS = 15, 10.0, 60
+# User kinds the labels call fraud; `bulk_buyer` is unusual but legitimate (label 0).
+FRAUD_KINDS = ("scraper", "carder", "takeover", "slow_scraper")
+# Kinds whose sessions are view/cart/purchase loops, and kinds whose sessions only view.
+LOOP_KINDS, VIEW_ONLY_KINDS = ("carder", "bulk_buyer"), ("scraper", "slow_scraper")
+# A taken-over account: 2-5 sessions spread over TAKEOVER_SPREAD_DAYS from the takeover day.
+TAKEOVER_MIN_SESSIONS, TAKEOVER_EXTRA_SESSIONS, TAKEOVER_SPREAD_DAYS = 2, 4, 3
 
 # Dirty kinds and the quarantine (stage, reason) each must end up in.
 DIRTY_KINDS = {
@@ -93,6 +106,7 @@ class GeneratorParams:
     days: int = 61
     dirty_fraction: float = 0.005
     fraud_user_fraction: float = 0.02
+    hidden_fraud_fraction: float = 0.0
 
     def __post_init__(self):
         if self.events < 1000:
@@ -103,6 +117,9 @@ class GeneratorParams:
             raise ValueError(f"dirty_fraction must be in [0, 0.5), got {self.dirty_fraction}")
         if not 0 <= self.fraud_user_fraction < 0.5:
             raise ValueError(f"fraud_user_fraction must be in [0, 0.5), got {self.fraud_user_fraction}")
+        if not 0 <= self.hidden_fraud_fraction < 0.5 - self.fraud_user_fraction:
+            raise ValueError("hidden_fraud_fraction must be in [0, 0.5 - fraud_user_fraction), "
+                             f"got {self.hidden_fraud_fraction}")
         date.fromisoformat(self.start_date)
 
     @property
@@ -247,17 +264,24 @@ def users(spark: SparkSession, p: GeneratorParams) -> DataFrame:
     n_cat = len(CATEGORIES)
     uid = F.col("user_index")
     fraud_u = uniform(p.seed, "fraud", uid)
-    kind = (F.when(fraud_u < p.fraud_user_fraction / 2, "scraper")
-            .when(fraud_u < p.fraud_user_fraction, "carder").otherwise("normal"))
+    f, h = p.fraud_user_fraction, p.hidden_fraud_fraction
+    # With h = 0 the extra branches never fire: every other user draws exactly what it drew before.
+    kind = (F.when(fraud_u < f / 2, "scraper").when(fraud_u < f, "carder")
+            .when(fraud_u < f + h / 3, "takeover").when(fraud_u < f + 2 * h / 3, "slow_scraper")
+            .when(fraud_u < f + h, "bulk_buyer").otherwise("normal"))
     engagement = normal(p.seed, "engagement", uid)
     intent = normal(p.seed, "intent", uid)
-    # Half the users exist before the window starts; carders are new accounts (last 3 weeks).
-    first_day = (F.when(F.col("kind") == "carder",
+    # Half the users exist before the window starts; carders and bulk buyers are new accounts
+    # (last 3 weeks); taken-over accounts are old ones.
+    first_day = (F.when(F.col("kind").isin(*LOOP_KINDS),
                         F.floor(F.lit(p.days - 21) + uniform(p.seed, "first_day", uid) * 21))
+                 .when(F.col("kind") == "takeover", F.lit(0))
                  .when(uniform(p.seed, "old_user", uid) < 0.5, F.lit(0))
                  .otherwise(F.floor(uniform(p.seed, "first_day", uid) * p.days * 0.8)))
     base_rate = (F.when(F.col("kind") == "scraper", BASE_RATE["scraper"])
                  .when(F.col("kind") == "carder", BASE_RATE["carder"])
+                 .when(F.col("kind") == "slow_scraper", BASE_RATE["slow_scraper"])
+                 .when(F.col("kind") == "bulk_buyer", BASE_RATE["bulk_buyer"])
                  .otherwise(F.lit(BASE_RATE["normal"]) * F.exp(0.8 * F.col("engagement") - 0.32)))
     return (
         spark.range(p.users).withColumnRenamed("id", "user_index")
@@ -272,9 +296,13 @@ def users(spark: SparkSession, p: GeneratorParams) -> DataFrame:
             F.floor(uniform(p.seed, "pref2", uid) * n_cat).cast("int").alias("preferred_category_2"),
         )
         .withColumn("first_day", first_day.cast("int"))
+        # The day a taken-over account changes hands: 4 to 21 days before the window ends.
+        .withColumn("takeover_day", F.when(F.col("kind") == "takeover", F.floor(
+            F.lit(p.days - 21) + uniform(p.seed, "takeover_day", uid) * 18)).cast("int"))
         .withColumn("base_rate", base_rate)
         # Conversion at the reference price, and the chance a non-buying session still adds to cart.
-        .withColumn("p_convert", F.when(F.col("kind") == "carder", 1.0).when(F.col("kind") == "scraper", 0.0)
+        .withColumn("p_convert", F.when(F.col("kind").isin(*LOOP_KINDS), 1.0)
+                    .when(F.col("kind").isin(*VIEW_ONLY_KINDS), 0.0)
                     .otherwise(1 / (1 + F.exp(-(F.lit(-2.8) + 0.8 * F.col("intent") + 0.3 * F.col("engagement"))))))
         .withColumn("p_cart", 1 / (1 + F.exp(-(F.lit(-1.2) + 0.9 * F.col("intent")))))
     )
@@ -290,12 +318,19 @@ def _remaining_weight(p: GeneratorParams, first_day: Column) -> Column:
 def _expected_session_length(kind: Column, p_convert: Column, p_cart: Column) -> Column:
     mean_views = 1 + 1 / (math.exp(1 / MEAN_EXTRA_VIEWS) - 1)
     scraper = SCRAPER_MIN_VIEWS + 1 / (math.exp(1 / SCRAPER_MEAN_EXTRA) - 1)
-    return (F.when(kind == "scraper", scraper).when(kind == "carder", 3 * 6.5)
+    slow_scraper = SLOW_SCRAPER_MIN_VIEWS + 1 / (math.exp(1 / SLOW_SCRAPER_MEAN_EXTRA) - 1)
+    # (A taken-over account's extra sessions are not in the budget: a few events each.)
+    return (F.when(kind == "scraper", scraper).when(kind.isin(*LOOP_KINDS), 3 * 6.5)
+            .when(kind == "slow_scraper", slow_scraper)
             .otherwise(mean_views + 2 * p_convert + (1 - p_convert) * p_cart * 1.5))
 
 
 def rate_scale(users_df: DataFrame, p: GeneratorParams) -> float:
-    """Factor on every user's session rate so that the expected number of events is p.events."""
+    """Factor on every user's session rate so that the expected number of events is p.events.
+    With hidden fraud, the factor of the same lake without it: every other user keeps exactly its
+    sessions, and the hidden users' events come on top of p.events."""
+    if p.hidden_fraud_fraction > 0:
+        users_df = users(users_df.sparkSession, replace(p, hidden_fraud_fraction=0.0))
     expected = users_df.select(F.sum(
         F.col("base_rate") * _remaining_weight(p, F.col("first_day"))
         * _expected_session_length(F.col("kind"), F.col("p_convert"), F.col("p_cart"))
@@ -337,16 +372,25 @@ def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
             .withColumn("day", F.floor(F.col("start_second") / 86400).cast("int")))
     keep = (uniform(seed, "keep", F.col("user_index"), F.col("candidate"))
             < F.col("session_rate_per_day") * _pick(_lit_array(weights), F.col("day")) * active_days / F.col("cap"))
-    s = cand.where(keep).withColumn("session_key", F.xxhash64(F.lit(seed), F.col("user_index"), F.col("candidate")))
+    s = cand.where(keep)
+    if p.hidden_fraud_fraction > 0:
+        s = _with_takeovers(s, users_df, p)
+    s = s.withColumn("session_key", F.xxhash64(F.lit(seed), F.col("user_index"), F.col("candidate")))
     key = F.col("session_key")
     n_views = (F.when(F.col("kind") == "scraper", F.least(
                    F.lit(SCRAPER_MIN_VIEWS) + exponential_floor(seed, "views", SCRAPER_MEAN_EXTRA, key),
                    F.lit(SCRAPER_MAX_VIEWS)))
-               .when(F.col("kind") == "carder", F.lit(0))
+               .when(F.col("kind") == "slow_scraper", F.least(
+                   F.lit(SLOW_SCRAPER_MIN_VIEWS) + exponential_floor(seed, "views", SLOW_SCRAPER_MEAN_EXTRA, key),
+                   F.lit(SLOW_SCRAPER_MAX_VIEWS)))
+               .when(F.col("kind") == "takeover", F.lit(1) + F.floor(uniform(seed, "views", key) * 3))
+               .when(F.col("kind").isin(*LOOP_KINDS), F.lit(0))
                .otherwise(F.least(F.lit(1) + exponential_floor(seed, "views", MEAN_EXTRA_VIEWS, key),
                                   F.lit(MAX_VIEWS))))
     gap = (F.when(F.col("kind") == "scraper", 1 + F.floor(uniform(seed, "gap", key) * 2))
            .when(F.col("kind") == "carder", 3 + F.floor(uniform(seed, "gap", key) * 5))
+           .when(F.col("kind") == "slow_scraper", 6 + F.floor(uniform(seed, "gap", key) * 20))
+           .when(F.col("kind") == "bulk_buyer", 20 + F.floor(uniform(seed, "gap", key) * 60))
            .otherwise(5 + F.floor(uniform(seed, "gap", key) * 115)))
     s = s.select(
         "user_index", "user_id", "kind", "preferred_category_1", "preferred_category_2",
@@ -359,16 +403,39 @@ def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
     s = s.withColumn("last_product", last_product)
     last = _product_columns(p, F.col("last_product"))
     price_factor = F.pow(_price_on_day(p, F.col("last_product"), F.col("day")) / last["ref_price"], last["elasticity"])
-    converted = uniform(seed, "convert", key) < F.least(F.lit(0.95), F.col("p_convert") * price_factor)
+    converted = ((F.col("kind") == "takeover")
+                 | (uniform(seed, "convert", key) < F.least(F.lit(0.95), F.col("p_convert") * price_factor)))
     carted = uniform(seed, "cart", key) < F.col("p_cart")
     removed = uniform(seed, "remove", key) < 0.5
-    n_events = (F.when(F.col("kind") == "scraper", F.col("n_views"))
-                .when(F.col("kind") == "carder", F.col("carder_events"))
+    n_events = (F.when(F.col("kind").isin(*VIEW_ONLY_KINDS), F.col("n_views"))
+                .when(F.col("kind").isin(*LOOP_KINDS), F.col("carder_events"))
                 .when(converted, F.col("n_views") + 2)
                 .when(carted & removed, F.col("n_views") + 2)
                 .when(carted, F.col("n_views") + 1)
                 .otherwise(F.col("n_views")))
     return s.withColumn("converted", converted).withColumn("n_events", n_events.cast("int"))
+
+
+def _with_takeovers(kept: DataFrame, users_df: DataFrame, p: GeneratorParams) -> DataFrame:
+    """Sessions of taken-over accounts: the owner's ordinary sessions before takeover_day (as a
+    normal user's), none of the owner's after it, and 2-5 sessions of the new holder (session kind
+    `takeover`) spread over the TAKEOVER_SPREAD_DAYS from takeover_day."""
+    takeover = F.col("kind") == "takeover"
+    owner = (kept.where(~takeover | (F.col("day") < F.col("takeover_day")))
+             .withColumn("kind", F.when(takeover, F.lit("normal")).otherwise(F.col("kind"))))
+    uid = F.col("user_index")
+    n_sessions = F.lit(TAKEOVER_MIN_SESSIONS) + F.floor(uniform(p.seed, "takeover_sessions", uid)
+                                                         * TAKEOVER_EXTRA_SESSIONS)
+    # Candidate numbers far above any thinning candidate: the session keys cannot collide.
+    first = 1_000_000
+    holder = (users_df.where(takeover)
+              .withColumn("cap", F.lit(0))
+              .withColumn("candidate", F.explode(F.sequence(F.lit(first), F.lit(first) + n_sessions.cast("int") - 1)))
+              .withColumn("start_second", F.floor(
+                  (F.col("takeover_day") + uniform(p.seed, "takeover_start", uid, F.col("candidate"))
+                   * F.least(F.lit(TAKEOVER_SPREAD_DAYS), F.lit(p.days) - F.col("takeover_day"))) * 86400).cast("long"))
+              .withColumn("day", F.floor(F.col("start_second") / 86400).cast("int")))
+    return owner.unionByName(holder.select(*kept.columns))
 
 
 def _product_for(p: GeneratorParams, slot: Column) -> Column:
@@ -385,8 +452,8 @@ def _product_for(p: GeneratorParams, slot: Column) -> Column:
                             F.floor(uniform(seed, "carder_category", key, slot) * len(CARDER_CATEGORIES)))
     # Popularity within a category is skewed: rank = floor(n * u^2).
     rank = F.floor(F.pow(uniform(seed, "rank", key, slot), 2) * p.products_per_category)
-    by_kind = (F.when(F.col("kind") == "scraper", F.floor(uniform(seed, "scrape", key, slot) * p.products))
-               .when(F.col("kind") == "carder", carder_category * p.products_per_category
+    by_kind = (F.when(F.col("kind").isin(*VIEW_ONLY_KINDS), F.floor(uniform(seed, "scrape", key, slot) * p.products))
+               .when(F.col("kind").isin("carder", "takeover"), carder_category * p.products_per_category
                      + F.floor(uniform(seed, "rank", key, slot) * p.products_per_category))
                .otherwise(category * p.products_per_category + rank))
     return by_kind.cast("long")
@@ -397,12 +464,12 @@ def events(sessions_df: DataFrame, p: GeneratorParams) -> DataFrame:
     seed = p.seed
     e = sessions_df.withColumn("i", F.explode(F.sequence(F.lit(0), F.col("n_events") - 1)))
     i, n_views = F.col("i"), F.col("n_views")
-    event_type = (F.when(F.col("kind") == "carder", _pick(_lit_array(["view", "cart", "purchase"]), F.pmod(i, 3)))
+    event_type = (F.when(F.col("kind").isin(*LOOP_KINDS), _pick(_lit_array(["view", "cart", "purchase"]), F.pmod(i, 3)))
                   .when(i < n_views, "view")
                   .when(i == n_views, "cart")
                   .when(F.col("converted"), "purchase")
                   .otherwise("remove_from_cart"))
-    slot = F.when(F.col("kind") == "carder", F.floor(i / 3)).otherwise(F.least(i, n_views - 1))
+    slot = F.when(F.col("kind").isin(*LOOP_KINDS), F.floor(i / 3)).otherwise(F.least(i, n_views - 1))
     e = e.withColumn("event_type", event_type).withColumn("product_index", _product_for(p, slot))
     gap = F.col("gap_seconds")
     second = F.col("start_second") + i * gap + F.floor(uniform(seed, "jitter", F.col("session_key"), i) * gap / 2)

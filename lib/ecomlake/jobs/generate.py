@@ -7,8 +7,10 @@ Writes, under --output (default: config generate.output, ./data/rees46 locally):
   catalog/products.csv         product_id, category_id, category_code, brand, base_price
   _ground_truth/generator.json parameters, seasonality, planted dirty rows per kind, expected
                                quarantine counts per reason, formulas for the oracle
-  _ground_truth/users/         Parquet: per user kind (normal/scraper/carder), latent traits,
-                               session and purchase rates (the propensity oracle)
+  _ground_truth/users/         Parquet: per user kind (normal/scraper/carder, and with
+                               generate.hidden_fraud_fraction > 0 takeover/slow_scraper/bulk_buyer),
+                               latent traits, takeover_day, session and purchase rates (the
+                               propensity oracle)
   _ground_truth/categories.json reference price and planted price elasticity per category
 
 Run:  ./spark-submit.sh generate --events 1000000 --seed 7 [--daily]
@@ -22,7 +24,7 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -43,7 +45,8 @@ def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
             events=events if events is not None else g["events"],
             seed=seed if seed is not None else g["seed"],
             start_date=g["start_date"], days=g["days"],
-            dirty_fraction=g["dirty_fraction"], fraud_user_fraction=g["fraud_user_fraction"])
+            dirty_fraction=g["dirty_fraction"], fraud_user_fraction=g["fraud_user_fraction"],
+            hidden_fraud_fraction=g["hidden_fraud_fraction"])
     except ValueError as exc:
         raise ConfigError(f"generate: {exc}") from None
 
@@ -59,7 +62,9 @@ def existing_truth(spark: SparkSession, output: str, p: gen.GeneratorParams, dai
     if text is None:
         return None
     truth = json.loads(text)
-    if (truth.get("params") != asdict(p) or truth.get("generator_version") != gen.GENERATOR_VERSION
+    # A parameter added since that output was written had its default then.
+    stored = {**{f.name: f.default for f in fields(gen.GeneratorParams)}, **truth.get("params", {})}
+    if (stored != asdict(p) or truth.get("generator_version") != gen.GENERATOR_VERSION
             or truth.get("layout", "monthly") != layout(daily)):
         return None
     present = {f.name for f in lake.list_input_files(spark, f"{output}/events")} if lake.path_exists(

@@ -8,9 +8,12 @@ reviews, and measures on the test reviews:
   tfidf_lr              words + bigrams, TF-IDF, logistic regression: recommended flag (AUC, PR-AUC,
                         accuracy, macro-F1) and 5-star rating (multinomial: accuracy, macro-F1)
   minilm_lr             all-MiniLM-L6-v2 sentence embeddings (384 numbers per review, computed in a
-                        pandas UDF) -> logistic regression, on sentiment.embedding_train_rows
-                        training reviews (~40 reviews/s per core in TensorFlow: benchmarks/minilm.py)
-  tfidf_lr_same_rows    TF-IDF LR on those same rows: the fair comparison for minilm_lr
+                        pandas UDF) -> logistic regression, on every training review (or the first
+                        sentiment.embedding_train_rows in hash order, when that is above 0;
+                        ~40 reviews/s per core in TensorFlow: benchmarks/minilm.py)
+  stacked_lr            TF-IDF terms and the MiniLM embedding side by side -> one logistic regression
+                        (the same training reviews as minilm_lr)
+  tfidf_lr_same_rows    TF-IDF LR on minilm_lr's rows, when they are a subset: the fair comparison
   majority              always the most frequent class: the trivial baseline
 The deep text model is `train_deep review_text` (same split). Writes, replacing each model's rows:
   gold/review_sentiment   per review and model: split, actual and predicted recommended flag and
@@ -99,9 +102,9 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
                                          "macro_f1": rating_metrics["majority_macro_f1"]}, {}, is_baseline=True)
 
     if embeddings:
-        # MiniLM on a fixed subset of the training reviews (the hash order) and on every test review.
+        # MiniLM on every training review, or a fixed subset (the hash order), and every test review.
         limit = settings["embedding_train_rows"]
-        subset = train.orderBy(F.xxhash64(F.lit(seed), "review_id")).limit(limit)
+        subset = train.orderBy(F.xxhash64(F.lit(seed), "review_id")).limit(limit) if limit > 0 else train
         embedded = sentiment.embedding_features(sentiment.embed(subset.unionByName(test).repartition(
             max(2, spark.sparkContext.defaultParallelism * 2)))).persist(StorageLevel.MEMORY_AND_DISK)
         embedded_train = embedded.where(~F.col("is_test"))
@@ -110,22 +113,36 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
         minilm = (classifier.transform(embedded.where(F.col("is_test")))
                   .withColumn("probability_recommended", positive_probability(F.col("probability")))
                   .select(*reviews.columns, "probability_recommended"))
-        extra = {"train_rows": limit}
+        extra = {"train_rows": limit or n_subset}
         run_id = record("review_recommended", "minilm_lr", sentiment.recommended_metrics(minilm),
-                        {"model": "all-MiniLM-L6-v2", "dimension": 384, "train_rows": n_subset,
-                         "confident_mistakes": confident_mistakes(minilm)}, extra_params=extra)
+                        {"model": "all-MiniLM-L6-v2", "dimension": sentiment.EMBEDDING_DIMENSION,
+                         "train_rows": n_subset, "confident_mistakes": confident_mistakes(minilm)},
+                        extra_params=extra)
         written["minilm_lr"] = sentiment.output_rows(minilm, "minilm_lr", run_id)
-        same_rows = sentiment.tfidf_pipeline("recommended", settings["vocabulary_size"]).fit(
-            embedded_train.select(*reviews.columns))
-        small = (same_rows.transform(test)
-                 .withColumn("probability_recommended", positive_probability(F.col("probability")))
-                 .select(*reviews.columns, "probability_recommended"))
-        record("review_recommended", "tfidf_lr_same_rows", sentiment.recommended_metrics(small),
-               {"train_rows": n_subset}, is_baseline=True, extra_params=extra)
-        embedded.unpersist()
+        stacked_model = sentiment.stacked_pipeline("recommended", settings["vocabulary_size"]).fit(embedded_train)
+        stacked = (stacked_model.transform(embedded.where(F.col("is_test")))
+                   .withColumn("probability_recommended", positive_probability(F.col("probability")))
+                   .select(*reviews.columns, "probability_recommended"))
+        run_id = record("review_recommended", "stacked_lr", sentiment.recommended_metrics(stacked),
+                        {"features": "binary TF-IDF (L2-normalised) + MiniLM embedding x "
+                                     f"{sentiment.STACK_EMBEDDING_WEIGHT} (unit variance)",
+                         "train_rows": n_subset, "confident_mistakes": confident_mistakes(stacked)},
+                        extra_params={**extra, "reg_param": sentiment.STACK_REG_PARAM,
+                                      "embedding_weight": sentiment.STACK_EMBEDDING_WEIGHT})
+        written["stacked_lr"] = sentiment.output_rows(stacked, "stacked_lr", run_id)
+        if n_subset < n_train:
+            same_rows = sentiment.tfidf_pipeline("recommended", settings["vocabulary_size"]).fit(
+                embedded_train.select(*reviews.columns))
+            small = (same_rows.transform(test)
+                     .withColumn("probability_recommended", positive_probability(F.col("probability")))
+                     .select(*reviews.columns, "probability_recommended"))
+            record("review_recommended", "tfidf_lr_same_rows", sentiment.recommended_metrics(small),
+                   {"train_rows": n_subset}, is_baseline=True, extra_params=extra)
 
     for model, rows in written.items():
         lake.replace_partition(rows, root, tables.GOLD_REVIEW_SENTIMENT, "model", model)
+    if embeddings:
+        embedded.unpersist()  # after the writes: the embedding models' rows are computed from it
     runs.record(spark, root, records)
     log.info("  terms for recommending:     " + ", ".join(t for t, _ in terms["for"][:10]))
     log.info("  terms against recommending: " + ", ".join(t for t, _ in terms["against"][:10]))

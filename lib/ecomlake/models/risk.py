@@ -11,6 +11,13 @@ User signals aggregate them with the user's events:
   account_age_days        days from the user's first event to the cutoff
   new_high_value          an account under NEW_ACCOUNT_DAYS old whose purchases exceed the 95th
                           percentile of user purchase value
+  mean_session_views      views per session (slow scrapers read far more pages than people)
+  categories_viewed       distinct categories viewed (scrapers walk the whole catalogue)
+  surprise_purchases, surprise_purchase_value
+                          purchases (count, value) in a category the user first touched less than
+                          SURPRISE_CATEGORY_HOURS before, by an account at least
+                          SURPRISE_ACCOUNT_DAYS old then: an old account that suddenly buys
+                          somewhere new (account takeover)
 Each rule that fires is a reason, in words, on the alert. The classifier (logistic regression
 on the standardised signals) ranks users when labels exist (the generator's planted fraud);
 the rule count is its baseline.
@@ -23,9 +30,11 @@ from pyspark.sql import functions as F
 BURST_MIN_EVENTS = 10
 BURST_SECONDS_PER_EVENT = 3.0
 NEW_ACCOUNT_DAYS = 21
+SURPRISE_CATEGORY_HOURS, SURPRISE_ACCOUNT_DAYS = 24, 14
 SIGNALS = ["burst_session_share", "fastest_seconds_per_event", "purchase_view_ratio", "cart_abandon_ratio",
            "price_ratio", "account_age_days", "new_high_value", "sessions", "events", "purchases",
-           "purchase_value"]
+           "purchase_value", "mean_session_views", "categories_viewed", "surprise_purchases",
+           "surprise_purchase_value"]
 
 
 def session_signals(sessions: DataFrame) -> DataFrame:
@@ -55,14 +64,34 @@ def user_signals(sessions: DataFrame, events: DataFrame, as_of_ts: Column) -> Da
     high_value = by_user.where(F.col("purchases") > 0).agg(
         F.percentile_approx("purchase_value", 0.95).alias("p95")).first()["p95"] or 0.0
     age = (F.unix_timestamp(as_of_ts) - F.unix_timestamp("first_seen")) / 86400.0
-    return (by_user.join(price_ratio, "user_key", "left").select(
+    return (by_user.join(price_ratio, "user_key", "left").join(category_signals(events), "user_key", "left").select(
         "user_key", "sessions", "events", "purchases", F.round("purchase_value", 2).alias("purchase_value"),
         "burst_session_share", F.coalesce("fastest_seconds_per_event", F.lit(9999.0)).alias("fastest_seconds_per_event"),
         (F.col("purchases") / F.greatest(F.col("views"), F.lit(1))).alias("purchase_view_ratio"),
         F.when(F.col("carts") > 0, F.col("abandoned_carts") / F.col("carts")).otherwise(0.0).alias("cart_abandon_ratio"),
         F.coalesce("price_ratio", F.lit(0.0)).alias("price_ratio"),
         F.round(age, 2).alias("account_age_days"),
-        ((age < NEW_ACCOUNT_DAYS) & (F.col("purchase_value") > F.lit(high_value))).cast("double").alias("new_high_value")))
+        ((age < NEW_ACCOUNT_DAYS) & (F.col("purchase_value") > F.lit(high_value))).cast("double").alias("new_high_value"),
+        (F.col("views") / F.col("sessions")).alias("mean_session_views"),
+        *[F.coalesce(c, F.lit(0.0)).alias(c) for c in ("categories_viewed", "surprise_purchases",
+                                                        "surprise_purchase_value")]))
+
+
+def category_signals(events: DataFrame) -> DataFrame:
+    """user_key, categories_viewed, surprise_purchases, surprise_purchase_value (see the module)."""
+    touched = events.groupBy("user_key", "category_id").agg(F.min("event_time").alias("category_first_seen"))
+    seconds = lambda a, b: F.unix_timestamp(a) - F.unix_timestamp(b)  # noqa: E731
+    account = touched.groupBy("user_key").agg(F.min("category_first_seen").alias("account_first_seen"))
+    purchases = (events.where(F.col("event_type") == "purchase")
+                 .join(touched, ["user_key", "category_id"]).join(account, "user_key"))
+    surprise = ((seconds("event_time", "category_first_seen") < SURPRISE_CATEGORY_HOURS * 3600)
+                & (seconds("event_time", "account_first_seen") >= SURPRISE_ACCOUNT_DAYS * 86400))
+    viewed = (events.where(F.col("event_type") == "view").groupBy("user_key")
+              .agg(F.countDistinct("category_id").cast("double").alias("categories_viewed")))
+    surprising = purchases.groupBy("user_key").agg(
+        F.sum(surprise.cast("double")).alias("surprise_purchases"),
+        F.sum(F.when(surprise, F.col("price")).otherwise(0.0)).alias("surprise_purchase_value"))
+    return viewed.join(surprising, "user_key", "full")
 
 
 def rules() -> list[tuple[str, Column, str]]:
@@ -88,14 +117,25 @@ def with_reasons(signals: DataFrame) -> DataFrame:
     return signals.withColumn("reasons", reasons).withColumn("rule_score", F.size("reasons").cast("double"))
 
 
-def classifier(seed: int = 7):
+CLASSIFIERS = ("logistic_regression", "gbt")
+MODEL_SIGNALS = [s for s in SIGNALS if s not in ("sessions", "events")]
+
+
+def classifier(seed: int = 7, kind: str = "logistic_regression"):
+    """logistic_regression: on the standardised signals (its coefficients explain the score);
+    gbt: gradient-boosted trees on the raw signals (thresholds such as "under 10 s per event"
+    and interactions such as "new account AND fast" are what separate card testers from bulk
+    buyers)."""
     from pyspark.ml import Pipeline
-    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.classification import GBTClassifier, LogisticRegression
     from pyspark.ml.feature import StandardScaler, VectorAssembler
 
-    features = [s for s in SIGNALS if s not in ("sessions", "events")]
+    assemble = VectorAssembler(inputCols=MODEL_SIGNALS, outputCol="raw_features", handleInvalid="keep")
+    if kind == "gbt":
+        return Pipeline(stages=[assemble, GBTClassifier(featuresCol="raw_features", labelCol="label", maxIter=60,
+                                                        maxDepth=4, stepSize=0.1, seed=seed)])
     return Pipeline(stages=[
-        VectorAssembler(inputCols=features, outputCol="raw_features", handleInvalid="keep"),
+        assemble,
         StandardScaler(inputCol="raw_features", outputCol="features", withMean=True, withStd=True),
         LogisticRegression(featuresCol="features", labelCol="label", regParam=0.01, maxIter=100),
     ])

@@ -6,6 +6,8 @@ Three models share one fixed split (a hash of review_id) and one text (title + "
   a binary model for the recommended flag and a multinomial one for the 5-star rating;
 - all-MiniLM-L6-v2 sentence embeddings (ecomlake.sentence_embeddings, in a pandas function) as
   the features of a logistic regression;
+- both stacked into one logistic regression: TF-IDF (binary term presence, every word kept, rows
+  L2-normalised) next to the embedding (scaled to unit variance, then by STACK_EMBEDDING_WEIGHT);
 - a text model trained through the deep path (ecomlake.deep.text; train_deep review_text).
 """
 from __future__ import annotations
@@ -62,6 +64,39 @@ def tfidf_pipeline(label: str, vocabulary_size: int, multiclass: bool = False, r
     ])
 
 
+# The stacked model's settings, chosen on an inner split of the training reviews (benchmarks/
+# review_stack.py: embedding weights 1 to 0.003, penalties 1e-5 to 1e-4): a light penalty suits
+# 20,000 L2-normalised TF-IDF columns, and the embedding's 384 unit-variance columns, scaled down,
+# pay more penalty per unit of effect, so they only correct what the terms miss.
+STACK_EMBEDDING_WEIGHT, STACK_REG_PARAM = 0.01, 3e-5
+EMBEDDING_DIMENSION = 384
+
+
+def stacked_pipeline(label: str, vocabulary_size: int) -> Pipeline:
+    """`text` as TF-IDF terms + `embedding_vector` (MiniLM) -> one logistic regression.
+    Spark's LR is given unstandardised features: standardising every TF-IDF column would weigh a
+    rare term like a common one (and on the raw embeddings alone its line search fails)."""
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import (IDF, CountVectorizer, ElementwiseProduct, NGram, Normalizer, RegexTokenizer,
+                                    SQLTransformer, StandardScaler, VectorAssembler)
+    from pyspark.ml.linalg import Vectors
+
+    return Pipeline(stages=[
+        RegexTokenizer(inputCol="text", outputCol="words", pattern=TOKEN_PATTERN, toLowercase=True, minTokenLength=2),
+        NGram(n=2, inputCol="words", outputCol="bigrams"),
+        SQLTransformer(statement="SELECT *, concat(words, bigrams) AS terms FROM __THIS__"),
+        CountVectorizer(inputCol="terms", outputCol="counts", vocabSize=vocabulary_size, minDF=3.0, binary=True),
+        IDF(inputCol="counts", outputCol="idf"),
+        Normalizer(inputCol="idf", outputCol="tfidf", p=2.0),
+        StandardScaler(inputCol="embedding_vector", outputCol="embedding_scaled", withMean=False, withStd=True),
+        ElementwiseProduct(inputCol="embedding_scaled", outputCol="embedding_weighted",
+                           scalingVec=Vectors.dense([STACK_EMBEDDING_WEIGHT] * EMBEDDING_DIMENSION)),
+        VectorAssembler(inputCols=["tfidf", "embedding_weighted"], outputCol="stacked_features"),
+        LogisticRegression(featuresCol="stacked_features", labelCol=label, regParam=STACK_REG_PARAM, standardization=False,
+                           maxIter=200),
+    ])
+
+
 def top_terms(model: PipelineModel, n: int = 15, min_review_share: float = 0.005) -> dict[str, list[tuple[str, float]]]:
     """The n terms that push hardest towards recommending and against (binary model), among terms
     in at least min_review_share of the training reviews: rare terms get extreme weights that
@@ -100,9 +135,12 @@ def embed(df: DataFrame, text_column: str = "text") -> DataFrame:
 
 
 def embedding_features(embedded: DataFrame) -> DataFrame:
+    """`features` and `embedding_vector`: the embedding as an ML vector (the MiniLM LR's and the
+    stacked model's input)."""
     from pyspark.ml.functions import array_to_vector
 
-    return embedded.withColumn("features", array_to_vector("embedding"))
+    vector = array_to_vector("embedding")
+    return embedded.withColumn("features", vector).withColumn("embedding_vector", vector)
 
 
 def embedding_classifier(label: str, reg_param: float = 0.01):
