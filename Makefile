@@ -40,11 +40,14 @@ deep: env
 	./spark-submit.sh score --as-of $(SCORE_AS_OF) --task next_item $(ARGS)
 	./spark-submit.sh train_deep lstm_forecaster --as-of $(TRAIN_AS_OF) --num-proc 2 --history-days 14 $(ARGS)
 
-# MovieLens-100k with the Microsoft Recommenders benchmark protocol (README table).
+# MovieLens-100k with the Microsoft Recommenders benchmark protocol, and as a next-item task
+# (leave-last-out by time) (README tables).
+MOVIELENS_ALS_GRID = --conf 'train.als_ranks=[16,64]' --conf 'train.als_reg_params=[0.01,0.1]' \
+    --conf 'train.als_alphas=[1,10,40]' --conf train.als_max_iter=15
 movielens: env
 	./spark-submit.sh ingest --source movielens100k $(ARGS)
-	./spark-submit.sh train movielens --conf 'train.als_ranks=[16,64]' --conf 'train.als_reg_params=[0.01,0.1]' \
-	    --conf 'train.als_alphas=[1,10,40]' --conf train.als_max_iter=15 $(ARGS)
+	./spark-submit.sh train movielens $(MOVIELENS_ALS_GRID) $(ARGS)
+	./spark-submit.sh train movielens_sequential $(MOVIELENS_ALS_GRID) $(ARGS)
 
 # Real public data (installed by `make env`) + customer value, reviews, risk, pricing and the report,
 # after `make ml` (the report also uses the generated lake's gold tables).

@@ -93,6 +93,16 @@ def test_analytics_jobs_name_the_missing_table_or_bad_flag(spark, tmp_path, caps
     assert "Traceback" not in err.err
 
 
+def test_risk_tree_count_is_checked_before_anything_is_read():
+    from ecomlake import config as cfg
+    from ecomlake.errors import ConfigError
+    from ecomlake.jobs import risk
+
+    config = cfg.load("local", overrides=["risk.gbt_max_iter=0"])
+    with pytest.raises(ConfigError, match="risk.gbt_max_iter must be at least 1, got 0"):
+        risk.run(None, config)      # no Spark session: nothing is read first
+
+
 @pytest.mark.parametrize("key, value", [("train.forecast_backtest_folds", 0), ("train.forecast_gbt_max_iter", 0)])
 def test_forecast_settings_are_checked_before_anything_is_read(key, value):
     from ecomlake import config as cfg

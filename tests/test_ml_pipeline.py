@@ -14,7 +14,8 @@ pytestmark = pytest.mark.e2e
 
 TRAIN_AS_OF, SCORE_AS_OF = "2019-11-17", "2019-12-01"
 SMALL_GRID = ["train.als_ranks=[16]", "train.als_reg_params=[0.1]", "train.als_alphas=[1.0]",
-              "train.als_max_iter=5", "train.segments_k=4", "train.forecast_gbt_max_iter=6", "train.forecast_backtest_folds=1"]
+              "train.als_max_iter=5", "train.segments_k=4", "train.forecast_gbt_max_iter=6", "train.forecast_backtest_folds=1",
+              "risk.gbt_max_iter=10"]
 
 
 @pytest.fixture(scope="module")

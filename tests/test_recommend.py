@@ -46,6 +46,25 @@ def test_stratified_split_keeps_a_share_of_each_user(spark):
     assert sorted(split.collect()) == sorted(again.collect())
 
 
+def test_leave_last_out_and_next_after_last_by_hand(spark):
+    # u1: 10, 11, 12; u2: 10, 11, 13; u3: 11, 12 (times 1, 2, 3); u4 rated 20 and 21 in the same second.
+    rows = [(1, 10, 1), (1, 11, 2), (1, 12, 3), (2, 10, 1), (2, 11, 2), (2, 13, 3), (3, 11, 1), (3, 12, 2),
+            (4, 20, 5), (4, 21, 5)]
+    sequences = spark.createDataFrame([(u, i, 1.0, t) for u, i, t in rows], INTER + ", rated_at long")
+    split = {(r.user_key, r.product_id): r._from_end for r in recommend.leave_last_out(sequences, "rated_at").collect()}
+    assert [split[(1, i)] for i in (12, 11, 10)] == [1, 2, 3]
+    assert (split[(4, 21)], split[(4, 20)]) == (1, 2)       # equal times: the higher id counts as later
+    # T[10, 11] = 2, T[11, 12] = 2 (u1, u3), T[11, 13] = 1, T[20, 21] = 1.
+    # u1's last items 12, 11, 10 weigh 1, 1/2, 1/3: 12 <- T[11, 12] / 2 = 1, 11 <- T[10, 11] / 3, 13 <- 1/2.
+    users = spark.createDataFrame([(1,), (3,)], "user_key long")
+    recs = recommend.next_after_last(sequences, "rated_at", users, 5)
+    got = {(r.user_key, r.rank): (r.product_id, round(r.score, 4)) for r in recs.collect()}
+    assert got == {(1, 1): (12, 1.0), (1, 2): (11, round(2 / 3, 4)), (1, 3): (13, 0.5),
+                   (3, 1): (12, 1.0), (3, 2): (13, 0.5)}
+    seen = sequences.where("user_key = 3")
+    assert top(recommend.next_after_last(sequences, "rated_at", users.where("user_key = 3"), 5, seen)) == [(3, 1, 13)]
+
+
 def test_dense_index_is_contiguous_and_sorted(spark, interactions):
     index = recommend.dense_index(interactions, "product_id", "item_index")
     assert sorted((r.product_id, r.item_index) for r in index.collect()) == [(1, 0), (2, 1), (3, 2)]
@@ -64,3 +83,24 @@ def test_movielens_adapter_on_a_slice_of_the_real_file(spark, tmp_path, make_con
     assert [(r.reason, r.rating) for r in bad] == [("rating_out_of_range", 7)]
     assert ingest.run(spark, config, "movielens100k", str(sliced))["files"] == 0   # nothing new
     assert lake.read_table(spark, config["lake_root"], tables.BRONZE_MOVIELENS_RATINGS).count() == 499
+
+
+@pytest.mark.e2e
+def test_movielens_as_a_next_item_task_on_a_slice(spark, tmp_path, make_config):
+    from ecomlake.jobs import train
+
+    real = pq.read_table(str(datasets.MOVIELENS_100K.locate())).slice(0, 3000)
+    sliced = tmp_path / "ml-slice.parquet"
+    pq.write_table(real, str(sliced))
+    config = make_config("train.als_ranks=[8]", "train.als_reg_params=[0.1]", "train.als_alphas=[1.0]",
+                         "train.als_max_iter=3")
+    ingest.run(spark, config, "movielens100k", str(sliced))
+    users = len(set(real.column("user_id").to_pylist()))
+    records = {r["model"]: r for r in train.run(spark, config, "movielens_sequential", None)}
+    assert set(records) == {"als", "popularity", "co_occurrence", "next_after_last"}
+    assert all(r["task"] == "next_item_movielens" for r in records.values())
+    # Every user's last rating is asked for; most-popular answers every user.
+    assert records["popularity"]["metrics"]["users_evaluated"] == users
+    for r in records.values():
+        assert 0 <= r["metrics"]["ndcg@10"] <= r["metrics"]["hr@10"] <= 1
+    assert records["popularity"]["metrics"]["hr@10"] > 0

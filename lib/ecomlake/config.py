@@ -90,6 +90,7 @@ SCHEMA: dict[str, Key] = {
                                           "(~40/s/core with TensorFlow, ~9 in numpy)"),
     "risk.alert_threshold": Key(float, 0.5, "users whose risk score is at least this are alerted"),
     "risk.test_fraction": Key(float, 0.3, "share of users held out to measure the risk classifier"),
+    "risk.gbt_max_iter": Key(int, 60, "trees of the risk classifier's gradient-boosted model (depth 4)"),
     "risk.classifier": Key(str, "gbt", "whose score the alerts use when labels exist: "
                            "logistic_regression or gbt", choices=("logistic_regression", "gbt")),
     "pricing.lead_time_days": Key(int, 7, "replenishment lead time of the inventory suggestion"),

@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from ecomlake import config as cfg
 from ecomlake import evaluation, features, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
-from ecomlake.errors import InputError
+from ecomlake.errors import ConfigError, InputError
 from ecomlake.models import risk
 from ecomlake.models.classify import holdout, positive_probability
 from ecomlake.privacy import pseudonymise
@@ -53,6 +53,8 @@ def planted_fraud_labels(spark: SparkSession, config: dict) -> DataFrame | None:
 
 def run(spark: SparkSession, config: dict, as_of: str | None = None) -> dict:
     root, settings, seed = config["lake_root"], config["risk"], config["train"]["seed"]
+    if settings["gbt_max_iter"] < 1:
+        raise ConfigError(f"risk.gbt_max_iter must be at least 1, got {settings['gbt_max_iter']}")
     events = lake.read_table(spark, root, tables.SILVER_EVENTS)
     sessions = lake.read_table(spark, root, tables.SILVER_SESSIONS)
     if as_of is None:
@@ -72,14 +74,14 @@ def run(spark: SparkSession, config: dict, as_of: str | None = None) -> dict:
             labels = None  # the ground truth belongs to other data
             signals = signals.drop("kind", "label")
     params = {"as_of": as_of, "alert_threshold": settings["alert_threshold"], "seed": seed,
-              "test_fraction": settings["test_fraction"]}
+              "test_fraction": settings["test_fraction"], "gbt_max_iter": settings["gbt_max_iter"]}
     records = []
     if labels is not None:
         data = (signals.withColumn("label", F.coalesce("label", F.lit(0.0)))
                 .withColumn("_test", holdout(F.col("user_key"), seed, settings["test_fraction"]))
                 .persist(StorageLevel.MEMORY_AND_DISK))
         train = data.where(~F.col("_test"))
-        models = {kind: risk.classifier(seed, kind).fit(train) for kind in risk.CLASSIFIERS}
+        models = {kind: risk.classifier(seed, kind, settings["gbt_max_iter"]).fit(train) for kind in risk.CLASSIFIERS}
         scored = data
         for kind, model in models.items():
             scored = (model.transform(scored).withColumn(f"score_{kind}", positive_probability(F.col("probability")))

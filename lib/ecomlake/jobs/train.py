@@ -20,6 +20,10 @@ Needs `features --as-of DATE` (labels need events for the whole horizon after DA
               planted elasticities on generated data)
   movielens   ALS, most-popular and co-occurrence on MovieLens-100k (`ingest --source movielens100k`)
               with the Microsoft Recommenders benchmark protocol (not part of `all`)
+  movielens_sequential  MovieLens-100k as a next-item task: each user's ratings in time order,
+              the last held out, the one before for validation (ALS tuned on it), full ranking
+              of every item the user has not rated; HR@10 and nDCG@10 of ALS, most-popular,
+              co-occurrence and next-after-last transitions (not part of `all`)
 Every model is saved with Spark ML persistence under <lake_root>/models/<task>/<run_id>/<attempt>:
 a new directory per training, so a re-train (same run_id: its gold/model_runs row is replaced)
 never writes over the model the existing row points to; the row is recorded after the model is
@@ -48,6 +52,7 @@ from ecomlake.models import classify, direct_forecast, elasticity, forecast, rec
 log = logging.getLogger(__name__)
 
 TASKS = ("recommend", "propensity", "churn", "forecast", "segments", "elasticity")
+MOVIELENS_TASKS = ("movielens", "movielens_sequential")  # public data, no --as-of, not part of `all`
 
 
 def _covered(events: DataFrame, as_of: str, horizon_days: int) -> bool:
@@ -108,6 +113,43 @@ def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
     split.unpersist()
     return out
 
+
+def train_movielens_sequential(spark: SparkSession, config: dict) -> list[dict]:
+    """MovieLens-100k, leave-last-out: HR@10 (= recall@10, one relevant item) and nDCG@10 over all
+    items the user has not rated, for the last rating of every user; models see the rest."""
+    root, tc = config["lake_root"], config["train"]
+    k = 10
+    ratings = lake.read_table(spark, root, tables.BRONZE_MOVIELENS_RATINGS)
+    versions = runs.input_versions(spark, root, [tables.BRONZE_MOVIELENS_RATINGS])
+    inter = ratings.select(F.col("user_id").alias("user_key"), F.col("item_id").alias("product_id"),
+                           F.lit(1.0).alias("strength"), "rated_at")
+    split = recommend.leave_last_out(inter, "rated_at").persist(StorageLevel.MEMORY_AND_DISK)
+    train_part = split.where(F.col("_from_end") >= 3).drop("_from_end")
+    validation = split.where(F.col("_from_end") == 2).select("user_key", "product_id")
+    history = split.where(F.col("_from_end") >= 2).drop("_from_end")
+    test = split.where(F.col("_from_end") == 1).select("user_key", "product_id")
+    best, grid = recommend.tune_als(train_part, validation, k, **_als_grid(tc), exclude=True)
+    users, items = recommend.index_frames(spark, history)
+    als = recommend.fit_als(history, users, items, best["rank"], best["reg_param"], best["alpha"],
+                            tc["als_max_iter"], tc["seed"])
+    catalogue = history.select("product_id").distinct().count()
+    candidates = {
+        "als": recommend.als_recommend(als, users, items, test, k, history),
+        "popularity": recommend.popularity(history, test, k, history),
+        "co_occurrence": recommend.co_occurrence(history, test, k, history),
+        "next_after_last": recommend.next_after_last(history, "rated_at", test, k, history),
+    }
+    params = {"protocol": "leave-last-out by time (validation: the one before), all unrated items ranked", "k": k}
+    out = []
+    for name, recs in candidates.items():
+        ranking = evaluation.ranking_metrics(recs, test, k, catalogue, "user_key", "product_id")
+        metrics = {f"hr@{k}": ranking[f"recall@{k}"], f"ndcg@{k}": ranking[f"ndcg@{k}"],
+                   f"coverage@{k}": ranking[f"coverage@{k}"], "users_evaluated": ranking["users_evaluated"]}
+        model_params = {**params, **({key: best[key] for key in ("rank", "reg_param", "alpha")} if name == "als" else {})}
+        out.append(runs.model_run("next_item_movielens", name, None, model_params, versions, metrics,
+                                  {"tuning": grid} if name == "als" else {}, baseline=name != "als"))
+    split.unpersist()
+    return out
 
 
 def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int) -> list[dict]:
@@ -371,7 +413,7 @@ def _finite(value) -> bool:
 
 
 def run(spark: SparkSession, config: dict, task: str, as_of: str | None, horizon_days: int | None = None) -> list[dict]:
-    if task != "movielens":
+    if task not in MOVIELENS_TASKS:
         if not as_of:
             raise ConfigError(f"train {task} needs --as-of DATE (the cutoff of the features to train on)")
         as_of = parse_as_of(as_of)
@@ -388,6 +430,7 @@ def run(spark: SparkSession, config: dict, task: str, as_of: str | None, horizon
         "segments": lambda: train_segments(spark, config, as_of),
         "elasticity": lambda: train_elasticity(spark, config, as_of),
         "movielens": lambda: train_movielens(spark, config),
+        "movielens_sequential": lambda: train_movielens_sequential(spark, config),
     }
     recorded = []
     for name in (TASKS if task == "all" else (task,)):
@@ -401,9 +444,9 @@ def run(spark: SparkSession, config: dict, task: str, as_of: str | None, horizon
 
 def main(argv=None) -> int:
     parser = job_parser("train", __doc__)
-    parser.add_argument("task", choices=(*TASKS, "all", "movielens"), help="which model to train")
+    parser.add_argument("task", choices=(*TASKS, "all", *MOVIELENS_TASKS), help="which model to train")
     parser.add_argument("--as-of", help="cutoff date of the features to train on (YYYY-MM-DD); "
-                                        "not used by `movielens`")
+                                        "not used by the movielens tasks")
     add_as_of_minus_days(parser)
     parser.add_argument("--horizon-days", type=int, help="recommendation test horizon (default: features.label_horizon_days)")
     return run_job("train", parser, lambda spark, config, a: run(

@@ -85,6 +85,36 @@ def co_occurrence(interactions: DataFrame, users: DataFrame, k: int, exclude: Da
     return _top_k(scored, k, exclude)
 
 
+NEXT_ITEM_STEPS = 3  # a user's last items whose successors are scored (weights 1, 1/2, 1/3)
+
+
+def leave_last_out(interactions: DataFrame, time_column: str) -> DataFrame:
+    """Adds `_from_end`: 1 for each user's last interaction (by time; equal times by product id),
+    2 for the one before, ... The sequential benchmark's split: 1 is the test item, 2 the
+    validation item, the rest the training sequence."""
+    order = Window.partitionBy("user_key").orderBy(F.desc(time_column), F.desc("product_id"))
+    return interactions.withColumn("_from_end", F.row_number().over(order))
+
+
+def next_after_last(sequences: DataFrame, time_column: str, users: DataFrame, k: int,
+                    exclude: DataFrame | None = None) -> DataFrame:
+    """Sequence-aware item-to-item: T[i, j] = how often j directly follows i in the users'
+    sequences (ordered by time, equal times by product id); score(u, j) = sum over u's last
+    NEXT_ITEM_STEPS items i_h (h = 1 for the last) of T[i_h, j] / h."""
+    forward = Window.partitionBy("user_key").orderBy(time_column, "product_id")
+    transitions = (sequences.withColumn("_next", F.lead("product_id").over(forward))
+                   .where(F.col("_next").isNotNull())
+                   .groupBy(F.col("product_id").alias("item"), F.col("_next").alias("next_item"))
+                   .agg(F.count(F.lit(1)).alias("follows")))
+    backward = Window.partitionBy("user_key").orderBy(F.desc(time_column), F.desc("product_id"))
+    last = (sequences.join(users.select("user_key").distinct(), "user_key")
+            .withColumn("_h", F.row_number().over(backward)).where(F.col("_h") <= NEXT_ITEM_STEPS))
+    scored = (last.join(transitions, last["product_id"] == transitions["item"])
+              .groupBy("user_key", F.col("next_item").alias("product_id"))
+              .agg(F.sum(F.col("follows") / F.col("_h")).alias("score")))
+    return _top_k(scored, k, exclude)
+
+
 def fit_als(interactions: DataFrame, user_index: DataFrame, item_index: DataFrame, rank: int,
             reg_param: float, alpha: float, max_iter: int, seed: int):
     """ALS (implicit feedback) on integer indexes of users and items."""

@@ -121,9 +121,9 @@ CLASSIFIERS = ("logistic_regression", "gbt")
 MODEL_SIGNALS = [s for s in SIGNALS if s not in ("sessions", "events")]
 
 
-def classifier(seed: int = 7, kind: str = "logistic_regression"):
+def classifier(seed: int = 7, kind: str = "logistic_regression", trees: int = 60):
     """logistic_regression: on the standardised signals (its coefficients explain the score);
-    gbt: gradient-boosted trees on the raw signals (thresholds such as "under 10 s per event"
+    gbt: `trees` gradient-boosted trees of depth 4 on the raw signals (thresholds such as "under 10 s per event"
     and interactions such as "new account AND fast" are what separate card testers from bulk
     buyers)."""
     from pyspark.ml import Pipeline
@@ -132,7 +132,7 @@ def classifier(seed: int = 7, kind: str = "logistic_regression"):
 
     assemble = VectorAssembler(inputCols=MODEL_SIGNALS, outputCol="raw_features", handleInvalid="keep")
     if kind == "gbt":
-        return Pipeline(stages=[assemble, GBTClassifier(featuresCol="raw_features", labelCol="label", maxIter=60,
+        return Pipeline(stages=[assemble, GBTClassifier(featuresCol="raw_features", labelCol="label", maxIter=trees,
                                                         maxDepth=4, stepSize=0.1, seed=seed)])
     return Pipeline(stages=[
         assemble,

@@ -13,7 +13,8 @@ import pandas as pd
 # The number each task is judged by in the model table, and the tasks where a lower one is better.
 MAIN_METRIC = {"recommend": "ndcg@10", "propensity": "auc", "churn": "auc", "forecast": "category_wape",
                "segments": "silhouette", "elasticity": "mean_abs_error_vs_planted", "next_item": "recall@20",
-               "movielens": "ndcg@10", "clv": "mae", "review_recommended": "auc", "review_rating": "macro_f1",
+               "movielens": "ndcg@10", "recommend_movielens": "ndcg@10", "next_item_movielens": "ndcg@10",
+               "clv": "mae", "review_recommended": "auc", "review_rating": "macro_f1",
                "risk": "pr_auc", "pricing": "model_wape"}
 LOWER_IS_BETTER = {"forecast", "clv", "pricing", "elasticity"}
 
