@@ -79,30 +79,43 @@ def _als_grid(tc: dict) -> dict:
             "max_iter": tc["als_max_iter"], "seed": tc["seed"]}
 
 
+def _movielens_interactions(spark: SparkSession, root: str):
+    """Every MovieLens-100k rating as an implicit interaction (user_key, product_id, strength 1,
+    rated_at), and the input version."""
+    ratings = lake.read_table(spark, root, tables.BRONZE_MOVIELENS_RATINGS)
+    versions = runs.input_versions(spark, root, [tables.BRONZE_MOVIELENS_RATINGS])
+    return ratings.select(F.col("user_id").alias("user_key"), F.col("item_id").alias("product_id"),
+                          F.lit(1.0).alias("strength"), "rated_at"), versions
+
+
+def _movielens_recommenders(spark: SparkSession, tc: dict, seen: DataFrame, wanted: DataFrame, k: int,
+                            best: dict) -> tuple[dict, int]:
+    """ALS at the tuned point, most-popular and co-occurrence fitted on `seen`: the top k for the
+    users of `wanted`, their seen items removed; and the catalogue size."""
+    users, items = recommend.index_frames(spark, seen)
+    als = recommend.fit_als(seen, users, items, best["rank"], best["reg_param"], best["alpha"],
+                            tc["als_max_iter"], tc["seed"])
+    candidates = {
+        "als": recommend.als_recommend(als, users, items, wanted, k, seen),
+        "popularity": recommend.popularity(seen, wanted, k, seen),
+        "co_occurrence": recommend.co_occurrence(seen, wanted, k, seen),
+    }
+    return candidates, seen.select("product_id").distinct().count()
+
+
 def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
     """MovieLens-100k with the Microsoft Recommenders benchmark protocol: every rating is an implicit
     interaction, per-user stratified 75/25 split (seed 42), k = 10, items seen in training removed."""
     root, tc = config["lake_root"], config["train"]
     k, seed = 10, 42
-    ratings = lake.read_table(spark, root, tables.BRONZE_MOVIELENS_RATINGS)
-    versions = runs.input_versions(spark, root, [tables.BRONZE_MOVIELENS_RATINGS])
-    inter = ratings.select(F.col("user_id").alias("user_key"), F.col("item_id").alias("product_id"),
-                           F.lit(1.0).alias("strength"))
+    inter, versions = _movielens_interactions(spark, root)
     split = recommend.stratified_split(inter, 0.75, seed).persist(StorageLevel.MEMORY_AND_DISK)
     train_part, test_part = split.where("_is_train").drop("_is_train"), split.where("NOT _is_train").drop("_is_train")
     # Tuning on a second stratified split of the training part only: the test part stays unseen.
     inner = recommend.stratified_split(train_part, 0.75, seed + 1)
     best, grid = recommend.tune_als(inner.where("_is_train").drop("_is_train"),
                                     inner.where("NOT _is_train").drop("_is_train"), k, **_als_grid(tc), exclude=True)
-    users, items = recommend.index_frames(spark, train_part)
-    als = recommend.fit_als(train_part, users, items, best["rank"], best["reg_param"], best["alpha"],
-                            tc["als_max_iter"], tc["seed"])
-    catalogue = train_part.select("product_id").distinct().count()
-    candidates = {
-        "als": recommend.als_recommend(als, users, items, test_part, k, train_part),
-        "popularity": recommend.popularity(train_part, test_part, k, train_part),
-        "co_occurrence": recommend.co_occurrence(train_part, test_part, k, train_part),
-    }
+    candidates, catalogue = _movielens_recommenders(spark, tc, train_part, test_part, k, best)
     out = []
     params = {"protocol": "stratified 75/25 per user, seed 42, ratings as implicit, seen items removed", "k": k}
     for name, recs in candidates.items():
@@ -119,26 +132,15 @@ def train_movielens_sequential(spark: SparkSession, config: dict) -> list[dict]:
     items the user has not rated, for the last rating of every user; models see the rest."""
     root, tc = config["lake_root"], config["train"]
     k = 10
-    ratings = lake.read_table(spark, root, tables.BRONZE_MOVIELENS_RATINGS)
-    versions = runs.input_versions(spark, root, [tables.BRONZE_MOVIELENS_RATINGS])
-    inter = ratings.select(F.col("user_id").alias("user_key"), F.col("item_id").alias("product_id"),
-                           F.lit(1.0).alias("strength"), "rated_at")
+    inter, versions = _movielens_interactions(spark, root)
     split = recommend.leave_last_out(inter, "rated_at").persist(StorageLevel.MEMORY_AND_DISK)
     train_part = split.where(F.col("_from_end") >= 3).drop("_from_end")
     validation = split.where(F.col("_from_end") == 2).select("user_key", "product_id")
     history = split.where(F.col("_from_end") >= 2).drop("_from_end")
     test = split.where(F.col("_from_end") == 1).select("user_key", "product_id")
     best, grid = recommend.tune_als(train_part, validation, k, **_als_grid(tc), exclude=True)
-    users, items = recommend.index_frames(spark, history)
-    als = recommend.fit_als(history, users, items, best["rank"], best["reg_param"], best["alpha"],
-                            tc["als_max_iter"], tc["seed"])
-    catalogue = history.select("product_id").distinct().count()
-    candidates = {
-        "als": recommend.als_recommend(als, users, items, test, k, history),
-        "popularity": recommend.popularity(history, test, k, history),
-        "co_occurrence": recommend.co_occurrence(history, test, k, history),
-        "next_after_last": recommend.next_after_last(history, "rated_at", test, k, history),
-    }
+    candidates, catalogue = _movielens_recommenders(spark, tc, history, test, k, best)
+    candidates["next_after_last"] = recommend.next_after_last(history, "rated_at", test, k, history)
     params = {"protocol": "leave-last-out by time (validation: the one before), all unrated items ranked", "k": k}
     out = []
     for name, recs in candidates.items():

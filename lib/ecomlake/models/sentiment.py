@@ -48,16 +48,28 @@ def stop_words() -> list[str]:
     return [w for w in StopWordsRemover.loadDefaultStopWords("english") if w not in NEGATIONS]
 
 
+def term_count_stages(vocabulary_size: int, drop_stop_words: bool, binary: bool = False) -> list:
+    """text -> `counts`: words (with drop_stop_words, less the stop words other than negations) plus
+    bigrams, counted over the vocabulary_size most frequent terms in >= 3 reviews."""
+    from pyspark.ml.feature import CountVectorizer, NGram, RegexTokenizer, SQLTransformer, StopWordsRemover
+
+    tokens = "tokens" if drop_stop_words else "words"
+    stages = [RegexTokenizer(inputCol="text", outputCol=tokens, pattern=TOKEN_PATTERN, toLowercase=True,
+                             minTokenLength=2)]
+    if drop_stop_words:
+        stages.append(StopWordsRemover(inputCol="tokens", outputCol="words", stopWords=stop_words()))
+    return [*stages,
+            NGram(n=2, inputCol="words", outputCol="bigrams"),
+            SQLTransformer(statement="SELECT *, concat(words, bigrams) AS terms FROM __THIS__"),
+            CountVectorizer(inputCol="terms", outputCol="counts", vocabSize=vocabulary_size, minDF=3.0, binary=binary)]
+
+
 def tfidf_pipeline(label: str, vocabulary_size: int, multiclass: bool = False, reg_param: float = 0.02) -> Pipeline:
     from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.feature import IDF, CountVectorizer, NGram, RegexTokenizer, SQLTransformer, StopWordsRemover
+    from pyspark.ml.feature import IDF
 
     return Pipeline(stages=[
-        RegexTokenizer(inputCol="text", outputCol="tokens", pattern=TOKEN_PATTERN, toLowercase=True, minTokenLength=2),
-        StopWordsRemover(inputCol="tokens", outputCol="words", stopWords=stop_words()),
-        NGram(n=2, inputCol="words", outputCol="bigrams"),
-        SQLTransformer(statement="SELECT *, concat(words, bigrams) AS terms FROM __THIS__"),
-        CountVectorizer(inputCol="terms", outputCol="counts", vocabSize=vocabulary_size, minDF=3.0),
+        *term_count_stages(vocabulary_size, drop_stop_words=True),
         IDF(inputCol="counts", outputCol="features"),
         LogisticRegression(featuresCol="features", labelCol=label, regParam=reg_param, elasticNetParam=0.0,
                            maxIter=100, family="multinomial" if multiclass else "binomial"),
@@ -77,15 +89,11 @@ def stacked_pipeline(label: str, vocabulary_size: int) -> Pipeline:
     Spark's LR is given unstandardised features: standardising every TF-IDF column would weigh a
     rare term like a common one (and on the raw embeddings alone its line search fails)."""
     from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.feature import (IDF, CountVectorizer, ElementwiseProduct, NGram, Normalizer, RegexTokenizer,
-                                    SQLTransformer, StandardScaler, VectorAssembler)
+    from pyspark.ml.feature import IDF, ElementwiseProduct, Normalizer, StandardScaler, VectorAssembler
     from pyspark.ml.linalg import Vectors
 
     return Pipeline(stages=[
-        RegexTokenizer(inputCol="text", outputCol="words", pattern=TOKEN_PATTERN, toLowercase=True, minTokenLength=2),
-        NGram(n=2, inputCol="words", outputCol="bigrams"),
-        SQLTransformer(statement="SELECT *, concat(words, bigrams) AS terms FROM __THIS__"),
-        CountVectorizer(inputCol="terms", outputCol="counts", vocabSize=vocabulary_size, minDF=3.0, binary=True),
+        *term_count_stages(vocabulary_size, drop_stop_words=False, binary=True),
         IDF(inputCol="counts", outputCol="idf"),
         Normalizer(inputCol="idf", outputCol="tfidf", p=2.0),
         StandardScaler(inputCol="embedding_vector", outputCol="embedding_scaled", withMean=False, withStd=True),
