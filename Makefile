@@ -4,19 +4,19 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.ecomlake-env-$(shell cat constraints.txt setup.py | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.ecomlake-env-$(shell cat constraints.txt setup.py scripts/setup_env.sh | sha1sum | cut -c1-12)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
 WHEEL_DIR ?= dist
 
-.PHONY: risk-hidden wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+.PHONY: risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
 
 env: $(STAMP)
 
-$(STAMP): constraints.txt setup.py
+$(STAMP): constraints.txt setup.py scripts/setup_env.sh
 	bash scripts/setup_env.sh $(VENV)
 	touch $@
 
@@ -61,6 +61,16 @@ analytics: env
 	./spark-submit.sh risk --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh pricing --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh report --as-of $(SCORE_AS_OF) $(ARGS)
+
+# Product images (Fashion-MNIST from Debian's dataset-fashion-mnist, unpacked by make env): a CNN
+# through Petastorm + Horovod (2 workers), scored on the official 10,000-image test split.
+IMAGE_CNN_ARGS ?= --num-proc 2 --epochs 20 --batch-size 128
+images: env
+	./spark-submit.sh ingest --source fashion_mnist $(ARGS)
+	./spark-submit.sh train_deep image_cnn $(IMAGE_CNN_ARGS) $(ARGS)
+
+bench-images: env
+	$(PY) benchmarks/images.py $(ARGS)
 
 # Fraud that hides (account takeovers, slow scrapers) among legitimate bulk buyers that trip the
 # rules: a lake of its own, generated with 3 % such users (1 % of each kind), then `risk`.

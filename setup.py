@@ -49,11 +49,12 @@ setup(
     extras_require={
         # The deep-model path (Horovod is built separately by `make env`: it needs build flags).
         "deep": ["tensorflow-cpu", "petastorm"],
-        "bench": ["duckdb", "psutil", "implicit"],
+        # opencv: only for benchmarks/images.py (Petastorm's CompressedImageCodec decodes with cv2).
+        "bench": ["duckdb", "psutil", "implicit", "opencv-python-headless"],
         "dev": ["pytest", "duckdb", "psutil"],
         # Customer value, reviews, pricing and the report (issue 5).
         "analytics": ["scipy", "matplotlib", "rdata", "safetensors", "threadpoolctl"],
         "all": ["tensorflow-cpu", "petastorm", "duckdb", "psutil", "pytest", "scipy", "scikit-learn",
-                "implicit", "matplotlib", "rdata", "safetensors", "threadpoolctl"],
+                "implicit", "matplotlib", "rdata", "safetensors", "threadpoolctl", "opencv-python-headless"],
     },
 )

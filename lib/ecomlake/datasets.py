@@ -9,6 +9,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd  # module level: Spark resolves the pandas UDF's type hints in this namespace
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -144,10 +145,10 @@ def clothing_reviews(raw: DataFrame) -> DataFrame:
         reason.alias("_reject_reason"))
 
 
-# --- Dominick's Finer Foods orange juice (R package bayesm, from Debian's r-cran-bayesm).
+# --- Data inside Debian packages, unpacked (not installed) by `make env` into a cache.
 @dataclass(frozen=True)
-class DebianRData:
-    """An .rda file inside a Debian R package, unpacked (no R needed) by `make env` into a cache."""
+class DebianPackagedFile:
+    """A file or folder inside a Debian package that `make env` unpacks (dpkg-deb -x) into a cache."""
     debian_package: str
     relative_path: str
 
@@ -168,7 +169,8 @@ class DebianRData:
             f"{', '.join(str(p) for p in self.candidates())})")
 
 
-DOMINICKS_OJ = DebianRData("r-cran-bayesm", "/usr/lib/R/site-library/bayesm/data/orangeJuice.rda")
+# Dominick's Finer Foods orange juice (R package bayesm, from Debian's r-cran-bayesm; no R needed).
+DOMINICKS_OJ = DebianPackagedFile("r-cran-bayesm", "/usr/lib/R/site-library/bayesm/data/orangeJuice.rda")
 OJ_BRANDS = {1: "Tropicana Premium 64oz", 2: "Tropicana Premium 96oz", 3: "Florida's Natural 64oz",
              4: "Tropicana 64oz", 5: "Minute Maid 64oz", 6: "Minute Maid 96oz", 7: "Citrus Hill 64oz",
              8: "Tree Fresh 64oz", 9: "Florida Gold 64oz", 10: "Dominick's 64oz", 11: "Dominick's 128oz"}
@@ -204,3 +206,94 @@ def dominicks_oj(raw: DataFrame) -> DataFrame:
         own.alias("price"), others.alias("other_brands_price"),
         F.col("deal").cast("int"), F.col("feat").cast("double").alias("feature"), F.col("profit"),
         reason.alias("_reject_reason"))
+
+
+# --- Fashion-MNIST (Debian's dataset-fashion-mnist): 70,000 28x28 grey product images, 10 classes,
+# as the four gzipped IDX files of the original release (60,000 train, 10,000 test).
+FASHION_MNIST = DebianPackagedFile("dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                       "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+IMAGE_SIDE = 28
+IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC = 2051, 2049
+
+
+def read_idx(path: Path, magic: int):
+    """A gzipped IDX file (big-endian header: magic, counts, then unsigned bytes) -> numpy uint8
+    array shaped by the header. A wrong magic number or a short file is an InputError naming it."""
+    import gzip
+
+    import numpy as np
+
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as error:
+        raise InputError(f"{path}: not a readable gzip file ({error})") from None
+    dims = 3 if magic == IDX_IMAGES_MAGIC else 1
+    header = 4 * (1 + dims)
+    if len(data) < header or int.from_bytes(data[:4], "big") != magic:
+        raise InputError(f"{path}: not an IDX {'image' if dims == 3 else 'label'} file (magic number {magic} expected)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    expected = int(np.prod(shape))
+    if len(data) - header != expected:
+        raise InputError(f"{path}: the header announces {shape} ({expected} bytes) but the file holds "
+                         f"{len(data) - header} bytes after it")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_fashion_mnist(spark: SparkSession, folder: Path) -> DataFrame:
+    """The four IDX files of `folder` -> image_id, split, label, pixels (raw bytes, row-major).
+    image_id: the position in the official order, train 0..59,999 then test 60,000..69,999 (the
+    dataset's own key). Bounded (55 MB), so parsed in the driver; the PNG encoding runs in Spark."""
+    import numpy as np
+
+    frames, offset = [], 0
+    for split, (images_file, labels_file) in FASHION_MNIST_FILES.items():
+        images = read_idx(folder / images_file, IDX_IMAGES_MAGIC)
+        labels = read_idx(folder / labels_file, IDX_LABELS_MAGIC)
+        if len(images) != len(labels):
+            raise InputError(f"{folder}: {images_file} holds {len(images)} images but {labels_file} "
+                             f"{len(labels)} labels")
+        frames.append(pd.DataFrame({"image_id": np.arange(offset, offset + len(images), dtype=np.int64),
+                                    "split": split, "label": labels.astype(np.int32),
+                                    "pixels": [row.tobytes() for row in images.reshape(len(images), -1)]}))
+        offset += len(images)
+    return from_pandas(spark, pd.concat(frames, ignore_index=True))
+
+
+def png_bytes(pixels, side: int = IMAGE_SIDE) -> bytes:
+    """Raw row-major grey bytes -> a PNG (lossless: decoding gives the same bytes back)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.frombuffer(pixels, dtype=np.uint8).reshape(side, side), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def fashion_mnist_images(raw: DataFrame) -> DataFrame:
+    """image_id, split, label, pixels -> bronze rows (image_id, split, label, label_name, image_png,
+    width, height, _reject_reason). A row is rejected when its label is not one of the 10 classes,
+    it does not hold 28 x 28 pixels, or every pixel is 0 (a blank image)."""
+    from ecomlake.errors import require_columns
+
+    require_columns(raw, ["image_id", "split", "label", "pixels"], "Fashion-MNIST images")
+    side = IMAGE_SIDE
+
+    @F.pandas_udf("binary")
+    def encode(pixels: pd.Series) -> pd.Series:
+        return pixels.map(lambda p: png_bytes(p, side) if p is not None and len(p) == side * side else None)
+
+    names = F.create_map(*[x for i, name in enumerate(FASHION_MNIST_CLASSES) for x in (F.lit(i), F.lit(name))])
+    blank = F.length(F.regexp_replace(F.hex("pixels"), "0", "")) == 0  # hex of all-zero bytes is all '0'
+    reason = (F.when(~F.col("label").between(0, len(FASHION_MNIST_CLASSES) - 1) | F.col("label").isNull(),
+                     "label_out_of_range")
+              .when(F.col("pixels").isNull() | (F.length("pixels") != side * side), "wrong_pixel_count")
+              .when(blank, "blank_image"))
+    return raw.select(F.col("image_id").cast("long"), F.col("split"), F.col("label").cast("int"),
+                      names[F.col("label")].alias("label_name"), encode("pixels").alias("image_png"),
+                      F.lit(side).alias("width"), F.lit(side).alias("height"), reason.alias("_reject_reason"))

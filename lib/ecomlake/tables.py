@@ -55,6 +55,9 @@ BRONZE_CLOTHING_REVIEWS = Table("bronze", "clothing_reviews", "ingest --source c
 QUARANTINE_CLOTHING_REVIEWS = Table("quarantine", "clothing_reviews", "ingest --source clothing_reviews")
 BRONZE_DOMINICKS_OJ = Table("bronze", "dominicks_oj", "ingest --source dominicks_oj")
 QUARANTINE_DOMINICKS_OJ = Table("quarantine", "dominicks_oj", "ingest --source dominicks_oj")
+BRONZE_PRODUCT_IMAGES = Table("bronze", "product_images", "ingest --source fashion_mnist")
+QUARANTINE_PRODUCT_IMAGES = Table("quarantine", "product_images", "ingest --source fashion_mnist")
+GOLD_ITEM_IMAGE_EMBEDDINGS = Table("gold", "item_image_embeddings", "train_deep image_cnn")
 # Customer value, reviews, risk, pricing (issue 5).
 GOLD_CUSTOMER_VALUE = Table("gold", "customer_value", "clv")
 GOLD_CLV_CALIBRATION = Table("gold", "clv_calibration", "clv")

@@ -23,7 +23,7 @@ class ModelInput:
     """One Keras input (or the target): these Parquet columns, stacked in order along axis 1."""
     name: str
     columns: tuple[str, ...]
-    dtype: str = "float32"   # "float32" or "int32"
+    dtype: str = "float32"   # "float32", "int32" ("string": bytes the architecture decodes itself)
     channel: bool = False    # add a trailing axis (rows, columns, 1): a recurrent layer's time steps
 
 
@@ -33,6 +33,7 @@ class Architecture:
     Defaults fit a binary classifier: a one-column float target and a `probability` output."""
     loss = "binary_crossentropy"
     output_field = StructField("probability", DoubleType())
+    embedding_layer: str | None = None   # a layer whose activations scoring can return (scoring.predict)
 
     def build(self, spec: dict):
         raise NotImplementedError
@@ -44,6 +45,11 @@ class Architecture:
 
     def inputs(self, spec: dict) -> list[ModelInput]:
         raise NotImplementedError
+
+    def learning_rate_steps(self, epochs: int) -> list[tuple[int, float]]:
+        """(first epoch, multiplier of the scaled learning rate) pairs for a run of `epochs`; the
+        later pair wins. None by default: the rate stays constant after the warm-up."""
+        return []
 
     def target(self, spec: dict) -> ModelInput:
         return ModelInput("label", ("label",))
@@ -80,7 +86,8 @@ class Architecture:
 
 # model name -> the module whose `Architecture` class it is
 MODULES = {"wide_deep": "ecomlake.deep.wide_deep", "session_gru": "ecomlake.deep.session_gru",
-           "lstm_forecaster": "ecomlake.deep.forecast_windows", "review_text": "ecomlake.deep.text"}
+           "lstm_forecaster": "ecomlake.deep.forecast_windows", "review_text": "ecomlake.deep.text",
+           "image_cnn": "ecomlake.deep.image_cnn"}
 
 
 def for_model(spec: dict) -> Architecture:

@@ -5,8 +5,10 @@
   threads to spec["threads"] (Gloo on CPU);
 - reads its own shard of the training Parquet (`make_batch_reader(cur_shard=rank,
   shard_count=size)`), row groups assigned round-robin, so shards are disjoint and cover the data;
-- scales the learning rate by the number of workers with a warm-up, broadcasts rank 0's weights
-  at the start, averages metrics across workers;
+- scales the learning rate by the number of workers with a warm-up (and the architecture's step
+  decay, if it has one), broadcasts rank 0's weights at the start, averages metrics across workers
+  and, after every epoch, the statistics each worker keeps itself (batch normalisation's moving
+  mean and variance);
 - only rank 0 writes checkpoints (after every epoch) and the final model; a run with the same
   checkpoint folder resumes from the last epoch written (every rank reads it: the folder is on a
   path all workers see).
@@ -197,8 +199,24 @@ def train_worker(spec: dict) -> dict:
         hvd.callbacks.MetricAverageCallback(),
         hvd.callbacks.LearningRateWarmupCallback(initial_lr=scaled_lr, warmup_epochs=spec["warmup_epochs"],
                                                  steps_per_epoch=steps, verbose=0),
+        # A callable multiplier holds the rate (a number would decay it exponentially from start).
+        *[hvd.callbacks.LearningRateScheduleCallback(initial_lr=scaled_lr, multiplier=lambda epoch, m=multiplier: m,
+                                                     start_epoch=start, steps_per_epoch=steps)
+          for start, multiplier in architecture.learning_rate_steps(spec["epochs"])],
     ]
     import time
+
+    class AverageLocalStatistics(tf.keras.callbacks.Callback):
+        """Batch normalisation's moving mean and variance are updated from each worker's own
+        batches, not through the averaged gradients: average them across workers after every
+        epoch (before rank 0's checkpoint), so that every rank holds the same model."""
+        def on_epoch_end(self, epoch, logs=None):
+            for i, variable in enumerate(v for v in self.model.non_trainable_variables if v.dtype.is_floating):
+                variable.assign(hvd.allreduce(variable, name=f"local_statistic_{i}"))
+
+    epoch_seconds: list[float] = []
+    if size > 1:
+        callbacks.append(AverageLocalStatistics())
 
     class EpochTimer(tf.keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -207,7 +225,6 @@ def train_worker(spec: dict) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             epoch_seconds.append(time.perf_counter() - self.started)
 
-    epoch_seconds: list[float] = []
     callbacks.append(EpochTimer())
     if rank == 0:
         class Checkpoint(tf.keras.callbacks.Callback):

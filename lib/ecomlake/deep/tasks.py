@@ -13,6 +13,9 @@ each is evaluated against its baselines on held-out rows.
   naive on the same rows.
 - review_text (task review_recommended): the review's words, the same hash split as the
   `sentiment` job; every review is scored into gold/review_sentiment (model review_text).
+- image_cnn (task product_image_class): bronze/product_images (Fashion-MNIST), trained on the
+  official training split, evaluated on its test split next to a logistic regression on the
+  pixels; every image's embedding goes to gold/item_image_embeddings.
 """
 from __future__ import annotations
 
@@ -21,19 +24,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ecomlake import config as cfg
-from ecomlake import evaluation, features, lake, runs, tables
+from ecomlake import datasets, evaluation, features, lake, runs, tables
 from ecomlake import generate as gen
 from ecomlake.dates import add_days
 from ecomlake.deep import encode, forecast_windows, scoring, sequences, text
 from ecomlake.deep.runner import DeepTask, Prepared, write_shards
 from ecomlake.errors import ConfigError, EcomlakeError, InputError
-from ecomlake.models import classify, recommend, sentiment
+from ecomlake.models import classify, images, recommend, sentiment
 
 log = logging.getLogger(__name__)
 
 REVIEW_MAX_LEN = 96  # tokens per review kept by review_text (the median review has ~60)
 FORECAST_HISTORY_DAYS = 28
-MODELS = ("wide_deep", "session_gru", "lstm_forecaster", "review_text")
+MODELS = ("wide_deep", "session_gru", "lstm_forecaster", "review_text", "image_cnn")
 
 
 class WideDeepPropensity(DeepTask):
@@ -227,12 +230,55 @@ class ReviewTextRecommended(DeepTask):
         return [trained.record(sentiment.recommended_metrics(scored.where(F.col("is_test"))))]
 
 
+class ImageCnnProductClass(DeepTask):
+    model, task = "image_cnn", "product_image_class"
+    inputs = (tables.BRONZE_PRODUCT_IMAGES,)
+    needs_as_of = False
+    rows_name = "training images"
+    rows_key = "train_images"
+
+    def params(self, config, as_of):
+        return {"image_side": datasets.IMAGE_SIDE, "classes": len(datasets.FASHION_MNIST_CLASSES)}
+
+    def prepare(self, spark, config, as_of, params, model_dir, num_files, cache):
+        product_images = cache.persist(lake.read_table(spark, config["lake_root"], tables.BRONZE_PRODUCT_IMAGES)
+                                       .select("image_id", "split", "label", "label_name", "image_png"))
+        train = product_images.where(F.col("split") == "train")
+        train_rows = write_shards(train.select(F.col("image_id").alias("row_id"), "label", "image_png"),
+                                  f"{model_dir}/data/train", num_files)
+        test_rows = product_images.where(F.col("split") == "test").count()
+        if test_rows == 0:
+            raise InputError(f"{tables.BRONZE_PRODUCT_IMAGES.id} holds no image of the test split to evaluate on")
+        return Prepared(train_rows, {}, {"test_images": test_rows}, {"images": product_images})
+
+    def evaluate(self, spark, config, prepared, trained, cache):
+        product_images = prepared.frames["images"]
+        scored = cache.persist(scoring.predict(product_images, trained.spec, embedding="embedding",
+                                               keep=("image_id", "split", "label", "label_name")))
+        lake.replace_partition(images.embedding_rows(scored, self.model, trained.run_id), config["lake_root"],
+                               tables.GOLD_ITEM_IMAGE_EMBEDDINGS, "model", self.model)
+        names = dict(enumerate(datasets.FASHION_MNIST_CLASSES))
+        test = scored.where(F.col("split") == "test")
+        pixels = cache.persist(images.pixel_features(product_images))
+        baseline = (images.pixel_logistic_regression(trained.params["seed"])
+                    .fit(pixels.where(F.col("split") == "train"))
+                    .transform(pixels.where(F.col("split") == "test")))
+        seconds = trained.workers[0]["epoch_seconds"]
+        speed = {"train_images_per_second": round(trained.spec["train_rows"] / (sum(seconds) / len(seconds)), 1)
+                 } if seconds else {}
+        return [trained.record(evaluation.classification_metrics(test, "label", "predicted_label"),
+                               per_class_accuracy=images.per_class_accuracy(test, names), **speed),
+                trained.baseline("logistic_regression_pixels",
+                                 evaluation.classification_metrics(baseline, "label", "predicted_label"),
+                                 per_class_accuracy=images.per_class_accuracy(baseline, names))]
+
+
 def deep_task(model: str, history_days: int = FORECAST_HISTORY_DAYS) -> DeepTask:
     """The task that trains `model` (history_days: lstm_forecaster's window length)."""
     if model == "lstm_forecaster":
         return LstmForecast(history_days)
     classes = {"wide_deep": WideDeepPropensity, "session_gru": SessionGruNextItem,
-               "review_text": ReviewTextRecommended}
+               "review_text": ReviewTextRecommended, "image_cnn": ImageCnnProductClass}
     if model not in classes:
         raise ConfigError(f"unknown deep model '{model}'; models: {', '.join(MODELS)}")
     return classes[model]()

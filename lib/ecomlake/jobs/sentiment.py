@@ -34,7 +34,6 @@ from ecomlake import evaluation, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import InputError
 from ecomlake.models import sentiment
-from ecomlake.models.classify import positive_probability
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +77,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
     # TF-IDF logistic regression: recommended flag, and the rating.
     flag_model = sentiment.tfidf_pipeline("recommended", settings["vocabulary_size"]).fit(train)
     rating_model = sentiment.tfidf_pipeline("rating_index", settings["vocabulary_size"], multiclass=True).fit(train)
-    scored = (flag_model.transform(reviews)
-              .withColumn("probability_recommended", positive_probability(F.col("probability")))
-              .select(*reviews.columns, "probability_recommended"))
+    scored = sentiment.recommended_scores(flag_model, reviews, reviews.columns)
     rated = rating_model.transform(reviews).select("review_id", sentiment.expected_rating(F.col("prediction"))
                                                    .alias("predicted_rating"))
     scored = scored.join(rated, "review_id").persist(StorageLevel.MEMORY_AND_DISK)
@@ -110,9 +107,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
         embedded_train = embedded.where(~F.col("is_test"))
         n_subset = embedded_train.count()
         classifier = sentiment.embedding_classifier("recommended").fit(embedded_train)
-        minilm = (classifier.transform(embedded.where(F.col("is_test")))
-                  .withColumn("probability_recommended", positive_probability(F.col("probability")))
-                  .select(*reviews.columns, "probability_recommended"))
+        minilm = sentiment.recommended_scores(classifier, embedded.where(F.col("is_test")), reviews.columns)
         extra = {"train_rows": limit or n_subset}
         run_id = record("review_recommended", "minilm_lr", sentiment.recommended_metrics(minilm),
                         {"model": "all-MiniLM-L6-v2", "dimension": sentiment.EMBEDDING_DIMENSION,
@@ -120,9 +115,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
                         extra_params=extra)
         written["minilm_lr"] = sentiment.output_rows(minilm, "minilm_lr", run_id)
         stacked_model = sentiment.stacked_pipeline("recommended", settings["vocabulary_size"]).fit(embedded_train)
-        stacked = (stacked_model.transform(embedded.where(F.col("is_test")))
-                   .withColumn("probability_recommended", positive_probability(F.col("probability")))
-                   .select(*reviews.columns, "probability_recommended"))
+        stacked = sentiment.recommended_scores(stacked_model, embedded.where(F.col("is_test")), reviews.columns)
         run_id = record("review_recommended", "stacked_lr", sentiment.recommended_metrics(stacked),
                         {"features": "binary TF-IDF (L2-normalised) + MiniLM embedding x "
                                      f"{sentiment.STACK_EMBEDDING_WEIGHT} (unit variance)",
@@ -133,9 +126,7 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
         if n_subset < n_train:
             same_rows = sentiment.tfidf_pipeline("recommended", settings["vocabulary_size"]).fit(
                 embedded_train.select(*reviews.columns))
-            small = (same_rows.transform(test)
-                     .withColumn("probability_recommended", positive_probability(F.col("probability")))
-                     .select(*reviews.columns, "probability_recommended"))
+            small = sentiment.recommended_scores(same_rows, test, reviews.columns)
             record("review_recommended", "tfidf_lr_same_rows", sentiment.recommended_metrics(small),
                    {"train_rows": n_subset}, is_baseline=True, extra_params=extra)
 

@@ -39,6 +39,12 @@ mean -> dense) on bronze/clothing_reviews, with the same hash split as the `sent
 --as-of needed); the vocabulary (sentiment.vocabulary_size words) is saved beside the model.
 Recorded as task review_recommended next to tfidf_lr; every review is scored into
 gold/review_sentiment (model review_text).
+
+image_cnn: product images (bronze/product_images: `ingest --source fashion_mnist`; no --as-of): a
+CNN on the official training split, read as PNG bytes with Petastorm's make_batch_reader and
+decoded in tf.data; accuracy on the official test split next to a logistic regression on the
+pixels, recorded as task product_image_class; every image's class and 128-number embedding go to
+gold/item_image_embeddings. The learning rate drops to a tenth for the last third of the epochs.
 """
 from __future__ import annotations
 
@@ -68,7 +74,7 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str | None, n
 def main(argv=None) -> int:
     parser = job_parser("train_deep", __doc__)
     parser.add_argument("model", choices=MODELS, help="which deep model to train")
-    parser.add_argument("--as-of", help="cutoff date of the features to train on (not for review_text)")
+    parser.add_argument("--as-of", help="cutoff date of the features to train on (not for review_text, image_cnn)")
     parser.add_argument("--num-proc", type=int, help="Horovod workers (default: the machine's cores)")
     parser.add_argument("--launcher", choices=("spark", "horovodrun"), default="spark")
     parser.add_argument("--epochs", type=int, default=8)

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ecomlake import evaluation
-from ecomlake.models.classify import holdout
+from ecomlake.models.classify import holdout, positive_probability
 
 NEGATIONS = {"no", "not", "nor", "don't", "doesn't", "didn't", "isn't", "wasn't", "aren't", "weren't",
              "won't", "wouldn't", "couldn't", "shouldn't", "can't", "cannot", "against", "too", "very"}
@@ -178,6 +178,12 @@ def output_rows(scored: DataFrame, model: str, run_id: str) -> DataFrame:
         (F.col("probability_recommended") >= 0.5).cast("int").alias("predicted_recommended"),
         F.col("predicted_rating").cast("int").alias("predicted_rating"),
         F.lit(model).alias("model"), F.lit(run_id).alias("run_id"))
+
+
+def recommended_scores(model, rows: DataFrame, columns: list[str]) -> DataFrame:
+    """A fitted recommended-flag model applied to rows: `columns` + probability_recommended."""
+    return (model.transform(rows).withColumn("probability_recommended", positive_probability(F.col("probability")))
+            .select(*columns, "probability_recommended"))
 
 
 def recommended_metrics(test_rows: DataFrame) -> dict:
