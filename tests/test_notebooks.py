@@ -45,6 +45,7 @@ def test_notebooks_are_databricks_sources():
         assert path.read_text().startswith("# Databricks notebook source\n"), path
 
 
+@pytest.mark.slow   # 38 s; the notebook machinery stays in CI through the analytics notebook below
 def test_pipeline_notebook_runs_and_the_review_notebook_reads_its_tables(spark, tmp_path, monkeypatch):
     monkeypatch.setenv("ECOMLAKE_PSEUDONYM_KEY", "replaced-by-the-notebook")  # restored afterwards
     values = {"lake_root": str(tmp_path / "lake"), "raw_root": str(tmp_path / "raw"), "events": "2000"}

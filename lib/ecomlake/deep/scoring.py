@@ -52,10 +52,10 @@ def predict(encoded: DataFrame, spec: dict, keep: tuple[str, ...], embedding: st
                 continue
             out = pdf[list(keep)].copy()
             predictions = model.predict_on_batch(model_architecture.numpy_inputs(pdf, spec))
-            if layer:
-                vectors, predictions = predictions
-                out[embedding] = list(vectors.astype("float32"))
+            vectors, predictions = predictions if layer else (None, predictions)
             out[output.name] = model_architecture.output_values(predictions, pdf, spec)
+            if layer:  # after the output column, as in the schema
+                out[embedding] = list(vectors.astype("float32"))
             yield out
 
     return encoded.mapInPandas(score, schema)
