@@ -275,6 +275,16 @@ def png_bytes(pixels, side: int = IMAGE_SIDE) -> bytes:
     return buffer.getvalue()
 
 
+def png_pixels(data: bytes):
+    """A PNG -> its grey pixels as a 2-D uint8 array (the inverse of png_bytes)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.uint8)
+
+
 def fashion_mnist_images(raw: DataFrame) -> DataFrame:
     """image_id, split, label, pixels -> bronze rows (image_id, split, label, label_name, image_png,
     width, height, _reject_reason). A row is rejected when its label is not one of the 10 classes,

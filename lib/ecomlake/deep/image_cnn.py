@@ -55,14 +55,13 @@ def decode_png_batch(png_bytes, side: int):
 
 def decode_png_numpy(png_bytes, side: int):
     """The same decoding for a pandas/numpy batch (Spark scoring), with Pillow."""
-    import io
-
     import numpy as np
-    from PIL import Image
+
+    from ecomlake.datasets import png_pixels
 
     out = np.empty((len(png_bytes), side, side, 1), dtype=np.float32)
     for i, data in enumerate(png_bytes):
-        out[i, :, :, 0] = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32)
+        out[i, :, :, 0] = png_pixels(data)
     return out
 
 

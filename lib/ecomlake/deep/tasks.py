@@ -260,7 +260,7 @@ class ImageCnnProductClass(DeepTask):
         names = dict(enumerate(datasets.FASHION_MNIST_CLASSES))
         test = scored.where(F.col("split") == "test")
         pixels = cache.persist(images.pixel_features(product_images))
-        baseline = (images.pixel_logistic_regression(trained.params["seed"])
+        baseline = (images.pixel_logistic_regression()
                     .fit(pixels.where(F.col("split") == "train"))
                     .transform(pixels.where(F.col("split") == "test")))
         seconds = trained.workers[0]["epoch_seconds"]

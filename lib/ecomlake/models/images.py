@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType
 
+from ecomlake.datasets import png_pixels
 from ecomlake.errors import require_columns
 
 PIXEL_LR_MAX_ITER = 100
@@ -22,20 +23,13 @@ def pixel_features(images: DataFrame, column: str = "image_png") -> DataFrame:
     """images with PNG bytes -> the same rows plus `features`: the grey pixels / 255, row-major."""
     @F.pandas_udf(ArrayType(FloatType()))
     def pixels(png: pd.Series) -> pd.Series:
-        import io
-
-        import numpy as np
-        from PIL import Image
-
-        return png.map(lambda data: (np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32)
-                                     .reshape(-1) / 255.0))
+        return png.map(lambda data: png_pixels(data).reshape(-1).astype("float32") / 255.0)
 
     return images.withColumn("features", array_to_vector(pixels(column)))
 
 
-def pixel_logistic_regression(seed: int, reg_param: float = 0.0) -> LogisticRegression:
-    """Multinomial LR on the pixels (Spark ML; the label column is `label`)."""
-    del seed  # LBFGS is deterministic; kept so every baseline builder takes the run's seed
+def pixel_logistic_regression(reg_param: float = 0.0) -> LogisticRegression:
+    """Multinomial LR on the pixels (Spark ML, LBFGS: no seed; the label column is `label`)."""
     return LogisticRegression(family="multinomial", maxIter=PIXEL_LR_MAX_ITER, regParam=reg_param,
                               labelCol="label", featuresCol="features", predictionCol="predicted_label")
 
