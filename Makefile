@@ -57,6 +57,7 @@ analytics: env
 	./spark-submit.sh ingest --source dominicks_oj $(ARGS)
 	./spark-submit.sh clv --orders cdnow $(ARGS)
 	./spark-submit.sh sentiment $(ARGS)
+	./spark-submit.sh intents $(ARGS)
 	./spark-submit.sh train_deep review_text --num-proc 2 --epochs 6 $(ARGS)
 	./spark-submit.sh risk --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh pricing --as-of $(SCORE_AS_OF) $(ARGS)

@@ -41,6 +41,7 @@ setup(
     python_requires=">=3.10,<3.12",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
+    package_data={"ecomlake": ["data/*.csv"]},  # the hand-labelled review test set (intents)
     cmdclass={"build_py": BuildPyWithConf},
     entry_points={"console_scripts": ["ecomlake=ecomlake.submit:main",
                                       *(f"ecomlake-{job.replace('_', '-')}=ecomlake.entry_points:{job}"

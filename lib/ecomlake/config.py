@@ -88,6 +88,15 @@ SCHEMA: dict[str, Key] = {
     "sentiment.vocabulary_size": Key(int, 20_000, "words kept by the TF-IDF and deep text models"),
     "sentiment.embedding_train_rows": Key(int, 0, "training reviews embedded with MiniLM, 0: all "
                                           "(~40/s/core with TensorFlow, ~9 in numpy)"),
+    "intents.human_queue_below": Key(float, 0.4, "a message whose action confidence is below this goes to "
+                                     "the human queue"),
+    "intents.aspect_method": Key(str, "keyword_rules", "which method's aspects go to gold/review_aspects",
+                                 choices=("weak_lr", "keyword_rules", "zero_shot_minilm")),
+    "intents.weak_aspect_labels": Key(str, "rules", "the aspect classifiers learn from reviews where rules and "
+                                      "zero-shot agree, or from the rules' flags on every review",
+                                      choices=("agreement", "rules")),
+    "intents.max_iter": Key(int, 100, "iterations of each weak-label logistic regression (L-BFGS)"),
+    "intents.min_mentions": Key(int, 20, "reviews that must talk about an aspect before a suggestion names it"),
     "risk.alert_threshold": Key(float, 0.5, "users whose risk score is at least this are alerted"),
     "risk.test_fraction": Key(float, 0.3, "share of users held out to measure the risk classifier"),
     "risk.gbt_max_iter": Key(int, 60, "trees of the risk classifier's gradient-boosted model (depth 4)"),

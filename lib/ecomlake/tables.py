@@ -62,6 +62,12 @@ GOLD_ITEM_IMAGE_EMBEDDINGS = Table("gold", "item_image_embeddings", "train_deep 
 GOLD_CUSTOMER_VALUE = Table("gold", "customer_value", "clv")
 GOLD_CLV_CALIBRATION = Table("gold", "clv_calibration", "clv")
 GOLD_REVIEW_SENTIMENT = Table("gold", "review_sentiment", "sentiment")
+# Review aspects and service triage (issue 17 section 3).
+SILVER_REVIEW_EMBEDDINGS = Table("silver", "review_embeddings", "intents")
+GOLD_REVIEW_ASPECTS = Table("gold", "review_aspects", "intents")
+GOLD_ASPECT_SUMMARY = Table("gold", "aspect_summary", "intents")
+GOLD_SERVICE_QUEUE = Table("gold", "service_queue", "intents")
+GOLD_ROUTED_MESSAGES = Table("gold", "routed_messages", "intents --route --input FILE")
 GOLD_RISK_SIGNALS = Table("gold", "risk_signals", "risk")
 GOLD_RISK_ALERTS = Table("gold", "risk_alerts", "risk")
 GOLD_PRICE_ELASTICITY = Table("gold", "price_elasticity", "pricing")

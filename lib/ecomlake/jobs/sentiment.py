@@ -16,6 +16,7 @@ reviews, and measures on the test reviews:
   tfidf_lr_same_rows    TF-IDF LR on minilm_lr's rows, when they are a subset: the fair comparison
   majority              always the most frequent class: the trivial baseline
 The deep text model is `train_deep review_text` (same split). Writes, replacing each model's rows:
+  silver/review_embeddings  the MiniLM embeddings, computed once per review text (`intents` reuses them)
   gold/review_sentiment   per review and model: split, actual and predicted recommended flag and
                           probability, predicted rating (tfidf_lr), department and class
   gold/model_runs         tasks review_recommended and review_rating, with the terms that push
@@ -30,7 +31,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import evaluation, lake, runs, tables
+from ecomlake import embedding_cache, evaluation, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import InputError
 from ecomlake.models import sentiment
@@ -102,8 +103,9 @@ def run(spark: SparkSession, config: dict, embeddings: bool = True) -> dict:
         # MiniLM on every training review, or a fixed subset (the hash order), and every test review.
         limit = settings["embedding_train_rows"]
         subset = train.orderBy(F.xxhash64(F.lit(seed), "review_id")).limit(limit) if limit > 0 else train
-        embedded = sentiment.embedding_features(sentiment.embed(subset.unionByName(test).repartition(
-            max(2, spark.sparkContext.defaultParallelism * 2)))).persist(StorageLevel.MEMORY_AND_DISK)
+        embedded = sentiment.embedding_features(embedding_cache.with_embeddings(
+            spark, root, subset.unionByName(test), key="review_id", text_column="text")
+        ).persist(StorageLevel.MEMORY_AND_DISK)
         embedded_train = embedded.where(~F.col("is_test"))
         n_subset = embedded_train.count()
         classifier = sentiment.embedding_classifier("recommended").fit(embedded_train)

@@ -27,6 +27,7 @@ SECTIONS = [
     ("elasticity", "Price elasticities", data.elasticity, render.elasticity),
     ("risk", "Risk alerts", data.risk, render.risk),
     ("reviews", "Review sentiment", data.reviews, render.reviews),
+    ("aspects", "Review aspects and service triage", data.aspects, render.aspects),
     ("inventory", "Inventory suggestions", data.inventory, render.inventory),
 ]
 SECTION_TITLES = [title for _, title, _, _ in SECTIONS]

@@ -203,6 +203,29 @@ def reviews(spark, root, as_of) -> dict:
     return out
 
 
+def aspects(spark, root, as_of) -> dict:
+    """by_class: per department and class (40+ reviews) and aspect, its share of the reviews and the
+    share negative; suggestions: gold/aspect_summary's, class level first, most mentioned first (at
+    most 8); queue: reviews per action and queue; models (None without gold/model_runs): the
+    triage and aspect methods' macro-F1 against the hand labels."""
+    summary = _read(spark, root, tables.GOLD_ASPECT_SUMMARY)
+    by_class = (summary.where((F.col("level") == "class") & (F.col("reviews") >= 40))
+                .select("department", "class_name", "aspect", "reviews", "mention_share", "negative_share",
+                        "small_share", "large_share").orderBy("department", "class_name", "aspect").toPandas())
+    suggestions = [r.suggestion for r in summary.where(F.col("suggestion").isNotNull())
+                   .orderBy(F.when(F.col("level") == "class", 0).otherwise(1), F.desc("mentions")).limit(8).collect()]
+    queue = (_read(spark, root, tables.GOLD_SERVICE_QUEUE).groupBy("action")
+             .agg(F.count("*").alias("reviews"), F.sum((F.col("queue") == "human").cast("int")).alias("to_a_person"),
+                  F.avg("confidence").alias("mean_confidence")).orderBy(F.desc("reviews")).toPandas())
+    models = None
+    if lake.table_exists(spark, tables.GOLD_MODEL_RUNS.path(root)):
+        models = (_read(spark, root, tables.GOLD_MODEL_RUNS).where(F.col("task").isin("review_aspects", "service_triage"))
+                  .select("task", "model", F.col("metrics")["macro_f1"].alias("macro_f1"),
+                          F.col("metrics")["accuracy"].alias("accuracy"))
+                  .orderBy("task", F.desc("macro_f1")).toPandas())
+    return {"by_class": by_class, "queue": queue, "models": models, "suggestions": suggestions}
+
+
 def inventory(spark, root, as_of) -> dict:
     """top: the 10 products with the highest reorder points; as_of; lead_time_days."""
     inventory_, day = _latest(_read(spark, root, tables.GOLD_INVENTORY), as_of=as_of)

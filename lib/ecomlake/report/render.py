@@ -174,6 +174,28 @@ def reviews(s: Section, d: dict) -> None:
         s.text("Words that push against: " + ", ".join(d["words"]["against"]))
 
 
+def aspects(s: Section, d: dict) -> None:
+    by_class = d["by_class"]
+    if len(by_class):
+        mentions = by_class.pivot_table(index=["department", "class_name"], columns="aspect", values="mention_share")
+        negative = by_class.pivot_table(index=["department", "class_name"], columns="aspect", values="negative_share")
+        fig, axes = _figure(9, 0.28 * len(mentions) + 1.6, columns=2)
+        for ax, frame, title in ((axes[0], mentions, "Share of reviews that talk about it"),
+                                 (axes[1], negative.reindex(mentions.index), "Share of those that are negative")):
+            ax.imshow(frame.to_numpy(dtype=float), aspect="auto", cmap="Oranges", vmin=0, vmax=1)
+            ax.set_xticks(range(len(frame.columns)), [c.replace("_", " ") for c in frame.columns], rotation=30,
+                          fontsize=7)
+            ax.set_yticks(range(len(frame.index)), [f"{d_} / {c}" for d_, c in frame.index], fontsize=7)
+            ax.set_title(title, fontsize=9)
+        axes[1].set_yticks([])
+        s.plot(fig)
+    s.table(d["queue"], "Service queue: reviews per action, and how many go to a person (low confidence)",
+            {"mean_confidence": "{:.2f}"})
+    if d["models"] is not None:
+        s.table(d["models"], "Aspect and triage methods against the 420 hand-labelled reviews",
+                {"macro_f1": "{:.3f}", "accuracy": "{:.3f}"})
+
+
 def inventory(s: Section, d: dict) -> None:
     top = d["top"]
     fig, ax = _figure(8, 2.6)
