@@ -51,6 +51,9 @@ def test_keyword_rules_by_hand(spark):
         (8, None, "Not too short and not itchy at all. Love it, so comfortable.", 5, 1),
         (9, None, "I get compliments every time, the colour is gorgeous and so comfortable!", None, None),
         (10, None, "Lovely colour, so comfortable.", None, None),   # no rating: two cues are not enough
+        (11, None, "The seams ripped after one wash, poor quality.", None, None),
+        (12, None, "Not long enough for me, I'm tall.", 3, 1),
+        (13, None, "Paid $120 for this, it is lovely.", 4, 1),
     ], MESSAGE_SCHEMA).select("message_id", aspects.message_text("title", "body").alias("text"),
                               "rating", "recommended")
     got = {r.message_id: r.asDict() for r in aspects.rule_labels(messages).collect()}
@@ -65,6 +68,9 @@ def test_keyword_rules_by_hand(spark):
         8: ("positive", None, None, None, None, "positive", None, "share_praise"),  # negated complaints
         9: (None, None, "positive", "positive", None, "positive", None, "share_praise"),
         10: (None, None, "positive", "positive", None, "positive", None, "none"),
+        11: (None, "negative", None, None, None, None, None, "quality_complaint"),   # no rating: the words
+        12: ("negative", None, None, None, None, None, "small", "sizing_help"),
+        13: (None, None, None, "positive", "positive", None, None, "none"),
     }
     for message_id, values in expected.items():
         row = got[message_id]
@@ -123,7 +129,7 @@ def planted_messages(n=120):
     for i in range(n):
         template = 0 if i % 4 == 0 else 1 + (i // 2) % 7
         text, rating, recommended = TEMPLATES[template]
-        rows.append((10_000_000 + i, 1000 + i % 5, 30, f"Review {i}", text, rating, recommended, 0, "General",
+        rows.append((10_000_000 + i, 900_000 + i % 5, 30, f"Review {i}", text, rating, recommended, 0, "General",
                      "General", "Dresses" if i % 2 == 0 else "Tops"))
     return rows
 
@@ -144,7 +150,7 @@ def labelled_reviews(n=10):
 def test_intents_job_triages_reviews_summarises_aspects_and_routes_new_messages(spark, make_config, tmp_path, capsys):
     from ecomlake.jobs import intents
 
-    config = make_config("intents.min_mentions=10", "intents.max_iter=10")
+    config = make_config("intents.min_mentions=8", "intents.max_iter=10")
     root = config["lake_root"]
     reviews = spark.createDataFrame(planted_messages() + labelled_reviews(), "review_id long, item_id long, "
                                     "age int, title string, review_text string, rating int, recommended int, "
@@ -178,6 +184,7 @@ def test_intents_job_triages_reviews_summarises_aspects_and_routes_new_messages(
     queue = lake.read_table(spark, root, tables.GOLD_SERVICE_QUEUE)
     assert queue.count() == queue.select("review_id").distinct().count() == 130
     assert queue.where(~F.col("action").isin(*aspects.ACTIONS)).count() == 0
+    assert queue.where(F.col("confidence").isNull()).count() == 0
     assert queue.where((F.col("confidence") < 0.4) != (F.col("queue") == "human")).count() == 0
     # The queue's actions are the rules' (hand-derived from the priority chain for the planted templates).
     rule_action = {r.review_id: r.action for r in queue.where("review_id >= 10000000").collect()}
@@ -194,7 +201,13 @@ def test_intents_job_triages_reviews_summarises_aspects_and_routes_new_messages(
     assert dresses.small_share == pytest.approx(30 / 34) and dresses.large_share == pytest.approx(4 / 34)
     assert dresses.suggestion == ("General / Dresses runs small: 88% of 34 reviews on fit say so; "
                                   "suggest sizing up in the size guide")
-    assert summary[("Tops", "fit_size")].mentions == 9 and summary[("Tops", "fit_size")].suggestion is None
+    # 60 tops: 9 "too big and boxy" ((id // 2) % 7 == 2), every one saying large.
+    assert summary[("Tops", "fit_size")].suggestion == ("General / Tops runs large: 100% of 9 reviews on fit say so; "
+                                                        "suggest sizing down in the size guide")
+    # Item 900000 (ids 0 mod 5): 6 "runs small" (ids 0 mod 20) and 2 "too big" (ids 5 and 75).
+    item = lake.read_table(spark, root, tables.GOLD_ASPECT_SUMMARY).where(
+        "level = 'item' AND item_id = 900000 AND aspect = 'fit_size'").first()
+    assert item.suggestion == "item 900000 runs small: 75% of 8 reviews on fit say so; suggest sizing up in the size guide"
     # The report's section: the biggest class-level suggestion first, the heat maps drawn.
     from ecomlake.report import data as report_data
     from ecomlake.report import render

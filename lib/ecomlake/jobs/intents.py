@@ -8,8 +8,9 @@ service team must triage: which aspects it talks about (fit/size, fabric/quality
 look/style, price/value, comfort) with which sentiment, and one action (none, sizing_help,
 quality_complaint, return_follow_up, share_praise; docs/review_labelling.md). Three methods
 (lib/ecomlake/models/aspects.py): keyword rules, zero-shot MiniLM similarity to short
-descriptions, and logistic regressions on the MiniLM embedding trained on the weak labels the
-first two give every review outside the hand-labelled test set (420 reviews, in the package);
+descriptions, and logistic regressions on the MiniLM embedding, rating and recommended flag
+trained on the rules' labels (intents.weak_aspect_labels) of every review outside the
+hand-labelled set (420 reviews, in the package);
 all three are measured against the hand labels (the 280 outside the development part that the
 rules were fixed on). MiniLM embeddings are kept in
 silver/review_embeddings (computed once per review text). Writes (each replaced whole):
@@ -17,12 +18,13 @@ silver/review_embeddings (computed once per review text). Writes (each replaced 
                         sentiment, fit direction (small / large / true), probability
   gold/aspect_summary   per department and class, and per item: mentions, shares negative, running
                         small / large, and a suggestion a merchandiser can act on
-  gold/service_queue    per review: action, confidence, queue (human below intents.human_queue_below)
+  gold/service_queue    per review: the rules' action, the classifier's confidence in it, queue
+                        (human below intents.human_queue_below)
   gold/model_runs       tasks review_aspects and service_triage (metrics against the hand labels)
 --route reads a CSV or JSON file (or a Delta table path) of new messages with columns
 message_id and text (rating, recommended, item_id optional) and writes their actions with the
-newest service_triage model to gold/routed_messages (the rows of that input replaced: re-running
-the same file changes nothing).
+newest service_triage model to gold/routed_messages (the rows of that input replaced in one
+commit: re-running the same file gives the same rows, with a new routed_at).
 """
 from __future__ import annotations
 
@@ -131,8 +133,9 @@ def run(spark: SparkSession, config: dict) -> dict:
                                .where(F.col("review_text").isNotNull() | F.col("title").isNotNull()))
     embedded = embedding_cache.with_embeddings(spark, root, messages)
     names, vectors = aspects.prototype_matrix(sentence_embeddings.embed_texts)
-    scored = aspects.zero_shot_action(aspects.zero_shot_scores(aspects.rule_labels(embedded), names, vectors)
+    cached = aspects.zero_shot_action(aspects.zero_shot_scores(aspects.rule_labels(embedded), names, vectors)
                                       ).persist(StorageLevel.MEMORY_AND_DISK)
+    scored = cached
     shares = scored.agg(*[F.avg(F.col(a).isNotNull().cast("double")).alias(a) for a in aspects.ASPECTS]).first()
     n_messages = scored.count()
     if n_messages < 50:
@@ -198,7 +201,7 @@ def run(spark: SparkSession, config: dict) -> dict:
     for action in aspects.ACTIONS:
         log.info(f"  {action:<18} {queue.get((action, 'auto'), 0):>6,} auto  {queue.get((action, 'human'), 0):>6,} human")
     final.unpersist()
-    scored.unpersist()
+    cached.unpersist()
     return {"messages": n_messages, "train_rows": n_train, "test_rows": len(rows), "run_id": run_id,
             "aspect_macro_f1": {m: aspect_metrics["detection"][m]["macro_f1"] for m in METHODS},
             "action_macro_f1": {m: action_metrics[m]["macro_f1"] for m in action_metrics}}

@@ -12,11 +12,12 @@ the hand-labelled test set (`labels()`, 420 reviews). Three ways to find them, c
   descriptions of each aspect and action (PROTOTYPES); an aspect is flagged when its similarity
   is above the corpus quantile that gives it the rules' share of reviews (no hand label is used);
   the action is the most similar description;
-- weak supervision (`weak_training_rows`, `aspect_classifier`, `action_classifier`): Spark ML
-  logistic regressions on the embedding (and, for the action, rating and recommended flag),
-  trained on labels the rules and zero-shot scores give to every review outside the test set.
-The action's confidence is the classifier's top probability; below a threshold the message goes
-to the human queue.
+- weak supervision (`weak_labels`, `aspect_classifier`, `action_classifier`): Spark ML
+  logistic regressions on the embedding, rating and recommended flag, trained on every review
+  outside the test set: the aspects on the rules' flags (or, `weak_aspect_labels="agreement"`, where
+  rules and zero-shot agree), the action on the rules' action.
+The service queue takes the rules' action; its confidence is the action classifier's probability
+of it, and below a threshold the message goes to the human queue.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ ASPECT_PATTERNS = {
                          "feminine", "unique", "picture", "pictured", "photo", "online"),
     "price_value": _words(r"price[sd]?", "pricey", "expensive", "cheap", "cheaper", r"costs?", "worth", "value",
                           "sale", "discount", "money", "overpriced", "affordable", "full price", "splurge",
-                          "bargain", "deal", r"\$\d+"),
+                          "bargain", "deal") + r"|\$\d+",   # "$50": no word boundary before "$"
     "comfort": _words("comfortable", "comfy", "comfort", "uncomfortable", "itchy", "itch", "scratchy",
                       "breathable", "breathes", "soft", "cozy", "cosy", "easy to wear", "move in", "stretchy",
                       r"irritat\w*", "warm", "cool"),
@@ -106,7 +107,7 @@ DEFECT_CUES = _words(r"holes?", "ripped", r"rip", "tore", "torn", r"unravel\w*",
 # rules read such phrases as "fine" before looking for cues.
 NEGATED_NEGATIVE = (r"\b(not|isn't|wasn't|aren't|weren't|doesn't|never|without|no)\s+(\w+\s+){0,2}"
                     r"(too|tight|baggy|boxy|clingy|itchy|scratchy|short|long|sheer|see[- ]through|cheap|thin|"
-                    r"flimsy|snags?|wrinkl\w*|bulky|big|small|overwhelming|problem|issues?|complaints?)\b")
+                    r"flimsy|snags?|wrinkl\w*|bulky|big|small|overwhelming|problem|issues?|complaints?)\b(?!\s+enough)")
 CLAUSE_SPLIT = r"[.!?;:]+|\bbut\b|\bhowever\b|\bthough\b|\balthough\b"
 
 # Short descriptions the zero-shot scores compare each review with (several per label: the
@@ -182,7 +183,9 @@ def rule_labels(messages: DataFrame) -> DataFrame:
 def rule_action(labelled: DataFrame) -> Column:
     """The first action of the guide's priority chain the rule labels support."""
     text, rating, recommended = F.col("text"), F.col("rating"), F.col("recommended")
-    unhappy = (rating <= 3) | (recommended == 0)
+    # A routed message without rating and flag is read as a possible complaint: its words decide.
+    unrated = rating.isNull() & recommended.isNull()
+    unhappy = F.coalesce(rating <= 3, F.lit(False)) | F.coalesce(recommended == 0, F.lit(False)) | unrated
     any_negative = F.lit(False)
     for aspect in ASPECTS:
         any_negative = any_negative | F.coalesce(F.col(aspect) == "negative", F.lit(False))  # null: not named
@@ -193,7 +196,7 @@ def rule_action(labelled: DataFrame) -> Column:
     return (F.when((F.col("fabric_quality") == "negative") & text.rlike(DEFECT_CUES)
                    & (unhappy | text.rlike(RETURN_CUES)), "quality_complaint")
             .when((F.col("fit_size") == "negative")
-                  | ((F.col("fit_size") == "mixed") & ((rating <= 4) | text.rlike(RETURN_CUES))), "sizing_help")
+                  | ((F.col("fit_size") == "mixed") & (F.coalesce(rating <= 4, F.lit(True)) | text.rlike(RETURN_CUES))), "sizing_help")
             .when(text.rlike(RETURN_CUES) | (rating <= 2) | (recommended == 0), "return_follow_up")
             .when(rated_well & recommends & (positive_cues >= 2) & ~any_negative, "share_praise")
             .otherwise("none"))
@@ -325,7 +328,8 @@ def classified(messages: DataFrame, aspect_models: dict, action_model, human_que
                                                  F.col("action_prediction").cast("int") + 1))
            .withColumn("confidence", F.element_at(probabilities, action_index(F.col("action")).cast("int") + 1))
            .drop("action_probability", "action_raw", "action_prediction"))
-    return out.withColumn("queue", F.when(F.col("confidence") < human_queue_below, "human").otherwise("auto"))
+    # A null confidence (an action the classifier never saw) goes to a person too.
+    return out.withColumn("queue", F.when(F.col("confidence") >= human_queue_below, "auto").otherwise("human"))
 
 
 # --- Gold outputs.
@@ -376,7 +380,8 @@ def aspect_summary(aspects: DataFrame, messages: DataFrame, min_mentions: int = 
     both = (summarise(["department", "class_name"], "class").unionByName(summarise(["item_id"], "item"))
             .join(F.broadcast(norm), "aspect"))
     pct = lambda c: F.format_number(F.col(c) * 100, 0)  # noqa: E731
-    subject = F.coalesce(F.concat_ws(" / ", "department", "class_name"), F.concat(F.lit("item "), F.col("item_id")))
+    subject = F.when(F.col("level") == "item", F.concat(F.lit("item "), F.col("item_id").cast("string"))) \
+        .otherwise(F.concat_ws(" / ", "department", "class_name"))
     mention_text = F.concat(F.col("mentions").cast("string"), F.lit(" reviews"))
     enough = F.col("mentions") >= min_mentions
     advice = F.create_map(*[F.lit(x) for pair in ADVICE.items() for x in pair])[F.col("aspect")]
