@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 
 WHEEL_DIR ?= dist
 
-.PHONY: risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+.PHONY: cold-start risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -72,6 +72,20 @@ images: env
 
 bench-images: env
 	$(PY) benchmarks/images.py $(ARGS)
+
+# Cold-start products: a lake of its own, generated with new arrivals (20 % of each category's
+# products arrive in the last 14 days), users who keep to a style in apparel (80 % of their apparel
+# views) and a Fashion-MNIST picture per apparel product; the image CNN trained there (fewer epochs
+# than `make images`: its embeddings, not its accuracy, are what cold_start uses), then cold_start.
+COLD_START_DIR ?= lakehouse-cold-start
+COLD_START_ARGS = --lake $(COLD_START_DIR)/lake --conf generate.output=$(COLD_START_DIR)/data \
+    --conf generate.new_product_fraction=0.2 --conf generate.style_affinity=0.8 --conf generate.product_images=true
+COLD_START_CNN_ARGS ?= --num-proc 2 --epochs 4 --batch-size 128
+cold-start: env
+	./spark-submit.sh pipeline $(COLD_START_ARGS) $(ARGS)
+	./spark-submit.sh ingest --source fashion_mnist $(COLD_START_ARGS) $(ARGS)
+	./spark-submit.sh train_deep image_cnn $(COLD_START_CNN_ARGS) $(COLD_START_ARGS) $(ARGS)
+	./spark-submit.sh cold_start --as-of $(TRAIN_AS_OF) $(COLD_START_ARGS) $(ARGS)
 
 # Fraud that hides (account takeovers, slow scrapers) among legitimate bulk buyers that trip the
 # rules: a lake of its own, generated with 3 % such users (1 % of each kind), then `risk`.

@@ -36,6 +36,23 @@ def test_ranking_metrics_only_count_the_top_k(spark):
     assert (m["precision@1"], m["recall@1"], m["ndcg@1"], m["map@1"]) == (0.0, 0.0, 0.0, 0.0)
 
 
+def test_ranking_metrics_per_group_equal_each_group_measured_alone(spark):
+    from pyspark.sql import functions as F
+
+    recs = spark.createDataFrame(
+        [("m1", "A", "i1", 1), ("m1", "A", "i2", 2), ("m2", "A", "i2", 1), ("m2", "A", "i1", 2),
+         ("m2", "B", "i3", 1), ("m3", "D", "i9", 1)],   # m3: no user with truth, one item recommended
+        "model string, user string, item string, rank int")
+    truth = spark.createDataFrame([("A", "i2"), ("B", "i3")], "user string, item string")
+    per = evaluation.ranking_metrics_per(recs, truth, k=2, catalogue_size=4, group="model")
+    # m1: A's hit at rank 2 -> nDCG (1/log2 3) / 1; m2: A's and B's hits at rank 1 -> 1.
+    assert per["m1"]["ndcg@2"] == pytest.approx(1 / math.log2(3)) and per["m2"]["ndcg@2"] == 1.0
+    assert per["m3"]["users_evaluated"] == 0.0 and per["m3"]["coverage@2"] == 0.25
+    for model in ("m1", "m2"):
+        alone = evaluation.ranking_metrics(recs.where(F.col("model") == model), truth, k=2, catalogue_size=4)
+        assert per[model] == pytest.approx(alone)
+
+
 def test_binary_metrics(spark):
     scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
     labels = [1, 1, 0, 1, 0, 0, 0, 1, 0, 0]

@@ -86,6 +86,7 @@ def test_movielens_adapter_on_a_slice_of_the_real_file(spark, tmp_path, make_con
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # `make movielens` runs the task on the whole file; `make test-slow` runs this slice
 def test_movielens_as_a_next_item_task_on_a_slice(spark, tmp_path, make_config):
     from ecomlake.jobs import train
 

@@ -107,6 +107,7 @@ def test_sentiment_job_end_to_end_beats_the_trivial_baselines(spark, make_config
 
 
 @pytest.mark.horovod
+@pytest.mark.slow  # the Horovod path runs in CI through test_deep and test_images; `make test-slow` runs this
 def test_review_text_model_through_petastorm_and_horovod(spark, make_config):
     from ecomlake.jobs import train_deep
 

@@ -59,6 +59,12 @@ SCHEMA: dict[str, Key] = {
     "generate.fraud_user_fraction": Key(float, 0.02, "share of users that are bots or fraudsters"),
     "generate.hidden_fraud_fraction": Key(float, 0.0, "share of users that are hidden fraud (account takeover, "
                                           "slow scrapers) or legitimate bulk buyers, a third each (0: none)"),
+    "generate.new_product_fraction": Key(float, 0.0, "share of each category's products that arrive in the last "
+                                         "14 days (new arrivals, for cold-start recommendations; 0: none)"),
+    "generate.style_affinity": Key(float, 0.0, "chance an apparel view goes to the user's preferred style "
+                                   "(a Fashion-MNIST class; 0: styles play no part)"),
+    "generate.product_images": Key(bool, False, "give apparel products a Fashion-MNIST image of their style "
+                                   "(catalog/product_images.csv; needs dataset-fashion-mnist)"),
     "generate.daily": Key(bool, False, "one CSV per day (events/2019-10-01.csv) instead of one per month"),
     "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price"),
     "clean.min_event_time": Key(str, "2000-01-01", "events before this are quarantined"),
@@ -88,6 +94,14 @@ SCHEMA: dict[str, Key] = {
     "sentiment.vocabulary_size": Key(int, 20_000, "words kept by the TF-IDF and deep text models"),
     "sentiment.embedding_train_rows": Key(int, 0, "training reviews embedded with MiniLM, 0: all "
                                           "(~40/s/core with TensorFlow, ~9 in numpy)"),
+    "cold_start.k": Key(int, 10, "new products recommended per user (metrics at this k)"),
+    "cold_start.horizon_days": Key(int, 14, "days after the cutoff the recommendations are measured on"),
+    "cold_start.train_days": Key(int, 7, "days before the cutoff whose new-to-the-user items train the content ranker"),
+    "cold_start.negatives": Key(int, 20, "items drawn per user as negatives when training the content ranker"),
+    "cold_start.max_iter": Key(int, 100, "iterations of the content ranker's logistic regression"),
+    "cold_start.max_items": Key(int, 50_000, "most candidate products (their content is broadcast to every worker)"),
+    "cold_start.image_model": Key(str, "image_cnn", "which model's rows of gold/item_image_embeddings to use"),
+    "cold_start.similar_k": Key(int, 10, "visually similar products kept per product"),
     "intents.human_queue_below": Key(float, 0.4, "a message whose action confidence is below this goes to "
                                      "the human queue"),
     "intents.aspect_method": Key(str, "keyword_rules", "which method's aspects go to gold/review_aspects",

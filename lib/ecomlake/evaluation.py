@@ -23,38 +23,53 @@ from pyspark.sql import functions as F
 def ranking_metrics(recommendations: DataFrame, truth: DataFrame, k: int, catalogue_size: int,
                     user: str = "user", item: str = "item", rank: str = "rank") -> dict[str, float]:
     """Metrics @k over users that are in both `truth` and `recommendations` (rank 1 = best)."""
-    top = recommendations.where(F.col(rank) <= k).select(user, item, rank)
+    one = recommendations.withColumn("_group", F.lit(0))
+    return ranking_metrics_per(one, truth, k, catalogue_size, "_group", user, item, rank).get(0, empty_ranking_metrics(k))
+
+
+def empty_ranking_metrics(k: int) -> dict[str, float]:
+    return {f"{m}@{k}": 0.0 for m in ("precision", "recall", "ndcg", "map", "map_over_relevant", "coverage")} | {
+        "users_evaluated": 0.0}
+
+
+def ranking_metrics_per(recommendations: DataFrame, truth: DataFrame, k: int, catalogue_size: int, group: str,
+                        user: str = "user", item: str = "item", rank: str = "rank") -> dict:
+    """ranking_metrics of every value of `group` (a column of recommendations: e.g. the model) in
+    one pass -> {group value: metrics}; one row per group reaches the driver."""
+    top = recommendations.where(F.col(rank) <= k).select(group, user, item, rank)
     relevant = truth.select(user, item).distinct()
     n_relevant = relevant.groupBy(user).agg(F.count(F.lit(1)).alias("n_relevant"))
-    evaluated = top.select(user).distinct().join(n_relevant, user)
-    hit_order = Window.partitionBy(user).orderBy(rank)
+    evaluated = top.select(group, user).distinct().join(n_relevant, user)
+    hit_order = Window.partitionBy(group, user).orderBy(rank)
     hits = (top.join(relevant, [user, item])
             .withColumn("hits_so_far", F.row_number().over(hit_order))
-            .groupBy(user)
+            .groupBy(group, user)
             .agg(F.count(F.lit(1)).alias("hits"),
                  F.sum(1.0 / F.log2(F.col(rank) + 1.0)).alias("dcg"),
                  F.sum(F.col("hits_so_far") / F.col(rank)).alias("sum_precision")))
     ideal = F.aggregate(F.sequence(F.lit(1), F.least(F.col("n_relevant"), F.lit(k))), F.lit(0.0),
                         lambda acc, i: acc + 1.0 / F.log2(i + 1.0))
-    per_user = (evaluated.join(hits, user, "left").fillna({"hits": 0, "dcg": 0.0, "sum_precision": 0.0})
-                .select((F.col("hits") / k).alias("precision"),
+    per_user = (evaluated.join(hits, [group, user], "left").fillna({"hits": 0, "dcg": 0.0, "sum_precision": 0.0})
+                .select(group, (F.col("hits") / k).alias("precision"),
                         (F.col("hits") / F.col("n_relevant")).alias("recall"),
                         (F.col("dcg") / ideal).alias("ndcg"),
                         (F.col("sum_precision") / F.least(F.col("n_relevant"), F.lit(k))).alias("ap"),
                         (F.col("sum_precision") / F.col("n_relevant")).alias("ap_over_relevant")))
-    row = per_user.agg(F.count(F.lit(1)).alias("users"), F.avg("precision").alias("precision"),
-                       F.avg("recall").alias("recall"), F.avg("ndcg").alias("ndcg"),
-                       F.avg("ap").alias("map"), F.avg("ap_over_relevant").alias("map_over_relevant")).head()
-    distinct_items = top.select(item).distinct().count()
-    return {
-        f"precision@{k}": row["precision"] or 0.0,
-        f"recall@{k}": row["recall"] or 0.0,
-        f"ndcg@{k}": row["ndcg"] or 0.0,
-        f"map@{k}": row["map"] or 0.0,
-        f"map_over_relevant@{k}": row["map_over_relevant"] or 0.0,
-        f"coverage@{k}": distinct_items / catalogue_size if catalogue_size else 0.0,
-        "users_evaluated": float(row["users"]),
-    }
+    rows = per_user.groupBy(group).agg(
+        F.count(F.lit(1)).alias("users"), F.avg("precision").alias("precision"),
+        F.avg("recall").alias("recall"), F.avg("ndcg").alias("ndcg"),
+        F.avg("ap").alias("map"), F.avg("ap_over_relevant").alias("map_over_relevant")).collect()  # one per group
+    distinct_items = {r[group]: r["items"] for r in
+                      top.groupBy(group).agg(F.countDistinct(item).alias("items")).collect()}
+    by_group = {row[group]: row for row in rows}
+    out = {}
+    for value in {*by_group, *distinct_items}:
+        row = by_group.get(value)
+        out[value] = {f"{name}@{k}": (row[name] or 0.0) if row else 0.0
+                      for name in ("precision", "recall", "ndcg", "map", "map_over_relevant")} | {
+            f"coverage@{k}": distinct_items.get(value, 0) / catalogue_size if catalogue_size else 0.0,
+            "users_evaluated": float(row["users"]) if row else 0.0}
+    return out
 
 
 def binary_metrics(scored: DataFrame, label: str = "label", score: str = "score",

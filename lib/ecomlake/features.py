@@ -7,10 +7,13 @@ Every output carries `as_of_date`, so several cutoffs can live side by side in o
 """
 from __future__ import annotations
 
+from datetime import date
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from ecomlake import sessionize
+from ecomlake.dates import add_days
 from ecomlake.errors import require_columns
 
 EVENT_COLUMNS = ("event_time", "event_date", "event_type", "product_id", "category_code", "price",
@@ -36,6 +39,13 @@ def events_in_horizon(events: DataFrame, as_of: str, horizon_days: int) -> DataF
     require_columns(events, EVENT_COLUMNS, "silver/events")
     end = cutoff(as_of) + F.expr(f"INTERVAL {int(horizon_days)} DAYS")
     return events.where((F.col("event_time") >= cutoff(as_of)) & (F.col("event_time") < end))
+
+
+def horizon_covered(events: DataFrame, as_of: str, horizon_days: int) -> bool:
+    """Whether the events reach the last day of [as_of, as_of + horizon_days): labels and metrics
+    of that window are whole."""
+    last = events.agg(F.max("event_date")).head()[0]
+    return last is not None and last >= date.fromisoformat(add_days(as_of, horizon_days - 1))
 
 
 def _age_days(as_of: str) -> Column:

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ecomlake.rees46 import COLUMNS as REES46_COLUMNS
@@ -58,6 +58,17 @@ CARDER_CATEGORIES = (0, 2, 3)
 BRANDS = ("samsung", "apple", "xiaomi", "huawei", "lg", "sony", "lenovo", "acer", "hp", "bosch",
           "philips", "nike", "adidas", "lego", "makita")
 CATEGORY_ID_BASE = 2053013552226107603
+# Apparel categories (indexes into CATEGORIES) and the three Fashion-MNIST classes their products come
+# in: a product's style is its index within the category mod 3 (generate.product_images gives it a
+# training image of that class; generate.style_affinity makes users prefer one style).
+APPAREL_STYLES = {7: (5, 7, 9), 8: (0, 2, 6)}  # shoes: sandal, sneaker, ankle boot; shirts: T-shirt/top, pullover, shirt
+STYLES_PER_CATEGORY = 3
+# New arrivals (generate.new_product_fraction; at least 3 per category): the last products of each
+# category, each arriving on a day of the last NEW_ARRIVAL_DAYS. A view in the category goes with
+# probability NEW_ARRIVAL_VIEW_SHARE to one of them drawn at random, kept if it has arrived (shops
+# feature what is new: the share grows as they arrive). Nothing sees them before: not users, not bots.
+NEW_ARRIVAL_DAYS = 14
+NEW_ARRIVAL_VIEW_SHARE = 0.3
 # Discount levels of weekly promotions and their probabilities.
 DISCOUNTS = ((0.0, 0.70), (0.1, 0.15), (0.2, 0.10), (0.3, 0.05))
 # Session intensity multiplier by ISO day of week (Mon..Sun) and total trend over the period.
@@ -107,6 +118,9 @@ class GeneratorParams:
     dirty_fraction: float = 0.005
     fraud_user_fraction: float = 0.02
     hidden_fraud_fraction: float = 0.0
+    new_product_fraction: float = 0.0
+    style_affinity: float = 0.0
+    product_images: bool = False
 
     def __post_init__(self):
         if self.events < 1000:
@@ -120,7 +134,23 @@ class GeneratorParams:
         if not 0 <= self.hidden_fraud_fraction < 0.5 - self.fraud_user_fraction:
             raise ValueError("hidden_fraud_fraction must be in [0, 0.5 - fraud_user_fraction), "
                              f"got {self.hidden_fraud_fraction}")
+        if not 0 <= self.new_product_fraction <= 0.5:
+            raise ValueError(f"new_product_fraction must be in [0, 0.5], got {self.new_product_fraction}")
+        if not 0 <= self.style_affinity <= 1:
+            raise ValueError(f"style_affinity must be in [0, 1], got {self.style_affinity}")
         date.fromisoformat(self.start_date)
+
+    @property
+    def new_products_per_category(self) -> int:
+        """Products of each category that arrive late (at least one per style when any)."""
+        if self.new_product_fraction == 0:
+            return 0
+        return max(STYLES_PER_CATEGORY, math.floor(self.products_per_category * self.new_product_fraction))
+
+    @property
+    def plants_products(self) -> bool:
+        """Whether products carry planted facts beyond the catalogue (styles, arrivals, images)."""
+        return bool(self.new_product_fraction or self.style_affinity or self.product_images)
 
     @property
     def users(self) -> int:
@@ -219,6 +249,38 @@ def catalog(spark: SparkSession, p: GeneratorParams) -> DataFrame:
     cols = _product_columns(p, F.col("id"))
     return spark.range(p.products).select(
         *[cols[c].alias(c) for c in ("product_id", "category_id", "category_code", "brand", "base_price")])
+
+
+def products_truth(spark: SparkSession, p: GeneratorParams) -> DataFrame:
+    """Planted facts per product: product_id, category_code, style_class (the Fashion-MNIST class of
+    an apparel product, else null), new_arrival, arrival_date (the first day it can be seen), and
+    image_draw (a hash that picks its image among its class's)."""
+    idx = F.col("id")
+    cols = _product_columns(p, idx)
+    local = F.pmod(idx, p.products_per_category)
+    styles = F.create_map(*[x for c, classes in APPAREL_STYLES.items() for x in (F.lit(c), _lit_array(classes))])
+    style_class = F.element_at(styles[cols["category_index"]], (F.pmod(local, STYLES_PER_CATEGORY) + 1).cast("int"))
+    return spark.range(p.products).select(
+        cols["product_id"].alias("product_id"), cols["category_code"].alias("category_code"),
+        style_class.cast("int").alias("style_class"),
+        (local >= p.products_per_category - p.new_products_per_category).alias("new_arrival"),
+        F.date_add(F.lit(p.start_date).cast("date"), arrival_day(p, idx)).alias("arrival_date"),
+        F.pmod(F.xxhash64(F.lit(p.seed), F.lit("image"), idx), F.lit(1 << 31)).alias("image_draw"))
+
+
+def product_images(truth: DataFrame, class_images: DataFrame) -> DataFrame:
+    """products_truth rows x (image_id, label) of an image collection -> product_id, image_id: each
+    apparel product gets an image of its style class, picked by its image_draw."""
+    numbered = class_images.select(
+        "image_id", F.col("label").alias("style_class"),
+        (F.row_number().over(Window.partitionBy("label").orderBy("image_id")) - 1).alias("position"),
+        F.count(F.lit(1)).over(Window.partitionBy("label")).alias("class_images"))
+    per_class = numbered.select("style_class", "class_images").distinct()
+    return (truth.where(F.col("style_class").isNotNull())
+            .join(per_class, "style_class")
+            .withColumn("position", F.pmod(F.col("image_draw"), F.col("class_images")))
+            .join(numbered.select("style_class", "position", "image_id"), ["style_class", "position"])
+            .select("product_id", "image_id"))
 
 
 def categories_truth() -> list[dict]:
@@ -450,13 +512,63 @@ def _product_for(p: GeneratorParams, slot: Column) -> Column:
                 .otherwise(F.floor(uniform(seed, "any_category", key, slot) * n_cat)))
     carder_category = _pick(_lit_array(list(CARDER_CATEGORIES)),
                             F.floor(uniform(seed, "carder_category", key, slot) * len(CARDER_CATEGORIES)))
+    per_cat, n_new = p.products_per_category, p.new_products_per_category
+    n_old = per_cat - n_new
     # Popularity within a category is skewed: rank = floor(n * u^2).
-    rank = F.floor(F.pow(uniform(seed, "rank", key, slot), 2) * p.products_per_category)
-    by_kind = (F.when(F.col("kind").isin(*VIEW_ONLY_KINDS), F.floor(uniform(seed, "scrape", key, slot) * p.products))
-               .when(F.col("kind").isin("carder", "takeover"), carder_category * p.products_per_category
-                     + F.floor(uniform(seed, "rank", key, slot) * p.products_per_category))
-               .otherwise(category * p.products_per_category + rank))
+    rank = F.floor(F.pow(uniform(seed, "rank", key, slot), 2) * n_old)
+    scraped = F.floor(uniform(seed, "scrape", key, slot) * p.products)
+    if p.style_affinity or n_new:
+        rank = _planted_product_choice(p, category, rank, slot)
+    if n_new:  # bots pick among the products there from the start
+        scraped = F.floor(scraped / per_cat) * per_cat + F.pmod(scraped, per_cat) * n_old / per_cat
+    by_kind = (F.when(F.col("kind").isin(*VIEW_ONLY_KINDS), F.floor(scraped))
+               .when(F.col("kind").isin("carder", "takeover"), carder_category * per_cat
+                     + F.floor(uniform(seed, "rank", key, slot) * n_old))
+               .otherwise(category * per_cat + rank))
     return by_kind.cast("long")
+
+
+def _of_style(local: Column, style: Column, low: int, high: int) -> Column:
+    """The product index of style `style` (index mod 3) at or just below `local`, or 3 above that
+    when it would fall under `low`; `local` itself when the result is not in [low, high)."""
+    styled = local - F.pmod(local - style, STYLES_PER_CATEGORY)
+    styled = F.when(styled < low, styled + STYLES_PER_CATEGORY).otherwise(styled)
+    return F.when(styled < high, styled).otherwise(local)
+
+
+def user_style(p: GeneratorParams, category: Column) -> Column:
+    """The style (0..2) a user prefers in an apparel category."""
+    return F.floor(uniform(p.seed, "style", F.col("user_index"), category) * STYLES_PER_CATEGORY)
+
+
+def arrival_day(p: GeneratorParams, product_idx: Column) -> Column:
+    """Day a product arrives: 0 for the catalogue's first products, one of the last NEW_ARRIVAL_DAYS
+    for the new ones."""
+    local = F.pmod(product_idx, p.products_per_category)
+    late = F.lit(p.days - NEW_ARRIVAL_DAYS) + F.floor(uniform(p.seed, "arrival", product_idx) * NEW_ARRIVAL_DAYS)
+    return F.when(local >= p.products_per_category - p.new_products_per_category,
+                  F.greatest(late, F.lit(0))).otherwise(F.lit(0)).cast("int")
+
+
+def _planted_product_choice(p: GeneratorParams, category: Column, rank: Column, slot: Column) -> Column:
+    """A normal session's product within its category when styles or new arrivals are planted: the
+    user's style with probability style_affinity (apparel), and an arrived new product with
+    probability NEW_ARRIVAL_VIEW_SHARE (uniform among the new ones)."""
+    seed, key = p.seed, F.col("session_key")
+    per_cat, n_new = p.products_per_category, p.new_products_per_category
+    n_old = per_cat - n_new
+    apparel = category.isin(*APPAREL_STYLES)
+    prefers = apparel & (uniform(seed, "prefer_style", key, slot) < p.style_affinity) if p.style_affinity \
+        else F.lit(False)
+    style = user_style(p, category)
+    local = F.when(prefers, _of_style(rank, style, 0, n_old)).otherwise(rank)
+    if n_new:
+        new = F.lit(n_old) + F.floor(uniform(seed, "new_product", key, slot) * n_new)
+        new = F.when(prefers, _of_style(new, style, n_old, per_cat)).otherwise(new)
+        shown = ((uniform(seed, "new_share", key, slot) < NEW_ARRIVAL_VIEW_SHARE)
+                 & (arrival_day(p, category * per_cat + new) <= F.col("day")))
+        local = F.when(shown, new).otherwise(local)
+    return local
 
 
 def events(sessions_df: DataFrame, p: GeneratorParams) -> DataFrame:

@@ -50,22 +50,27 @@ def drop_headers(lines: DataFrame, header: str) -> DataFrame:
     return lines.where(F.trim(F.regexp_replace(F.col("value"), "^\ufeff", "")) != F.lit(header))
 
 
-def classify_catalog_lines(lines: DataFrame) -> DataFrame:
+def classify_catalog_lines(lines: DataFrame, columns: tuple[str, ...] = rees46.CATALOG_COLUMNS,
+                           parsed_columns: tuple[str, ...] = rees46.CATALOG_PARSED_COLUMNS) -> DataFrame:
     """Catalogue lines(value, _source_file, _batch_id, _ingested_at) without header lines ->
-    typed products (product_id, category_id, category_code, brand, base_price), `raw_line`, lineage
-    and `_reject_reason` (null when accepted).
+    typed rows (the catalogue's columns unless `columns` says otherwise: the product-image links use
+    the same snapshot format), `raw_line`, lineage and `_reject_reason` (null when accepted).
 
     A product is one row: when several lines carry the same product_id, the first (by source file,
     then line text, so a re-run picks the same one) is kept and the others are rejected as
-    `duplicate_product_id`, never silently dropped. A price must be positive when given.
+    `duplicate_product_id`, never silently dropped. A price must be positive when given; any other
+    parsed column (the image links' image_id) must be there.
     """
-    split = rees46.split_lines(lines, columns=rees46.CATALOG_COLUMNS)
-    reason = rees46.ingest_reject_reason(rees46.CATALOG_COLUMNS, rees46.CATALOG_PARSED_COLUMNS)
-    typed = split.select(
-        *[rees46.typed(c).alias(c) for c in rees46.CATALOG_COLUMNS],
-        F.col("value").alias("raw_line"), *LINEAGE_COLUMNS,
-        reason.when(F.col("product_id").isNull(), F.lit("missing_product_id"))
-              .when(rees46.typed("base_price") <= 0, F.lit("bad_base_price")).alias("_reject_reason"))
+    split = rees46.split_lines(lines, columns=columns)
+    reason = rees46.ingest_reject_reason(columns, parsed_columns).when(
+        F.col("product_id").isNull(), F.lit("missing_product_id"))
+    for column in parsed_columns:
+        if column not in rees46.CATALOG_PARSED_COLUMNS:
+            reason = reason.when(rees46.typed(column).isNull(), F.lit(f"missing_{column}"))
+    if "base_price" in columns:
+        reason = reason.when(rees46.typed("base_price") <= 0, F.lit("bad_base_price"))
+    typed = split.select(*[rees46.typed(c).alias(c) for c in columns], F.col("value").alias("raw_line"),
+                         *LINEAGE_COLUMNS, reason.alias("_reject_reason"))
     accepted = F.col("_reject_reason").isNull()
     line_of_product = Window.partitionBy("product_id", accepted).orderBy("_source_file", "raw_line")
     duplicate = accepted & (F.row_number().over(line_of_product) > 1)
@@ -73,12 +78,12 @@ def classify_catalog_lines(lines: DataFrame) -> DataFrame:
                             .otherwise(F.col("_reject_reason")))
 
 
-def catalog_bronze_rows(classified: DataFrame) -> DataFrame:
-    return classified.where(F.col("_reject_reason").isNull()).select(*rees46.CATALOG_COLUMNS, *LINEAGE_COLUMNS)
+def catalog_bronze_rows(classified: DataFrame, columns: tuple[str, ...] = rees46.CATALOG_COLUMNS) -> DataFrame:
+    return classified.where(F.col("_reject_reason").isNull()).select(*columns, *LINEAGE_COLUMNS)
 
 
-def catalog_rejected_rows(classified: DataFrame) -> DataFrame:
+def catalog_rejected_rows(classified: DataFrame, columns: tuple[str, ...] = rees46.CATALOG_COLUMNS) -> DataFrame:
     """Rejected catalogue lines: stage, reason, the raw line, the fields that did parse, lineage."""
     return classified.where(F.col("_reject_reason").isNotNull()).select(
         F.lit("ingest").alias("stage"), F.col("_reject_reason").alias("reason"), "raw_line",
-        *rees46.CATALOG_COLUMNS, *LINEAGE_COLUMNS)
+        *columns, *LINEAGE_COLUMNS)

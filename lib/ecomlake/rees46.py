@@ -16,7 +16,7 @@ COLUMNS = (
 HEADER = ",".join(COLUMNS)
 EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
 TIMESTAMP_PATTERN = "yyyy-MM-dd HH:mm:ss z"  # "2019-10-01 00:00:00 UTC": the zone is in the text
-LONG_COLUMNS = ("product_id", "category_id", "user_id")
+LONG_COLUMNS = ("product_id", "category_id", "user_id", "image_id")
 PRICE_COLUMNS = ("price", "base_price")
 # Columns whose non-empty text must parse, in the order ingest checks them.
 PARSED_COLUMNS = ("event_time", "product_id", "category_id", "price", "user_id")
@@ -26,6 +26,10 @@ PARSED_COLUMNS = ("event_time", "product_id", "category_id", "price", "user_id")
 CATALOG_COLUMNS = ("product_id", "category_id", "category_code", "brand", "base_price")
 CATALOG_HEADER = ",".join(CATALOG_COLUMNS)
 CATALOG_PARSED_COLUMNS = ("product_id", "category_id", "base_price")
+# The product-image links (catalog/product_images.csv from `generate --conf generate.product_images=true`):
+# which image shows each product (image_id as in bronze/product_images).
+PRODUCT_IMAGE_COLUMNS = ("product_id", "image_id")
+PRODUCT_IMAGE_HEADER = ",".join(PRODUCT_IMAGE_COLUMNS)
 _COMMAS_OUTSIDE_QUOTES = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
 
 

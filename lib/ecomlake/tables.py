@@ -58,6 +58,12 @@ QUARANTINE_DOMINICKS_OJ = Table("quarantine", "dominicks_oj", "ingest --source d
 BRONZE_PRODUCT_IMAGES = Table("bronze", "product_images", "ingest --source fashion_mnist")
 QUARANTINE_PRODUCT_IMAGES = Table("quarantine", "product_images", "ingest --source fashion_mnist")
 GOLD_ITEM_IMAGE_EMBEDDINGS = Table("gold", "item_image_embeddings", "train_deep image_cnn")
+# Cold-start products (issue 17 section 2): which image shows each product, and the content model.
+BRONZE_PRODUCT_IMAGE_LINKS = Table("bronze", "product_image_links", "ingest --source rees46_product_images")
+QUARANTINE_PRODUCT_IMAGE_LINKS = Table("quarantine", "product_image_links", "ingest --source rees46_product_images")
+GOLD_PRODUCT_CONTENT = Table("gold", "product_content", "cold_start")
+GOLD_NEW_ITEM_RECOMMENDATIONS = Table("gold", "new_item_recommendations", "cold_start")
+GOLD_VISUALLY_SIMILAR_ITEMS = Table("gold", "visually_similar_items", "cold_start")
 # Customer value, reviews, risk, pricing (issue 5).
 GOLD_CUSTOMER_VALUE = Table("gold", "customer_value", "clv")
 GOLD_CLV_CALIBRATION = Table("gold", "clv_calibration", "clv")

@@ -12,6 +12,13 @@ Writes, under --output (default: config generate.output, ./data/rees46 locally):
                                latent traits, takeover_day, session and purchase rates (the
                                propensity oracle)
   _ground_truth/categories.json reference price and planted price elasticity per category
+With generate.new_product_fraction, generate.style_affinity or generate.product_images (cold-start
+products; all off by default, which leaves every line as it was):
+  catalog/product_images.csv   product_id, image_id: each apparel product's image, a Fashion-MNIST
+                               training image of its style class (needs Debian's
+                               dataset-fashion-mnist, unpacked by `make env`; generate.product_images)
+  _ground_truth/products/      Parquet: per product its style class (apparel), whether it is a new
+                               arrival, its arrival date and image_id
 
 Run:  ./spark-submit.sh generate --events 1000000 --seed 7 [--daily]
 Output is deterministic: when --output already holds data generated with the same parameters and
@@ -26,12 +33,14 @@ import logging
 import sys
 from dataclasses import asdict, fields
 
+import pandas as pd
+
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.observation import Observation
 
 from ecomlake import generate as gen
-from ecomlake import lake, rees46
+from ecomlake import datasets, lake, rees46
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import ConfigError
 
@@ -46,7 +55,8 @@ def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
             seed=seed if seed is not None else g["seed"],
             start_date=g["start_date"], days=g["days"],
             dirty_fraction=g["dirty_fraction"], fraud_user_fraction=g["fraud_user_fraction"],
-            hidden_fraud_fraction=g["hidden_fraud_fraction"])
+            hidden_fraud_fraction=g["hidden_fraud_fraction"], new_product_fraction=g["new_product_fraction"],
+            style_affinity=g["style_affinity"], product_images=g["product_images"])
     except ValueError as exc:
         raise ConfigError(f"generate: {exc}") from None
 
@@ -83,6 +93,8 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
         log.info(f"generate: {output}/events already holds these {truth['data_lines']:,} lines "
               f"(same parameters, {layout(daily)} files); left as is (--force regenerates)")
         return truth
+    if p.product_images:
+        datasets.FASHION_MNIST.locate()  # before anything is deleted: a missing package stops here
     for sub in ("events", "catalog", "_ground_truth"):
         lake.delete_path(spark, f"{output}/{sub}")
 
@@ -118,6 +130,8 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
      .write.partitionBy("part").option("header", True).csv(catalog_tmp))
     lake.replace_directory_with_files(spark, catalog_tmp, {"part=0": f"{output}/catalog/products.csv"})
 
+    if p.plants_products:
+        write_planted_products(spark, p, output)
     users.write.mode("overwrite").parquet(f"{output}/_ground_truth/users")
     dirty = {k: int(counts[k]) for k in gen.DIRTY_KINDS}
     expected = {}
@@ -140,6 +154,12 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
         "trend_over_period": gen.TREND,
         "oracle": ("P(user buys in days [a, b)) = 1 - exp(-purchase_rate_per_day * sum(day_weights[d] "
                    "for d in [max(a, first_day), b))); rank users by it for the best achievable AUC"),
+        "new_arrivals": ({"products_per_category": p.new_products_per_category, "arrival_days": gen.NEW_ARRIVAL_DAYS,
+                          "view_share_once_arrived": gen.NEW_ARRIVAL_VIEW_SHARE}
+                         if p.new_products_per_category else None),
+        "styles": ({gen.CATEGORIES[c][0]: [datasets.FASHION_MNIST_CLASSES[k] for k in classes]
+                    for c, classes in gen.APPAREL_STYLES.items()} | {"affinity": p.style_affinity}
+                   if p.plants_products else None),
         "price_model": ("P(session buys) = min(0.95, p_convert * (price / ref_price) ** elasticity), "
                         "price = base_price * (1 - weekly discount)"),
     }
@@ -149,6 +169,33 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
     log.info(f"generate: {truth['data_lines']:,} lines in {len(labels)} files under {output}/events "
           f"({sum(dirty.values()):,} dirty on purpose), {p.users:,} users, {p.products:,} products")
     return truth
+
+
+def write_planted_products(spark: SparkSession, p: gen.GeneratorParams, output: str) -> None:
+    """_ground_truth/products and, with product_images, catalog/product_images.csv."""
+    truth = gen.products_truth(spark, p)
+    if p.product_images:
+        links = gen.product_images(truth, fashion_mnist_train_labels(spark))
+        truth = truth.join(links, "product_id", "left")
+        links_tmp = f"{output}/catalog/_writing_images"
+        (links.orderBy("product_id").coalesce(1).withColumn("part", F.lit(0))
+         .write.partitionBy("part").option("header", True).csv(links_tmp))
+        lake.replace_directory_with_files(spark, links_tmp, {"part=0": f"{output}/catalog/product_images.csv"})
+    else:
+        truth = truth.withColumn("image_id", F.lit(None).cast("long"))
+    names = F.create_map(*[x for i, name in enumerate(datasets.FASHION_MNIST_CLASSES) for x in (F.lit(i), F.lit(name))])
+    (truth.withColumn("style_name", names[F.col("style_class")]).drop("image_draw")
+     .write.mode("overwrite").parquet(f"{output}/_ground_truth/products"))
+
+
+def fashion_mnist_train_labels(spark: SparkSession):
+    """(image_id, label) of Fashion-MNIST's 60,000 training images (image_id as in bronze/product_images)."""
+    import numpy as np
+
+    folder = datasets.FASHION_MNIST.locate()
+    labels = datasets.read_idx(folder / datasets.FASHION_MNIST_FILES["train"][1], datasets.IDX_LABELS_MAGIC)
+    frame = pd.DataFrame({"image_id": np.arange(len(labels), dtype=np.int64), "label": labels.astype(np.int32)})
+    return datasets.from_pandas(spark, frame)
 
 
 def main(argv=None) -> int:

