@@ -229,6 +229,8 @@ def test_intents_job_triages_reviews_summarises_aspects_and_routes_new_messages(
     for _ in range(2):
         routed = intents.route(spark, config, str(messages))
     assert (routed["routed"], routed["skipped"]) == (3, 1)   # m4 has no text
+    assert [(r.message_id, r.reason, r.source) for r in
+            lake.read_table(spark, root, tables.QUARANTINE_ROUTED_MESSAGES).collect()] == [("m4", "missing_text", str(messages))]
     table = {r.message_id: r for r in lake.read_table(spark, root, tables.GOLD_ROUTED_MESSAGES).collect()}
     assert sorted(table) == ["m1", "m2", "m3"] and table["m1"].action == "quality_complaint"
     assert "fabric_quality:negative" in table["m1"].aspects

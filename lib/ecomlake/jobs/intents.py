@@ -24,7 +24,9 @@ silver/review_embeddings (computed once per review text). Writes (each replaced 
 --route reads a CSV or JSON file (or a Delta table path) of new messages with columns
 message_id and text (rating, recommended, item_id optional) and writes their actions with the
 newest service_triage model to gold/routed_messages (the rows of that input replaced in one
-commit: re-running the same file gives the same rows, with a new routed_at).
+commit: re-running the same file gives the same rows, with a new routed_at); a message without
+message_id or text goes to quarantine/routed_messages with its reason (missing_message_id,
+missing_text), replaced the same way.
 """
 from __future__ import annotations
 
@@ -241,11 +243,19 @@ def route(spark: SparkSession, config: dict, path: str) -> dict:
     except InputError:
         raise InputError("gold/model_runs has no trained service_triage model: run `intents` first") from None
     raw = read_messages(spark, path)
-    usable = F.col("message_id").isNotNull() & (F.length(F.trim(F.col("text").cast("string"))) > 0)
-    skipped = raw.where(~usable | usable.isNull()).count()
+    reason = (F.when(F.col("message_id").isNull(), F.lit("missing_message_id"))
+              .when(F.coalesce(F.length(F.trim(F.col("text").cast("string"))), F.lit(0)) == 0, F.lit("missing_text")))
+    # A message that cannot be routed is kept with its reason (replaced with the input's other rows).
+    set_aside = raw.where(reason.isNotNull()).select(
+        F.col("message_id").cast("string").alias("message_id"), F.col("text").cast("string").alias("text"),
+        reason.alias("reason"), F.lit(path).alias("source"),
+        F.lit(datetime.now(timezone.utc)).cast("timestamp").alias("routed_at"))
+    lake.replace_rows(spark, set_aside, root, tables.QUARANTINE_ROUTED_MESSAGES, f"source = {lake.sql_string(path)}")
+    skipped = lake.read_table(spark, root, tables.QUARANTINE_ROUTED_MESSAGES).where(F.col("source") == path).count()
     if skipped:
-        log.warning(f"intents --route: {skipped:,} row(s) of {path} have no message_id or no text: not routed")
-    raw = raw.where(usable)
+        log.warning(f"intents --route: {skipped:,} row(s) of {path} have no message_id or no text: kept in "
+                    f"{tables.QUARANTINE_ROUTED_MESSAGES.id} with the reason, not routed")
+    raw = raw.where(reason.isNull())
     messages = raw.select(F.col("message_id").cast("string").alias("message_id"), "item_id",
                           F.lit("unknown").alias("department"), F.lit("unknown").alias("class_name"),
                           F.col("text").alias("raw_text"), aspects.message_text(F.lit(None), "text").alias("text"),

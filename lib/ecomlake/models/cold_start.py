@@ -204,11 +204,14 @@ def training_pairs(profiles: DataFrame, positives: DataFrame, history: DataFrame
     """Profiles x each user's positive items (user_key, product_id) -> user_key, product_id, label
     and FEATURES: every positive and `negatives` items drawn at random (per user, from the seed)
     among the items that are neither positive nor in the user's history (user_key, product_id:
-    what built the profile; serving never offers those either)."""
+    what built the profile; serving never offers those either). Half the draws come from the
+    positives' own categories: those teach what tells items of one category apart (the picture),
+    which draws from the whole catalogue, mostly other categories, hardly do."""
     wanted = (positives.groupBy("user_key").agg(F.collect_set("product_id").alias("positives"))
               .join(history.groupBy("user_key").agg(F.collect_set("product_id").alias("history")), "user_key", "left"))
     position = {int(p): j for j, p in enumerate(items.product_ids)}
     n_items = len(items.product_ids)
+    categories = np.array(items.categories, dtype=object)
 
     def pairs(batches):
         for batch in batches:
@@ -222,7 +225,11 @@ def training_pairs(profiles: DataFrame, positives: DataFrame, history: DataFrame
                     skip = pos + [position[int(p)] for p in (seen if seen is not None else []) if int(p) in position]
                     pool = np.setdiff1d(np.arange(n_items), skip)
                     rng = np.random.default_rng([seed, zlib.crc32(str(user).encode())])
-                    neg = rng.choice(pool, size=min(negatives, len(pool)), replace=False) if len(pool) else []
+                    near = pool[np.isin(categories[pool], categories[pos])]
+                    neg = rng.choice(near, size=min(negatives // 2, len(near)), replace=False) if len(near) else []
+                    rest = np.setdiff1d(pool, neg)
+                    neg = np.concatenate([neg, rng.choice(rest, size=min(negatives - len(neg), len(rest)),
+                                                          replace=False) if len(rest) else []]).astype(int)
                     for j, label in [(j, 1.0) for j in pos] + [(int(j), 0.0) for j in neg]:
                         out.append((user, int(items.product_ids[j]), label,
                                     *[float(feats[f][i, j]) for f in FEATURES]))
