@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import date, timedelta
 
 from pyspark import StorageLevel
 from pyspark.ml.classification import LogisticRegression
@@ -36,6 +35,7 @@ from pyspark.sql import functions as F
 
 from ecomlake import evaluation, features, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
+from ecomlake.dates import add_days
 from ecomlake.errors import ConfigError, InputError
 from ecomlake.models import cold_start, recommend, sentiment
 
@@ -105,7 +105,7 @@ def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None 
 
     # The ranker learns before the cutoff: profiles up to train_cut, the items each user met for
     # the first time in [train_cut, as_of) against items drawn from the catalogue of that time.
-    train_cut = (date.fromisoformat(as_of) - timedelta(days=settings["train_days"])).isoformat()
+    train_cut = add_days(as_of, -settings["train_days"])
     before_train = features.interactions(events, train_cut, weights_by_event, half_life)
     before_cut = features.interactions(events, as_of, weights_by_event, half_life).persist(StorageLevel.MEMORY_AND_DISK)
     positives = (recommend.truth_items(events, train_cut, settings["train_days"])
@@ -126,8 +126,8 @@ def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None 
     # New products: in the catalogue, untouched before the cutoff.
     new_content = content.join(events.where(F.col("event_time") < features.cutoff(as_of))
                                .select("product_id").distinct(), "product_id", "left_anti")
-    new_items = cold_start.ItemMatrix.collect(new_content, cold_start.category_popularity(before_cut, content),
-                                              settings["max_items"])
+    popularity = cold_start.category_popularity(before_cut, content)
+    new_items = cold_start.ItemMatrix.collect(new_content, popularity, settings["max_items"])
     if len(new_items.product_ids) == 0:
         raise InputError(f"bronze/products holds no product without interactions before {as_of}: no new product "
                          "to recommend")
@@ -143,8 +143,7 @@ def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None 
     # measured on what users did with those; prefixed `pictured_`.
     pictured = new_content.where(F.col("image_embedding").isNotNull())
     if with_images and pictured.limit(1).count():
-        pictured_items = cold_start.ItemMatrix.collect(pictured, cold_start.category_popularity(before_cut, content),
-                                                       settings["max_items"])
+        pictured_items = cold_start.ItemMatrix.collect(pictured, popularity, settings["max_items"])
         pictured_truth = truth.join(pictured.select("product_id"), "product_id")
         per_model = evaluation.ranking_metrics_per(cold_start.ranked(profiles, pictured_items, weights, k),
                                                    pictured_truth, k, len(pictured_items.product_ids), "model",
