@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 
 WHEEL_DIR ?= dist
 
-.PHONY: cold-start risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+.PHONY: graph cold-start risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -86,6 +86,15 @@ cold-start: env
 	./spark-submit.sh ingest --source fashion_mnist $(COLD_START_ARGS) $(ARGS)
 	./spark-submit.sh train_deep image_cnn $(COLD_START_CNN_ARGS) $(COLD_START_ARGS) $(ARGS)
 	./spark-submit.sh cold_start --as-of $(TRAIN_AS_OF) $(COLD_START_ARGS) $(ARGS)
+
+# Item graph: a lake of its own, generated with planted item relations (substitutes, complements
+# bought within days of the main product, category transitions), then the graph job, measured
+# against them.
+GRAPH_DIR ?= lakehouse-graph
+GRAPH_ARGS = --lake $(GRAPH_DIR)/lake --conf generate.output=$(GRAPH_DIR)/data --conf generate.item_relations=true
+graph: env
+	./spark-submit.sh pipeline $(GRAPH_ARGS) $(ARGS)
+	./spark-submit.sh graph --as-of $(TRAIN_AS_OF) $(GRAPH_ARGS) $(ARGS)
 
 # Fraud that hides (account takeovers, slow scrapers) among legitimate bulk buyers that trip the
 # rules: a lake of its own, generated with 3 % such users (1 % of each kind), then `risk`.

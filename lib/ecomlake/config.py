@@ -65,6 +65,8 @@ SCHEMA: dict[str, Key] = {
                                    "(a Fashion-MNIST class; 0: styles play no part)"),
     "generate.product_images": Key(bool, False, "give apparel products a Fashion-MNIST image of their style "
                                    "(catalog/product_images.csv; needs dataset-fashion-mnist)"),
+    "generate.item_relations": Key(bool, False, "plant substitutes, complements (bought within days after the "
+                                   "main product) and category transitions in sessions (for the item graph)"),
     "generate.daily": Key(bool, False, "one CSV per day (events/2019-10-01.csv) instead of one per month"),
     "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price"),
     "clean.min_event_time": Key(str, "2000-01-01", "events before this are quarantined"),
@@ -102,6 +104,17 @@ SCHEMA: dict[str, Key] = {
     "cold_start.max_items": Key(int, 50_000, "most candidate products (their content is broadcast to every worker)"),
     "cold_start.image_model": Key(str, "image_cnn", "which model's rows of gold/item_image_embeddings to use"),
     "cold_start.similar_k": Key(int, 10, "visually similar products kept per product"),
+    "graph.k": Key(int, 5, "complements and substitutes kept per product (metrics at this k)"),
+    "graph.window_days": Key(int, 7, "days after a purchase in which meeting a product makes a bought_after edge"),
+    "graph.min_count": Key(int, 2, "sessions a pair must be co-viewed in to be a substitute or a community edge"),
+    "graph.max_session_items": Key(int, 50, "sessions with more distinct products add no co-occurrence edges "
+                                   "(bots and scrapers would add every pair)"),
+    "graph.item2vec_vector_size": Key(int, 32, "dimensions of the item2vec (Spark ML Word2Vec) embeddings"),
+    "graph.item2vec_window": Key(int, 3, "item2vec context window (views before and after)"),
+    "graph.item2vec_min_count": Key(int, 2, "sessions a product must be viewed in to get an item2vec embedding"),
+    "graph.item2vec_max_iter": Key(int, 3, "item2vec passes over the sessions"),
+    "graph.communities": Key(int, 15, "communities found by power iteration clustering of the co-view graph"),
+    "graph.community_max_iter": Key(int, 20, "power iterations of the community clustering"),
     "intents.human_queue_below": Key(float, 0.4, "a message whose action confidence is below this goes to "
                                      "the human queue"),
     "intents.aspect_method": Key(str, "keyword_rules", "which method's aspects go to gold/review_aspects",

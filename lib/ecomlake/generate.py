@@ -69,6 +69,21 @@ STYLES_PER_CATEGORY = 3
 # feature what is new: the share grows as they arrive). Nothing sees them before: not users, not bots.
 NEW_ARRIVAL_DAYS = 14
 NEW_ARRIVAL_VIEW_SHARE = 0.3
+# Item relations (generate.item_relations), planted in normal users' sessions:
+# - substitutes: products 2j and 2j+1 of a category (among those there from the start). A view at an
+#   even slot of a session is followed, with probability SUBSTITUTE_SHARE, by its substitute at the
+#   next slot; a session buys only its last product, so the pair is seldom bought together.
+# - category transitions: after a view at an even slot in a source category, the next slot is in the
+#   target category with probability TRANSITION_SHARE (the same product rank there).
+# - complements: a purchase in a main category is followed, with probability COMPLEMENT_FOLLOW_UP,
+#   by a session 1 to COMPLEMENT_DAYS days later that ends on the accessory (the product of the same
+#   rank in the accessory category) and buys it with probability COMPLEMENT_BUY.
+# Only even slots lead, so the product a relation follows is always the one shown.
+SUBSTITUTE_SHARE = 0.35
+CATEGORY_TRANSITIONS = {2: 1, 4: 5, 9: 10, 11: 7}  # tv -> headphone, washer -> vacuum, sofa -> toys, bicycle -> shoes
+TRANSITION_SHARE = 0.3
+COMPLEMENT_CATEGORIES = {0: 1, 3: 13, 7: 8}  # smartphone -> headphone, notebook -> printer, shoes -> shirt
+COMPLEMENT_FOLLOW_UP, COMPLEMENT_DAYS, COMPLEMENT_BUY = 0.6, 5, 0.5
 # Discount levels of weekly promotions and their probabilities.
 DISCOUNTS = ((0.0, 0.70), (0.1, 0.15), (0.2, 0.10), (0.3, 0.05))
 # Session intensity multiplier by ISO day of week (Mon..Sun) and total trend over the period.
@@ -121,6 +136,7 @@ class GeneratorParams:
     new_product_fraction: float = 0.0
     style_affinity: float = 0.0
     product_images: bool = False
+    item_relations: bool = False
 
     def __post_init__(self):
         if self.events < 1000:
@@ -266,6 +282,37 @@ def products_truth(spark: SparkSession, p: GeneratorParams) -> DataFrame:
         (local >= p.products_per_category - p.new_products_per_category).alias("new_arrival"),
         F.date_add(F.lit(p.start_date).cast("date"), arrival_day(p, idx)).alias("arrival_date"),
         F.pmod(F.xxhash64(F.lit(p.seed), F.lit("image"), idx), F.lit(1 << 31)).alias("image_draw"))
+
+
+def item_relations_truth(spark: SparkSession, p: GeneratorParams) -> DataFrame:
+    """The planted product pairs: product_id, related_product_id, relation ('substitute' both ways
+    within a category, 'complement' from the main product to its accessory)."""
+    per_cat, n_old = p.products_per_category, p.products_per_category - p.new_products_per_category
+    idx = F.col("id")
+    category, local = F.floor(idx / per_cat), F.pmod(idx, per_cat)
+    substitute_local = local + 1 - 2 * F.pmod(local, 2)
+    accessory = F.create_map(*[F.lit(x) for pair in COMPLEMENT_CATEGORIES.items() for x in pair])[category]
+    product_id = _product_columns(p, idx)["product_id"]
+    pairs = spark.range(p.products).where(local < n_old)
+    substitutes = pairs.where(substitute_local < n_old).select(
+        product_id.alias("product_id"), _product_columns(p, category * per_cat + substitute_local)["product_id"]
+        .alias("related_product_id"), F.lit("substitute").alias("relation"))
+    complements = pairs.where(accessory.isNotNull()).select(
+        product_id.alias("product_id"), _product_columns(p, accessory * per_cat + local)["product_id"]
+        .alias("related_product_id"), F.lit("complement").alias("relation"))
+    return substitutes.unionByName(complements)
+
+
+def category_transitions(events_df: DataFrame) -> DataFrame:
+    """Category of a normal session's view -> category of its next view: from_category, to_category,
+    views, share (of the views after from_category): the realised transition matrix."""
+    order = Window.partitionBy("session_key").orderBy("event_index")
+    views = (events_df.where((F.col("kind") == "normal") & (F.col("event_type") == "view"))
+             .select("session_key", "event_index", F.coalesce("category_code", F.lit("")).alias("category")))
+    pairs = (views.withColumn("to_category", F.lead("category").over(order))
+             .where(F.col("to_category").isNotNull())
+             .groupBy(F.col("category").alias("from_category"), "to_category").agg(F.count(F.lit(1)).alias("views")))
+    return pairs.withColumn("share", F.col("views") / F.sum("views").over(Window.partitionBy("from_category")))
 
 
 def product_images(truth: DataFrame, class_images: DataFrame) -> DataFrame:
@@ -461,8 +508,7 @@ def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
         (3 * (3 + F.floor(uniform(seed, "carder_loops", key) * 8))).cast("int").alias("carder_events"),
     )
     # The product a normal session ends on (and buys, if it converts): its price sets the odds.
-    last_product = _product_for(p, F.col("n_views") - 1)
-    s = s.withColumn("last_product", last_product)
+    s = _with_product(s, p, F.col("n_views") - 1, "last_product")
     last = _product_columns(p, F.col("last_product"))
     price_factor = F.pow(_price_on_day(p, F.col("last_product"), F.col("day")) / last["ref_price"], last["elasticity"])
     converted = ((F.col("kind") == "takeover")
@@ -475,7 +521,39 @@ def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
                 .when(carted & removed, F.col("n_views") + 2)
                 .when(carted, F.col("n_views") + 1)
                 .otherwise(F.col("n_views")))
-    return s.withColumn("converted", converted).withColumn("n_events", n_events.cast("int"))
+    s = s.withColumn("converted", converted).withColumn("n_events", n_events.cast("int"))
+    return _with_complement_follow_ups(s, p) if p.item_relations else s
+
+
+def _with_complement_follow_ups(s: DataFrame, p: GeneratorParams) -> DataFrame:
+    """Sessions plus, after a normal session that bought in a main category (COMPLEMENT_CATEGORIES),
+    with probability COMPLEMENT_FOLLOW_UP a session 1 to COMPLEMENT_DAYS days later (inside the
+    window) of 1-3 views ending on the accessory (column planted_last), bought with probability
+    COMPLEMENT_BUY. Ordinary sessions have planted_last null."""
+    seed, key = p.seed, F.col("session_key")
+    per_cat = p.products_per_category
+    n_old = per_cat - p.new_products_per_category
+    category, local = F.floor(F.col("last_product") / per_cat), F.pmod(F.col("last_product"), per_cat)
+    accessory_category = F.create_map(*[F.lit(x) for pair in COMPLEMENT_CATEGORIES.items() for x in pair])[category]
+    start = F.col("start_second") + F.floor(
+        (1 + uniform(seed, "complement_delay", key) * (COMPLEMENT_DAYS - 1)) * 86400).cast("long")
+    follow_key = F.xxhash64(F.lit(seed), F.lit("complement_session"), key)
+    n_views = (F.lit(1) + F.floor(uniform(seed, "complement_views", key) * 3)).cast("int")
+    bought = uniform(seed, "complement_buy", key) < COMPLEMENT_BUY
+    follow_ups = (
+        s.where((F.col("kind") == "normal") & F.col("converted") & accessory_category.isNotNull()
+                & (local < n_old) & (uniform(seed, "complement", key) < COMPLEMENT_FOLLOW_UP))
+        .withColumn("planted_last", (accessory_category * per_cat + local).cast("long"))
+        .withColumn("start_second", start)
+        .where(F.col("start_second") < p.days * 86400)
+        .withColumn("day", F.floor(F.col("start_second") / 86400).cast("int"))
+        .withColumn("n_views", n_views)
+        .withColumn("gap_seconds", (5 + F.floor(uniform(seed, "complement_gap", key) * 115)).cast("int"))
+        .withColumn("converted", bought)
+        .withColumn("n_events", F.when(bought, F.col("n_views") + 2).otherwise(F.col("n_views")).cast("int"))
+        .withColumn("last_product", F.col("planted_last"))
+        .withColumn("session_key", follow_key))
+    return s.withColumn("planted_last", F.lit(None).cast("long")).unionByName(follow_ups)
 
 
 def _with_takeovers(kept: DataFrame, users_df: DataFrame, p: GeneratorParams) -> DataFrame:
@@ -500,8 +578,50 @@ def _with_takeovers(kept: DataFrame, users_df: DataFrame, p: GeneratorParams) ->
     return owner.unionByName(holder.select(*kept.columns))
 
 
-def _product_for(p: GeneratorParams, slot: Column) -> Column:
-    """Product index viewed at a slot of a session (a pure function of session key and slot)."""
+def _with_product(df: DataFrame, p: GeneratorParams, slot: Column, name: str) -> DataFrame:
+    """df + column `name`: the product index viewed at a slot of a session (a pure function of
+    session key and slot). With planted relations the slot's and the previous slot's products are
+    columns of their own first: inlined, the expression outgrows what Spark's code generator compiles."""
+    if not p.item_relations:
+        return df.withColumn(name, _base_product_for(p, slot))
+    df = (df.withColumn("_slot", slot.cast("int"))
+          .withColumn("_base", _base_product_for(p, F.col("_slot")))
+          .withColumn("_previous", _base_product_for(p, F.col("_slot") - 1)))
+    return (df.withColumn(name, _with_planted_relations(p, F.col("_slot"), F.col("_base"), F.col("_previous")))
+            .drop("_slot", "_base", "_previous"))
+
+
+def _with_planted_relations(p: GeneratorParams, slot: Column, base: Column, previous: Column) -> Column:
+    """At an odd slot of a normal session, the previous (even) slot's product may be followed by a
+    product of the planted target category or by its substitute; else `base`."""
+    seed, key = p.seed, F.col("session_key")
+    per_cat, n_old = p.products_per_category, p.products_per_category - p.new_products_per_category
+    previous_category, previous_local = F.floor(previous / per_cat), F.pmod(previous, per_cat)
+    follows = (F.col("kind") == "normal") & (F.pmod(slot, 2) == 1)
+    target = F.create_map(*[F.lit(x) for pair in CATEGORY_TRANSITIONS.items() for x in pair])[previous_category]
+    transition = follows & target.isNotNull() & (uniform(seed, "transition", key, slot) < TRANSITION_SHARE)
+    target_rank = F.floor(F.pow(uniform(seed, "transition_rank", key, slot), 2) * n_old)
+    # 2j <-> 2j+1 among the products there from the start
+    substitute_local = previous_local + 1 - 2 * F.pmod(previous_local, 2)
+    substitute = (follows & (substitute_local < n_old) & (previous_local < n_old)
+                  & (uniform(seed, "substitute", key, slot) < SUBSTITUTE_SHARE))
+    return (F.when(transition, target * per_cat + target_rank)
+            .when(substitute, previous_category * per_cat + substitute_local)
+            .otherwise(base))
+
+
+def _with_session_product(df: DataFrame, p: GeneratorParams, slot: Column) -> DataFrame:
+    """df + product_index of each event: _with_product, except a complement follow-up session's last
+    view, which is its planted accessory."""
+    df = _with_product(df, p, slot, "product_index")
+    if p.item_relations:
+        df = df.withColumn("product_index", F.when(F.col("planted_last").isNotNull() & (slot == F.col("n_views") - 1),
+                                                   F.col("planted_last")).otherwise(F.col("product_index")))
+    return df
+
+
+def _base_product_for(p: GeneratorParams, slot: Column) -> Column:
+    """The product a slot shows before planted relations."""
     n_cat = len(CATEGORIES)
     seed, key = p.seed, F.col("session_key")
     # The hash depends on the slot's type: sessions() and events() must hash the same int.
@@ -582,7 +702,7 @@ def events(sessions_df: DataFrame, p: GeneratorParams) -> DataFrame:
                   .when(F.col("converted"), "purchase")
                   .otherwise("remove_from_cart"))
     slot = F.when(F.col("kind").isin(*LOOP_KINDS), F.floor(i / 3)).otherwise(F.least(i, n_views - 1))
-    e = e.withColumn("event_type", event_type).withColumn("product_index", _product_for(p, slot))
+    e = _with_session_product(e.withColumn("event_type", event_type), p, slot)
     gap = F.col("gap_seconds")
     second = F.col("start_second") + i * gap + F.floor(uniform(seed, "jitter", F.col("session_key"), i) * gap / 2)
     prod = _product_columns(p, F.col("product_index"))

@@ -35,7 +35,7 @@ from ecomlake.spark import delta_packages, session_conf
 log = logging.getLogger("ecomlake.submit")  # also when run as `python -m ecomlake.submit`
 
 JOBS = ("pipeline", "generate", "ingest", "clean", "sessionize", "features", "train", "score", "train_deep",
-        "clv", "sentiment", "intents", "cold_start", "risk", "pricing", "report",
+        "clv", "sentiment", "intents", "cold_start", "graph", "risk", "pricing", "report",
         "maintain", "forget")
 
 

@@ -64,6 +64,9 @@ QUARANTINE_PRODUCT_IMAGE_LINKS = Table("quarantine", "product_image_links", "ing
 GOLD_PRODUCT_CONTENT = Table("gold", "product_content", "cold_start")
 GOLD_NEW_ITEM_RECOMMENDATIONS = Table("gold", "new_item_recommendations", "cold_start")
 GOLD_VISUALLY_SIMILAR_ITEMS = Table("gold", "visually_similar_items", "cold_start")
+GOLD_ITEM_EDGES = Table("gold", "item_edges", "graph")
+GOLD_ITEM_RELATIONS = Table("gold", "item_relations", "graph")
+GOLD_ITEM_EMBEDDINGS = Table("gold", "item_embeddings", "graph")
 # Customer value, reviews, risk, pricing (issue 5).
 GOLD_CUSTOMER_VALUE = Table("gold", "customer_value", "clv")
 GOLD_CLV_CALIBRATION = Table("gold", "clv_calibration", "clv")

@@ -19,6 +19,11 @@ products; all off by default, which leaves every line as it was):
                                dataset-fashion-mnist, unpacked by `make env`; generate.product_images)
   _ground_truth/products/      Parquet: per product its style class (apparel), whether it is a new
                                arrival, its arrival date and image_id
+With generate.item_relations (off by default):
+  _ground_truth/item_relations/        Parquet: product_id, related_product_id, relation (substitute,
+                                       complement): the planted pairs
+  _ground_truth/category_transitions/  Parquet: from_category, to_category, views, share: the
+                                       realised category of the next view in normal sessions
 
 Run:  ./spark-submit.sh generate --events 1000000 --seed 7 [--daily]
 Output is deterministic: when --output already holds data generated with the same parameters and
@@ -56,7 +61,8 @@ def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
             start_date=g["start_date"], days=g["days"],
             dirty_fraction=g["dirty_fraction"], fraud_user_fraction=g["fraud_user_fraction"],
             hidden_fraud_fraction=g["hidden_fraud_fraction"], new_product_fraction=g["new_product_fraction"],
-            style_affinity=g["style_affinity"], product_images=g["product_images"])
+            style_affinity=g["style_affinity"], product_images=g["product_images"],
+            item_relations=g["item_relations"])
     except ValueError as exc:
         raise ConfigError(f"generate: {exc}") from None
 
@@ -132,6 +138,10 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
 
     if p.plants_products:
         write_planted_products(spark, p, output)
+    if p.item_relations:
+        gen.item_relations_truth(spark, p).write.mode("overwrite").parquet(f"{output}/_ground_truth/item_relations")
+        (gen.category_transitions(events_df).coalesce(1)
+         .write.mode("overwrite").parquet(f"{output}/_ground_truth/category_transitions"))
     users.write.mode("overwrite").parquet(f"{output}/_ground_truth/users")
     dirty = {k: int(counts[k]) for k in gen.DIRTY_KINDS}
     expected = {}
@@ -160,6 +170,16 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
         "styles": ({gen.CATEGORIES[c][0]: [datasets.FASHION_MNIST_CLASSES[k] for k in classes]
                     for c, classes in gen.APPAREL_STYLES.items()} | {"affinity": p.style_affinity}
                    if p.plants_products else None),
+        "item_relations": ({
+            "substitutes": "products 2j and 2j+1 of each category (those there from the start)",
+            "substitute_share": gen.SUBSTITUTE_SHARE,
+            "complements": {gen.CATEGORIES[a][0]: gen.CATEGORIES[b][0] for a, b in gen.COMPLEMENT_CATEGORIES.items()},
+            "complement_follow_up": gen.COMPLEMENT_FOLLOW_UP, "complement_days": gen.COMPLEMENT_DAYS,
+            "complement_buy": gen.COMPLEMENT_BUY,
+            "category_transitions": {gen.CATEGORIES[a][0]: gen.CATEGORIES[b][0]
+                                     for a, b in gen.CATEGORY_TRANSITIONS.items()},
+            "transition_share": gen.TRANSITION_SHARE,
+        } if p.item_relations else None),
         "price_model": ("P(session buys) = min(0.95, p_convert * (price / ref_price) ** elasticity), "
                         "price = base_price * (1 - weekly discount)"),
     }

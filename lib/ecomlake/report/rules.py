@@ -16,7 +16,8 @@ MAIN_METRIC = {"recommend": "ndcg@10", "propensity": "auc", "churn": "auc", "for
                "movielens": "ndcg@10", "recommend_movielens": "ndcg@10", "next_item_movielens": "ndcg@10",
                "clv": "mae", "review_recommended": "auc", "review_rating": "macro_f1",
                "risk": "pr_auc", "pricing": "model_wape", "cold_start": "ndcg@10",
-               "visual_similarity": "same_class_recall@10"}
+               "visual_similarity": "same_class_recall@10", "item_complements": "precision@1",
+               "item_substitutes": "precision@1", "category_transitions": "precision@1"}
 LOWER_IS_BETTER = {"forecast", "clv", "pricing", "elasticity"}
 
 
