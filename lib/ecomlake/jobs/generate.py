@@ -36,6 +36,7 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from dataclasses import asdict, fields
 
 import pandas as pd
@@ -48,6 +49,7 @@ from ecomlake import generate as gen
 from ecomlake import datasets, lake, rees46
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import ConfigError
+from ecomlake.spark import conf_set
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,14 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
         log.info(f"generate: {output}/events already holds these {truth['data_lines']:,} lines "
               f"(same parameters, {layout(daily)} files); left as is (--force regenerates)")
         return truth
+    # With planted relations a product is an expression of the previous slot's: whole-stage code for
+    # the events outgrows Java's 64 KB method limit (Spark then falls back, logging the failure).
+    codegen = conf_set(spark, "spark.sql.codegen.wholeStage", "false") if p.item_relations else nullcontext()
+    with codegen:
+        return _generate(spark, p, output, daily)
+
+
+def _generate(spark: SparkSession, p: gen.GeneratorParams, output: str, daily: bool) -> dict:
     if p.product_images:
         datasets.FASHION_MNIST.locate()  # before anything is deleted: a missing package stops here
     for sub in ("events", "catalog", "_ground_truth"):
