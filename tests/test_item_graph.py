@@ -12,7 +12,7 @@ from ecomlake import lake, tables
 from ecomlake.errors import ConfigError
 from ecomlake.models import item_graph
 
-PLANTED = dict(events=8000, seed=5, item_relations=True)
+PLANTED = dict(events=8000, seed=5, item_relations=True)  # fewer leaves too few main-product purchases to judge
 DAY0 = datetime(2019, 10, 1)
 EVENT_SCHEMA = "user_key string, user_session string, event_time timestamp, event_type string, product_id long"
 # Products of the hand-built lake: a phone P whose planted accessory is the headset H; C is a cable
