@@ -169,6 +169,7 @@ def test_planted_pair_metrics_by_hand(spark):
     assert metrics[("substitute", "m")]["queries"] == 0.0
 
 
+@pytest.mark.e2e
 def test_graph_job_writes_the_graph_and_measures_it_against_the_planted_pairs(spark, make_config, tmp_path):
     from ecomlake.jobs import graph
 
