@@ -146,7 +146,7 @@ def test_taxonomy_edges(spark):
     assert len([r for r in rows if r[4] == "subcategory_of"]) == 3  # each parent link once (smartphone, headphone, audio)
 
 
-def test_planted_pair_metrics_by_hand(spark):
+def test_planted_pair_metrics_by_hand(spark, monkeypatch):
     top = spark.createDataFrame(
         [("complement", "m", 1, 10, 1), ("complement", "m", 1, 11, 2), ("complement", "m", 2, 12, 1),
          ("complement", "m", 2, 20, 2), ("complement", "m", 4, 40, 1)],
@@ -156,12 +156,8 @@ def test_planted_pair_metrics_by_hand(spark):
                                   "relation string, product_id long, related_product_id long")
     queries = spark.createDataFrame([("complement", 1), ("complement", 2), ("complement", 3)],
                                     "relation string, product_id long")
-    old = item_graph.METHODS
-    item_graph.METHODS = {("complement", "m"): "", ("substitute", "m"): ""}
-    try:
-        metrics = item_graph.planted_pair_metrics(top, truth, queries, k=2)
-    finally:
-        item_graph.METHODS = old
+    monkeypatch.setattr(item_graph, "METHODS", {("complement", "m"): "", ("substitute", "m"): ""})
+    metrics = item_graph.planted_pair_metrics(top, truth, queries, k=2)
     # Products 1 and 2 find theirs at rank 2, product 3 has no list; product 4 was not asked about.
     assert metrics[("complement", "m")] == {"precision@1": 0.0, "precision@2": pytest.approx(2 / 6),
                                             "recall@2": pytest.approx(2 / 3), "mrr@2": pytest.approx(1 / 3),

@@ -93,7 +93,7 @@ def run(spark: SparkSession, config: dict, as_of: str) -> dict:
 
         params = {"as_of": as_of, **{key: settings[key] for key in sorted(settings)}, "seed": config["train"]["seed"]}
         metrics, details = measure(spark, config, before, products, top, k)
-        details["communities"] = community_purity(communities, products)
+        details["communities"] = item_graph.community_purity(communities, products)
         records = [runs.model_run(f"item_{relation}s", method, as_of, params, versions, m,
                                   {"what": item_graph.METHODS[(relation, method)]},
                                   baseline=method != item_graph.BEST_METHOD[relation])
@@ -149,19 +149,6 @@ def measure(spark: SparkSession, config: dict, before, products, top, k: int) ->
     transitions = item_graph.transition_metrics(item_graph.category_transition_lift(before, products),
                                                 planted_transitions)
     return {"pairs": pairs, "transitions": transitions}, {"planted": True}
-
-
-def community_purity(communities, products) -> dict:
-    """Share of clustered products whose community's most common category is their own."""
-    labelled = communities.join(products.select("product_id", F.coalesce("category_code", F.lit("")).alias("c")),
-                                "product_id")
-    sizes = labelled.groupBy("community", "c").agg(F.count(F.lit(1)).alias("n"))
-    row = (sizes.groupBy("community").agg(F.max("n").alias("majority"), F.sum("n").alias("size"))
-           .agg(F.sum("majority").alias("majority"), F.sum("size").alias("size"),
-                F.count(F.lit(1)).alias("communities")).first())
-    size = row["size"] or 0
-    return {"products": int(size), "communities": int(row["communities"] or 0),
-            "category_purity": round(row["majority"] / size, 4) if size else 0.0}
 
 
 def main(argv=None) -> int:

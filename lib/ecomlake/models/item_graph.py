@@ -210,6 +210,19 @@ def community_edges(assignments: DataFrame) -> DataFrame:
                                           F.col("community").cast("string"), "in_community"))
 
 
+def community_purity(communities, products) -> dict:
+    """Share of clustered products whose community's most common category is their own."""
+    labelled = communities.join(products.select("product_id", F.coalesce("category_code", F.lit("")).alias("c")),
+                                "product_id")
+    sizes = labelled.groupBy("community", "c").agg(F.count(F.lit(1)).alias("n"))
+    row = (sizes.groupBy("community").agg(F.max("n").alias("majority"), F.sum("n").alias("size"))
+           .agg(F.sum("majority").alias("majority"), F.sum("size").alias("size"),
+                F.count(F.lit(1)).alias("communities")).first())
+    size = row["size"] or 0
+    return {"products": int(size), "communities": int(row["communities"] or 0),
+            "category_purity": round(row["majority"] / size, 4) if size else 0.0}
+
+
 def _product_pairs(edges: DataFrame, relation: str) -> DataFrame:
     return (edges.where(F.col("relation") == relation)
             .select(F.col("src").cast("long").alias("product_id"), F.col("dst").cast("long").alias("related_product_id"),
