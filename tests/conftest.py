@@ -23,6 +23,8 @@ TEST_SPARK_OVERRIDES = [
     "spark.conf.spark.databricks.delta.snapshotPartitions=1",
     "spark.conf.spark.sql.adaptive.coalescePartitions.enabled=true",
     "spark.conf.spark.driver.memory=2g",
+    # A throughput collector: measured on test_daily's lakes, 150 s (G1, the default) -> 135 s.
+    "spark.conf.spark.driver.extraJavaOptions=-XX:+UseParallelGC",
 ]
 
 # A JVM that lives for one small job (subprocess tests): the C1 compiler only and a serial GC

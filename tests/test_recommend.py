@@ -65,6 +65,34 @@ def test_leave_last_out_and_next_after_last_by_hand(spark):
     assert top(recommend.next_after_last(sequences, "rated_at", users.where("user_key = 3"), 5, seen)) == [(3, 1, 13)]
 
 
+def test_ease_weights_and_scores_by_hand(spark):
+    from ecomlake.models import ease
+
+    # u1 {a, b}, u2 {a, b}, u3 {b, c}, u4 {a}; a=1, b=2, c=3. G = X^T X = [[3,2,0],[2,3,1],[0,1,1]];
+    # with lambda 1, P = (G + I)^-1 = [[7,-4,2],[-4,8,-4],[2,-4,12]] / 20 (det 20, by cofactors), and
+    # B[i, j] = -P[i, j] / P[j, j]: B[a,b] = 4/8, B[a,c] = -2/12, B[b,a] = 4/7, B[b,c] = 4/12,
+    # B[c,a] = -2/7, B[c,b] = 4/8, zero diagonal.
+    inter = spark.createDataFrame([(1, 1, 1.0), (1, 2, 1.0), (2, 1, 1.0), (2, 2, 1.0), (3, 2, 1.0), (3, 3, 1.0),
+                                   (4, 1, 1.0)], INTER)
+    items, gram, by_lambda = ease.fit(inter, [1.0])
+    # items by users (b: 3, a: 3 -> lower id first; c: 1)
+    assert sorted((r.item_index, r.product_id) for r in items.collect()) == [(0, 1), (1, 2), (2, 3)]
+    assert gram.tolist() == [[3, 2, 0], [2, 3, 1], [0, 1, 1]]
+    expected = [[0, 1 / 2, -1 / 6], [4 / 7, 0, 1 / 3], [-2 / 7, 1 / 2, 0]]
+    assert by_lambda[1.0].tolist() == [pytest.approx(row, abs=1e-6) for row in expected]
+    model = ease.EaseModel(items, by_lambda[1.0], 1.0)
+    users = spark.createDataFrame([(3,), (4,)], "user_key long")
+    # u4 has only a: its scores are row a (b 1/2, c -1/6); u3 has b and c: rows b + c (a 2/7, b 1/2,
+    # c 1/3), and with its items excluded only a remains.
+    recs = recommend.ease_recommend(model, inter, users, 2)
+    assert [(r.user_key, r.rank, r.product_id, round(r.score, 4)) for r in recs.orderBy("user_key", "rank").collect()] \
+        == [(3, 1, 2, 0.5), (3, 2, 3, 0.3333), (4, 1, 2, 0.5), (4, 2, 1, 0.0)]
+    assert top(recommend.ease_recommend(model, inter, users, 2, exclude=inter)) == [(3, 1, 1), (4, 1, 2), (4, 2, 3)]
+    # only the 2 items with the most users are modelled: c is neither scored nor recommended
+    items2, gram2, _ = ease.fit(inter, [1.0], max_items=2)
+    assert items2.count() == 2 and gram2.tolist() == [[3, 2], [2, 3]]
+
+
 def test_dense_index_is_contiguous_and_sorted(spark, interactions):
     index = recommend.dense_index(interactions, "product_id", "item_index")
     assert sorted((r.product_id, r.item_index) for r in index.collect()) == [(1, 0), (2, 1), (3, 2)]
@@ -98,7 +126,7 @@ def test_movielens_as_a_next_item_task_on_a_slice(spark, tmp_path, make_config):
     ingest.run(spark, config, "movielens100k", str(sliced))
     users = len(set(real.column("user_id").to_pylist()))
     records = {r["model"]: r for r in train.run(spark, config, "movielens_sequential", None)}
-    assert set(records) == {"als", "popularity", "co_occurrence", "next_after_last"}
+    assert set(records) == {"als", "ease", "popularity", "co_occurrence", "next_after_last"}
     assert all(r["task"] == "next_item_movielens" for r in records.values())
     # Every user's last rating is asked for; most-popular answers every user.
     assert records["popularity"]["metrics"]["users_evaluated"] == users

@@ -84,6 +84,9 @@ SCHEMA: dict[str, Key] = {
     "train.als_reg_params": Key(list, [0.01, 0.1], "ALS regParam values tried when tuning"),
     "train.als_alphas": Key(list, [1.0, 10.0], "ALS alpha values tried when tuning"),
     "train.als_max_iter": Key(int, 10, "ALS iterations"),
+    "train.ease_lambdas": Key(list, [100.0, 250.0, 500.0, 1000.0], "EASE L2 strengths tried when tuning"),
+    "train.ease_max_items": Key(int, 10_000, "EASE models at most this many items, those with the most users "
+                                "(its item x item matrices are dense on the driver: 8 n^2 bytes each)"),
     "train.recommend_k": Key(int, 20, "recommendations per user (metrics at 10 and at this k)"),
     "train.forecast_holdout_days": Key(int, 14, "days held out at the end of the sales history"),
     "train.forecast_backtest_folds": Key(int, 3, "rolling-origin backtest windows (weekly steps back from the hold-out)"),

@@ -46,7 +46,7 @@ from ecomlake import generate as gen
 from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
 from ecomlake.dates import add_days
 from ecomlake.errors import ConfigError, InputError
-from ecomlake.models import classify, direct_forecast, elasticity, forecast, recommend, segments
+from ecomlake.models import classify, direct_forecast, ease, elasticity, forecast, recommend, segments
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +83,51 @@ def _movielens_interactions(spark: SparkSession, root: str):
 
 
 def _movielens_recommenders(spark: SparkSession, tc: dict, seen: DataFrame, wanted: DataFrame, k: int,
-                            best: dict) -> tuple[dict, int]:
-    """ALS at the tuned point, most-popular and co-occurrence fitted on `seen`: the top k for the
-    users of `wanted`, their seen items removed; and the catalogue size."""
+                            best: dict, best_ease: dict) -> tuple[dict, int]:
+    """ALS and EASE at their tuned points, most-popular and co-occurrence fitted on `seen`: the top
+    k for the users of `wanted`, their seen items removed; and the catalogue size."""
     users, items = recommend.index_frames(spark, seen)
     als = recommend.fit_als(seen, users, items, best["rank"], best["reg_param"], best["alpha"],
                             tc["als_max_iter"], tc["seed"])
+    ease_items, _, ease_weights = ease.fit(seen, [best_ease["lambda"]], tc["ease_max_items"])
+    ease_model = ease.EaseModel(ease_items, ease_weights[best_ease["lambda"]], best_ease["lambda"])
     candidates = {
         "als": recommend.als_recommend(als, users, items, wanted, k, seen),
+        "ease": recommend.ease_recommend(ease_model, seen, wanted, k, seen),
         "popularity": recommend.popularity(seen, wanted, k, seen),
         "co_occurrence": recommend.co_occurrence(seen, wanted, k, seen),
     }
     return candidates, seen.select("product_id").distinct().count()
+
+
+def _ranking_metrics_per_model(candidates: dict[str, DataFrame], truth: DataFrame, ks: list[int],
+                               catalogue: int) -> dict[str, dict]:
+    """evaluation.ranking_metrics @ each of ks of each model's lists (user_key, product_id, rank),
+    all models at once: Spark jobs per k, not per model and k; the lists are computed once."""
+    every = functools.reduce(DataFrame.unionByName, [
+        recs.select("user_key", "product_id", "rank", F.lit(name).alias("_model"))
+        for name, recs in candidates.items()]).persist(StorageLevel.MEMORY_AND_DISK)
+    out: dict[str, dict] = {name: {} for name in candidates}
+    for k in sorted(set(ks)):
+        measured = evaluation.ranking_metrics_per(every, truth, k, catalogue, "_model", "user_key", "product_id")
+        for name in candidates:
+            out[name].update(measured.get(name, evaluation.empty_ranking_metrics(k)))
+    every.unpersist()
+    return out
+
+
+TUNED_MODELS = ("als", "ease")  # the MovieLens rows that are models; the others are baselines
+
+
+def _tuned(model: str, best_als: dict, best_ease: dict) -> dict:
+    """The tuned parameters a MovieLens model row records (none for the untuned baselines)."""
+    if model == "als":
+        return {key: best_als[key] for key in ("rank", "reg_param", "alpha")}
+    return {"lambda": best_ease["lambda"]} if model == "ease" else {}
+
+
+def _tuning(model: str, als_grid: list[dict], ease_grid: list[dict]) -> dict:
+    return {"tuning": als_grid} if model == "als" else {"tuning": ease_grid} if model == "ease" else {}
 
 
 def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
@@ -107,16 +140,18 @@ def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
     train_part, test_part = split.where("_is_train").drop("_is_train"), split.where("NOT _is_train").drop("_is_train")
     # Tuning on a second stratified split of the training part only: the test part stays unseen.
     inner = recommend.stratified_split(train_part, 0.75, seed + 1)
-    best, grid = recommend.tune_als(inner.where("_is_train").drop("_is_train"),
-                                    inner.where("NOT _is_train").drop("_is_train"), k, **_als_grid(tc), exclude=True)
-    candidates, catalogue = _movielens_recommenders(spark, tc, train_part, test_part, k, best)
+    inner_train, inner_test = inner.where("_is_train").drop("_is_train"), inner.where("NOT _is_train").drop("_is_train")
+    best, grid = recommend.tune_als(inner_train, inner_test, k, **_als_grid(tc), exclude=True)
+    best_ease, ease_grid = recommend.tune_ease(inner_train, inner_test, k, tc["ease_lambdas"], tc["ease_max_items"],
+                                               exclude=True)
+    candidates, catalogue = _movielens_recommenders(spark, tc, train_part, test_part, k, best, best_ease)
     out = []
     params = {"protocol": "stratified 75/25 per user, seed 42, ratings as implicit, seen items removed", "k": k}
-    for name, recs in candidates.items():
-        metrics = evaluation.ranking_metrics(recs, test_part, k, catalogue, "user_key", "product_id")
-        model_params = {**params, **({key: best[key] for key in ("rank", "reg_param", "alpha")} if name == "als" else {})}
-        out.append(runs.model_run("recommend_movielens", name, None, model_params, versions, metrics,
-                                  {"tuning": grid} if name == "als" else {}, baseline=name != "als"))
+    measured = _ranking_metrics_per_model(candidates, test_part, [k], catalogue)
+    for name in candidates:
+        out.append(runs.model_run("recommend_movielens", name, None, {**params, **_tuned(name, best, best_ease)},
+                                  versions, measured[name], _tuning(name, grid, ease_grid),
+                                  baseline=name not in TUNED_MODELS))
     split.unpersist()
     return out
 
@@ -133,17 +168,19 @@ def train_movielens_sequential(spark: SparkSession, config: dict) -> list[dict]:
     history = split.where(F.col("_from_end") >= 2).drop("_from_end")
     test = split.where(F.col("_from_end") == 1).select("user_key", "product_id")
     best, grid = recommend.tune_als(train_part, validation, k, **_als_grid(tc), exclude=True)
-    candidates, catalogue = _movielens_recommenders(spark, tc, history, test, k, best)
+    best_ease, ease_grid = recommend.tune_ease(train_part, validation, k, tc["ease_lambdas"], tc["ease_max_items"],
+                                               exclude=True)
+    candidates, catalogue = _movielens_recommenders(spark, tc, history, test, k, best, best_ease)
     candidates["next_after_last"] = recommend.next_after_last(history, "rated_at", test, k, history)
     params = {"protocol": "leave-last-out by time (validation: the one before), all unrated items ranked", "k": k}
     out = []
-    for name, recs in candidates.items():
-        ranking = evaluation.ranking_metrics(recs, test, k, catalogue, "user_key", "product_id")
+    measured = _ranking_metrics_per_model(candidates, test, [k], catalogue)
+    for name in candidates:
+        ranking = measured[name]
         metrics = {f"hr@{k}": ranking[f"recall@{k}"], f"ndcg@{k}": ranking[f"ndcg@{k}"],
                    f"coverage@{k}": ranking[f"coverage@{k}"], "users_evaluated": ranking["users_evaluated"]}
-        model_params = {**params, **({key: best[key] for key in ("rank", "reg_param", "alpha")} if name == "als" else {})}
-        out.append(runs.model_run("next_item_movielens", name, None, model_params, versions, metrics,
-                                  {"tuning": grid} if name == "als" else {}, baseline=name != "als"))
+        out.append(runs.model_run("next_item_movielens", name, None, {**params, **_tuned(name, best, best_ease)},
+                                  versions, metrics, _tuning(name, grid, ease_grid), baseline=name not in TUNED_MODELS))
     split.unpersist()
     return out
 
@@ -179,11 +216,7 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
             "popularity": recommend.popularity(inter, known, k),
             "co_occurrence": recommend.co_occurrence(inter, known, k),
         }
-        for name, recs in candidates.items():
-            recs = recs.persist(StorageLevel.MEMORY_AND_DISK)
-            for at in sorted({10, k}):
-                results[name].update(evaluation.ranking_metrics(recs, known, at, catalogue, "user_key", "product_id"))
-            recs.unpersist()
+        results = _ranking_metrics_per_model(candidates, known, [10, k], catalogue)
         known.unpersist()
     else:
         log.info(f"train recommend: no test metrics: events do not cover {horizon} days after {as_of}")

@@ -1,6 +1,6 @@
-"""Recommendations from implicit user-item strength: ALS, most-popular and item co-occurrence.
+"""Recommendations from implicit user-item strength: ALS, EASE, most-popular and item co-occurrence.
 
-All three take `interactions` (user_key, product_id, strength) and return top-k rows
+All of them take `interactions` (user_key, product_id, strength) and return top-k rows
 (user_key, product_id, rank, score) for the users asked for, so one evaluation serves all.
 By default none of them filters items the user already interacted with (repeat views and
 repurchases are part of what the next period holds in a shop); `exclude` (user_key, product_id)
@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ecomlake import evaluation, features
+from ecomlake.models import ease
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,32 @@ def tune_als(fit_on: DataFrame, truth: DataFrame, k: int, ranks: list, reg_param
         ndcg = evaluation.ranking_metrics(recs, truth, k, catalogue, "user_key", "product_id")[f"ndcg@{k}"]
         grid.append({"rank": int(rank), "reg_param": float(reg), "alpha": float(alpha), f"ndcg@{k}": ndcg})
         log.info(f"  tuning ALS rank={rank} regParam={reg} alpha={alpha}: validation ndcg@{k}={ndcg:.4f}")
+    fit_on.unpersist()
+    truth.unpersist()
+    return max(grid, key=lambda g: g[f"ndcg@{k}"]), grid
+
+
+def ease_recommend(model: ease.EaseModel, history: DataFrame, users: DataFrame, k: int,
+                   exclude: DataFrame | None = None) -> DataFrame:
+    """EASE's top k for `users` from their `history` (user_key, product_id, strength)."""
+    return _top_k(ease.recommend(model, history, users, _candidates(k, exclude)), k, exclude)
+
+
+def tune_ease(fit_on: DataFrame, truth: DataFrame, k: int, lambdas: list, max_items: int,
+              exclude: bool = False) -> tuple[dict, list[dict]]:
+    """lambda by validation NDCG@k, as tune_als does for ALS: fit on `fit_on`, score the users of
+    `truth`. Returns the best point and the whole grid."""
+    fit_on = fit_on.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
+    truth = truth.persist(StorageLevel.MEMORY_AND_DISK)
+    items, _, by_lambda = ease.fit(fit_on, lambdas, max_items)
+    catalogue = fit_on.select("product_id").distinct().count()
+    grid = []
+    for lambda_, weights in by_lambda.items():
+        recs = ease_recommend(ease.EaseModel(items, weights, lambda_), fit_on, truth, k, fit_on if exclude else None)
+        ndcg = evaluation.ranking_metrics(recs, truth, k, catalogue, "user_key", "product_id")[f"ndcg@{k}"]
+        grid.append({"lambda": lambda_, f"ndcg@{k}": ndcg})
+        log.info(f"  tuning EASE lambda={lambda_}: validation ndcg@{k}={ndcg:.4f}")
+    items.unpersist()
     fit_on.unpersist()
     truth.unpersist()
     return max(grid, key=lambda g: g[f"ndcg@{k}"]), grid
