@@ -55,7 +55,10 @@ setup(
         "dev": ["pytest", "duckdb", "psutil"],
         # Customer value, reviews, pricing and the report (issue 5).
         "analytics": ["scipy", "matplotlib", "rdata", "safetensors", "threadpoolctl"],
+        # Differentially private releases (job `release`).
+        "privacy": ["pipeline-dp"],
         "all": ["tensorflow-cpu", "petastorm", "duckdb", "psutil", "pytest", "scipy", "scikit-learn",
-                "implicit", "matplotlib", "rdata", "safetensors", "threadpoolctl", "opencv-python-headless"],
+                "implicit", "matplotlib", "rdata", "safetensors", "threadpoolctl", "opencv-python-headless",
+                "pipeline-dp"],
     },
 )

@@ -93,22 +93,20 @@ def test_analytics_jobs_name_the_missing_table_or_bad_flag(spark, tmp_path, caps
     assert "Traceback" not in err.err
 
 
-def test_risk_tree_count_is_checked_before_anything_is_read():
+@pytest.mark.parametrize("override, message", [
+    ("risk.gbt_max_iter=0", "config key 'risk.gbt_max_iter' in --conf risk.gbt_max_iter must be at least 1, got 0"),
+    ("train.forecast_backtest_folds=0", "'train.forecast_backtest_folds' .* must be at least 1, got 0"),
+    ("graph.communities=1", "'graph.communities' .* must be at least 2, got 1"),
+    ("train.ease_lambdas=[250, 0]", r"each value of config key 'train.ease_lambdas' .* must be above 0, got \[250, 0\]"),
+    ("clv.horizon_weeks=-1", "'clv.horizon_weeks' .* must be above 0, got -1.0"),
+    ("generate.dirty_fraction=-0.1", "'generate.dirty_fraction' .* must be at least 0, got -0.1"),
+])
+def test_a_setting_out_of_range_is_refused_when_the_config_loads(override, message):
+    """Ranges live in config.SCHEMA, so a job never starts (nor reads anything) with a setting it
+    would fail on half-way: an EASE lambda of 0 would stop inside numpy's inverse with a stack trace."""
     from ecomlake import config as cfg
     from ecomlake.errors import ConfigError
-    from ecomlake.jobs import risk
 
-    config = cfg.load("local", overrides=["risk.gbt_max_iter=0"])
-    with pytest.raises(ConfigError, match="risk.gbt_max_iter must be at least 1, got 0"):
-        risk.run(None, config)      # no Spark session: nothing is read first
-
-
-@pytest.mark.parametrize("key, value", [("train.forecast_backtest_folds", 0), ("train.forecast_gbt_max_iter", 0)])
-def test_forecast_settings_are_checked_before_anything_is_read(key, value):
-    from ecomlake import config as cfg
-    from ecomlake.errors import ConfigError
-    from ecomlake.jobs import train
-
-    config = cfg.load("local", overrides=[f"{key}={value}"])
-    with pytest.raises(ConfigError, match=f"{key} must be at least 1, got 0"):
-        train.train_forecast(None, config, "2019-11-17")      # no Spark session: nothing is read first
+    with pytest.raises(ConfigError, match=message):
+        cfg.load("local", overrides=[override])
+    cfg.load("local", overrides=[override.split("=")[0] + "=" + str(cfg._get(cfg.defaults(), override.split("=")[0]))])

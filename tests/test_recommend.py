@@ -4,6 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecomlake import datasets, lake, tables
+from ecomlake.errors import InputError
 from ecomlake.jobs import ingest
 from ecomlake.models import recommend
 
@@ -74,6 +75,8 @@ def test_ease_weights_and_scores_by_hand(spark):
     # B[c,a] = -2/7, B[c,b] = 4/8, zero diagonal.
     inter = spark.createDataFrame([(1, 1, 1.0), (1, 2, 1.0), (2, 1, 1.0), (2, 2, 1.0), (3, 2, 1.0), (3, 3, 1.0),
                                    (4, 1, 1.0)], INTER)
+    with pytest.raises(InputError, match="EASE has no interactions to learn from"):
+        ease.fit(inter.where("user_key = 0"), [1.0])
     items, gram, by_lambda = ease.fit(inter, [1.0])
     # items by users (b: 3, a: 3 -> lower id first; c: 1)
     assert sorted((r.item_index, r.product_id) for r in items.collect()) == [(0, 1), (1, 2), (2, 3)]

@@ -29,6 +29,8 @@ class Key:
     default: Any
     doc: str
     choices: tuple | None = None
+    minimum: float | None = None   # the smallest value allowed (each element of a list)
+    exclusive: bool = False        # the value must be above `minimum`, not equal to it
 
 
 # dotted key -> Key. `spark.conf` is a free-form mapping of Spark properties.
@@ -55,98 +57,122 @@ SCHEMA: dict[str, Key] = {
     "generate.seed": Key(int, 42, "random seed; the same seed gives the same files"),
     "generate.start_date": Key(str, "2019-10-01", "first day of generated events (YYYY-MM-DD)"),
     "generate.days": Key(int, 61, "number of days of events"),
-    "generate.dirty_fraction": Key(float, 0.005, "share of rows made dirty on purpose"),
-    "generate.fraud_user_fraction": Key(float, 0.02, "share of users that are bots or fraudsters"),
+    "generate.dirty_fraction": Key(float, 0.005, "share of rows made dirty on purpose", minimum=0),
+    "generate.fraud_user_fraction": Key(float, 0.02, "share of users that are bots or fraudsters", minimum=0),
     "generate.hidden_fraud_fraction": Key(float, 0.0, "share of users that are hidden fraud (account takeover, "
-                                          "slow scrapers) or legitimate bulk buyers, a third each (0: none)"),
+                                          "slow scrapers) or legitimate bulk buyers, a third each (0: none)",
+                                          minimum=0),
     "generate.new_product_fraction": Key(float, 0.0, "share of each category's products that arrive in the last "
-                                         "14 days (new arrivals, for cold-start recommendations; 0: none)"),
+                                         "14 days (new arrivals, for cold-start recommendations; 0: none)", minimum=0),
     "generate.style_affinity": Key(float, 0.0, "chance an apparel view goes to the user's preferred style "
-                                   "(a Fashion-MNIST class; 0: styles play no part)"),
+                                   "(a Fashion-MNIST class; 0: styles play no part)", minimum=0),
     "generate.product_images": Key(bool, False, "give apparel products a Fashion-MNIST image of their style "
                                    "(catalog/product_images.csv; needs dataset-fashion-mnist)"),
     "generate.item_relations": Key(bool, False, "plant substitutes, complements (bought within days after the "
                                    "main product) and category transitions in sessions (for the item graph)"),
     "generate.daily": Key(bool, False, "one CSV per day (events/2019-10-01.csv) instead of one per month"),
-    "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price"),
+    "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price",
+                           minimum=0, exclusive=True),
     "clean.min_event_time": Key(str, "2000-01-01", "events before this are quarantined"),
     "clean.future_tolerance_minutes": Key(
         int, 60, "events later than their ingest time plus this are quarantined as event_in_future"
-    ),
-    "sessionize.gap_minutes": Key(int, 30, "inactivity gap that starts a new session"),
-    "features.interaction_weights.view": Key(float, 1.0, "interaction strength of a view"),
-    "features.interaction_weights.cart": Key(float, 3.0, "interaction strength of an add-to-cart"),
-    "features.interaction_weights.remove_from_cart": Key(float, 0.0, "interaction strength of a removal"),
-    "features.interaction_weights.purchase": Key(float, 5.0, "interaction strength of a purchase"),
-    "features.interaction_half_life_days": Key(float, 14.0, "interaction strength halves every this many days"),
-    "features.label_horizon_days": Key(int, 14, "labels look this many days past the cutoff"),
-    "train.als_ranks": Key(list, [16, 32], "ALS ranks tried when tuning"),
-    "train.als_reg_params": Key(list, [0.01, 0.1], "ALS regParam values tried when tuning"),
-    "train.als_alphas": Key(list, [1.0, 10.0], "ALS alpha values tried when tuning"),
-    "train.als_max_iter": Key(int, 10, "ALS iterations"),
-    "train.ease_lambdas": Key(list, [100.0, 250.0, 500.0, 1000.0], "EASE L2 strengths tried when tuning"),
+    , minimum=0),
+    "sessionize.gap_minutes": Key(int, 30, "inactivity gap that starts a new session", minimum=1),
+    "features.interaction_weights.view": Key(float, 1.0, "interaction strength of a view", minimum=0),
+    "features.interaction_weights.cart": Key(float, 3.0, "interaction strength of an add-to-cart", minimum=0),
+    "features.interaction_weights.remove_from_cart": Key(float, 0.0, "interaction strength of a removal", minimum=0),
+    "features.interaction_weights.purchase": Key(float, 5.0, "interaction strength of a purchase", minimum=0),
+    "features.interaction_half_life_days": Key(float, 14.0, "interaction strength halves every this many days",
+                                               minimum=0, exclusive=True),
+    "features.label_horizon_days": Key(int, 14, "labels look this many days past the cutoff", minimum=1),
+    "train.als_ranks": Key(list, [16, 32], "ALS ranks tried when tuning", minimum=1),
+    "train.als_reg_params": Key(list, [0.01, 0.1], "ALS regParam values tried when tuning", minimum=0),
+    "train.als_alphas": Key(list, [1.0, 10.0], "ALS alpha values tried when tuning", minimum=0),
+    "train.als_max_iter": Key(int, 10, "ALS iterations", minimum=1),
+    "train.ease_lambdas": Key(list, [100.0, 250.0, 500.0, 1000.0], "EASE L2 strengths tried when tuning",
+                              minimum=0, exclusive=True),
     "train.ease_max_items": Key(int, 10_000, "EASE models at most this many items, those with the most users "
-                                "(its item x item matrices are dense on the driver: 8 n^2 bytes each)"),
-    "train.recommend_k": Key(int, 20, "recommendations per user (metrics at 10 and at this k)"),
-    "train.forecast_holdout_days": Key(int, 14, "days held out at the end of the sales history"),
-    "train.forecast_backtest_folds": Key(int, 3, "rolling-origin backtest windows (weekly steps back from the hold-out)"),
-    "train.forecast_gbt_max_iter": Key(int, 40, "trees of the direct gradient-boosted forecaster"),
-    "train.segments_k": Key(int, 5, "number of KMeans customer segments"),
+                                "(its item x item matrices are dense on the driver: 8 n^2 bytes each)", minimum=1),
+    "train.recommend_k": Key(int, 20, "recommendations per user (metrics at 10 and at this k)", minimum=1),
+    "train.forecast_holdout_days": Key(int, 14, "days held out at the end of the sales history", minimum=1),
+    "train.forecast_backtest_folds": Key(int, 3, "rolling-origin backtest windows (weekly steps back from the "
+                                         "hold-out)", minimum=1),
+    "train.forecast_gbt_max_iter": Key(int, 40, "trees of the direct gradient-boosted forecaster", minimum=1),
+    "train.segments_k": Key(int, 5, "number of KMeans customer segments", minimum=2),
     "train.seed": Key(int, 7, "seed for splits and models"),
-    "clv.horizon_weeks": Key(float, 52.0, "CLV and expected purchases look this many weeks ahead"),
-    "clv.max_fit_rows": Key(int, 200_000, "Gamma-Gamma fits on at most this many distinct (x, m) rows"),
-    "sentiment.test_fraction": Key(float, 0.2, "share of reviews held out (fixed by a hash of review_id)"),
-    "sentiment.vocabulary_size": Key(int, 20_000, "words kept by the TF-IDF and deep text models"),
+    "clv.horizon_weeks": Key(float, 52.0, "CLV and expected purchases look this many weeks ahead",
+                             minimum=0, exclusive=True),
+    "clv.max_fit_rows": Key(int, 200_000, "Gamma-Gamma fits on at most this many distinct (x, m) rows", minimum=1),
+    "sentiment.test_fraction": Key(float, 0.2, "share of reviews held out (fixed by a hash of review_id)",
+                                   minimum=0, exclusive=True),
+    "sentiment.vocabulary_size": Key(int, 20_000, "words kept by the TF-IDF and deep text models", minimum=1),
     "sentiment.embedding_train_rows": Key(int, 0, "training reviews embedded with MiniLM, 0: all "
-                                          "(~40/s/core with TensorFlow, ~9 in numpy)"),
-    "cold_start.k": Key(int, 10, "new products recommended per user (metrics at this k)"),
-    "cold_start.horizon_days": Key(int, 14, "days after the cutoff the recommendations are measured on"),
-    "cold_start.train_days": Key(int, 7, "days before the cutoff whose new-to-the-user items train the content ranker"),
-    "cold_start.negatives": Key(int, 20, "items drawn per user as negatives when training the content ranker"),
-    "cold_start.max_iter": Key(int, 100, "iterations of the content ranker's logistic regression"),
-    "cold_start.max_items": Key(int, 50_000, "most candidate products (their content is broadcast to every worker)"),
+                                          "(~40/s/core with TensorFlow, ~9 in numpy)", minimum=0),
+    "cold_start.k": Key(int, 10, "new products recommended per user (metrics at this k)", minimum=1),
+    "cold_start.horizon_days": Key(int, 14, "days after the cutoff the recommendations are measured on", minimum=1),
+    "cold_start.train_days": Key(int, 7, "days before the cutoff whose new-to-the-user items train the content ranker",
+                                 minimum=1),
+    "cold_start.negatives": Key(int, 20, "items drawn per user as negatives when training the content ranker",
+                                minimum=1),
+    "cold_start.max_iter": Key(int, 100, "iterations of the content ranker's logistic regression", minimum=1),
+    "cold_start.max_items": Key(int, 50_000, "most candidate products (their content is broadcast to every worker)",
+                                minimum=1),
     "cold_start.image_model": Key(str, "image_cnn", "which model's rows of gold/item_image_embeddings to use"),
-    "cold_start.similar_k": Key(int, 10, "visually similar products kept per product"),
-    "graph.k": Key(int, 5, "complements and substitutes kept per product (metrics at this k)"),
-    "graph.window_days": Key(int, 7, "days after a purchase in which meeting a product makes a bought_after edge"),
-    "graph.min_count": Key(int, 2, "sessions a pair must be co-viewed in to be a substitute or a community edge"),
+    "cold_start.similar_k": Key(int, 10, "visually similar products kept per product", minimum=1),
+    "graph.k": Key(int, 5, "complements and substitutes kept per product (metrics at this k)", minimum=1),
+    "graph.window_days": Key(int, 7, "days after a purchase in which meeting a product makes a bought_after edge",
+                             minimum=1),
+    "graph.min_count": Key(int, 2, "sessions a pair must be co-viewed in to be a substitute or a community edge",
+                           minimum=1),
     "graph.max_session_items": Key(int, 50, "sessions with more distinct products add no co-occurrence edges "
-                                   "(bots and scrapers would add every pair)"),
-    "graph.item2vec_vector_size": Key(int, 32, "dimensions of the item2vec (Spark ML Word2Vec) embeddings"),
-    "graph.item2vec_window": Key(int, 3, "item2vec context window (views before and after)"),
-    "graph.item2vec_min_count": Key(int, 2, "sessions a product must be viewed in to get an item2vec embedding"),
-    "graph.item2vec_max_iter": Key(int, 3, "item2vec passes over the sessions"),
-    "graph.communities": Key(int, 15, "communities found by power iteration clustering of the co-view graph"),
-    "graph.community_max_iter": Key(int, 20, "power iterations of the community clustering"),
+                                   "(bots and scrapers would add every pair)", minimum=1),
+    "graph.item2vec_vector_size": Key(int, 32, "dimensions of the item2vec (Spark ML Word2Vec) embeddings", minimum=1),
+    "graph.item2vec_window": Key(int, 3, "item2vec context window (views before and after)", minimum=1),
+    "graph.item2vec_min_count": Key(int, 2, "sessions a product must be viewed in to get an item2vec embedding",
+                                    minimum=1),
+    "graph.item2vec_max_iter": Key(int, 3, "item2vec passes over the sessions", minimum=1),
+    "graph.communities": Key(int, 15, "communities found by power iteration clustering of the co-view graph",
+                             minimum=2),
+    "graph.community_max_iter": Key(int, 20, "power iterations of the community clustering", minimum=1),
     "intents.human_queue_below": Key(float, 0.4, "a message whose action confidence is below this goes to "
-                                     "the human queue"),
+                                     "the human queue", minimum=0),
     "intents.aspect_method": Key(str, "keyword_rules", "which method's aspects go to gold/review_aspects",
                                  choices=("weak_lr", "keyword_rules", "zero_shot_minilm")),
     "intents.weak_aspect_labels": Key(str, "rules", "the aspect classifiers learn from reviews where rules and "
                                       "zero-shot agree, or from the rules' flags on every review",
                                       choices=("agreement", "rules")),
-    "intents.max_iter": Key(int, 100, "iterations of each weak-label logistic regression (L-BFGS)"),
-    "intents.min_mentions": Key(int, 20, "reviews that must talk about an aspect before a suggestion names it"),
-    "risk.alert_threshold": Key(float, 0.5, "users whose risk score is at least this are alerted"),
-    "risk.test_fraction": Key(float, 0.3, "share of users held out to measure the risk classifier"),
-    "risk.gbt_max_iter": Key(int, 60, "trees of the risk classifier's gradient-boosted model (depth 4)"),
+    "intents.max_iter": Key(int, 100, "iterations of each weak-label logistic regression (L-BFGS)", minimum=1),
+    "intents.min_mentions": Key(int, 20, "reviews that must talk about an aspect before a suggestion names it",
+                                minimum=1),
+    "risk.alert_threshold": Key(float, 0.5, "users whose risk score is at least this are alerted", minimum=0),
+    "risk.test_fraction": Key(float, 0.3, "share of users held out to measure the risk classifier",
+                              minimum=0, exclusive=True),
+    "risk.gbt_max_iter": Key(int, 60, "trees of the risk classifier's gradient-boosted model (depth 4)", minimum=1),
     "risk.classifier": Key(str, "gbt", "whose score the alerts use when labels exist: "
                            "logistic_regression or gbt", choices=("logistic_regression", "gbt")),
-    "pricing.lead_time_days": Key(int, 7, "replenishment lead time of the inventory suggestion"),
-    "pricing.service_level": Key(float, 0.95, "chance that stock covers lead-time demand"),
+    "release.epsilon": Key(float, 1.0, "privacy cost (epsilon) of one release, unless --epsilon says otherwise",
+                           minimum=0, exclusive=True),
+    "release.total_epsilon": Key(float, 10.0, "privacy budget: the epsilons of all releases of silver/events add "
+                                 "up to at most this (ops/privacy_ledger); a release past it is refused",
+                                 minimum=0, exclusive=True),
+    "release.max_cells_per_user": Key(int, 4, "a user counts in at most this many cells (day x category x funnel "
+                                      "step) of a release; more are dropped at random", minimum=1),
+    "release.days": Key(int, 7, "days a release covers (before its --as-of date)", minimum=1),
+    "pricing.lead_time_days": Key(int, 7, "replenishment lead time of the inventory suggestion", minimum=1),
+    "pricing.service_level": Key(float, 0.95, "chance that stock covers lead-time demand", minimum=0, exclusive=True),
     "ops.lease_timeout_seconds": Key(
         int, 600, "a job's lease on its tables expires this long after its last heartbeat (killed runs)"
-    ),
+    , minimum=1),
     "ops.lease_wait_seconds": Key(
         int, 0, "how long a job waits for another run's lease before it exits with a message (0: no wait)"
-    ),
+    , minimum=0),
     "deep.local_dir": Key(
         str, "", "local or FUSE folder (e.g. /dbfs/ecomlake/deep) for train_deep's Petastorm data, Horovod "
         "checkpoints and models; empty: <lake_root>/models, which then must be a local path"
     ),
     "maintain.retention_hours": Key(
         float, 168.0, "VACUUM keeps removed files this long (never shorter than incremental reads need)"
-    ),
+    , minimum=0),
 }
 
 
@@ -196,6 +222,12 @@ def _check_value(dotted: str, value, where: str):
     if expected is list:
         if not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"config key '{dotted}' in {where} must be a non-empty list of numbers, got {value!r}")
+    if key.minimum is not None:
+        for number in value if expected is list else [value]:
+            if number < key.minimum or (key.exclusive and number == key.minimum):
+                bound = f"above {key.minimum:g}" if key.exclusive else f"at least {key.minimum:g}"
+                each = "each value of " if expected is list else ""
+                raise ConfigError(f"{each}config key '{dotted}' in {where} must be {bound}, got {value!r}")
     if dotted == "spark.conf":
         for name, item in value.items():
             if not isinstance(item, (str, int, float, bool)):

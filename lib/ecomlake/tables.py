@@ -82,7 +82,10 @@ GOLD_RISK_SIGNALS = Table("gold", "risk_signals", "risk")
 GOLD_RISK_ALERTS = Table("gold", "risk_alerts", "risk")
 GOLD_PRICE_ELASTICITY = Table("gold", "price_elasticity", "pricing")
 GOLD_INVENTORY = Table("gold", "inventory_suggestions", "pricing")
+# Differentially private releases (issue 16 section 3); their budget is OPS_PRIVACY_LEDGER.
+GOLD_DP_DAILY_FUNNEL = Table("gold", "dp_daily_funnel", "release daily_funnel")
 # Daily operation: what each run consumed and wrote, file-level quarantine, job leases.
 OPS_JOB_RUNS = Table("ops", "job_runs", "every job (its run record)")
 OPS_LEASES = Table("ops", "leases", "every job that writes tables (its lease)")
+OPS_PRIVACY_LEDGER = Table("ops", "privacy_ledger", "release")
 QUARANTINE_FILES = Table("quarantine", "files", "ingest")

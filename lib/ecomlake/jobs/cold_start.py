@@ -52,18 +52,8 @@ def fit_rankers(pairs, max_iter: int) -> dict[str, dict[str, float]]:
     return weights
 
 
-POSITIVE_SETTINGS = ("k", "horizon_days", "train_days", "negatives", "max_iter", "max_items", "similar_k")
-
-
-def check_settings(settings: dict) -> None:
-    for key in POSITIVE_SETTINGS:
-        if settings[key] < 1:
-            raise ConfigError(f"cold_start.{key} must be at least 1, got {settings[key]}")
-
-
 def run(spark: SparkSession, config: dict, as_of: str, horizon_days: int | None = None) -> dict:
     root, settings = config["lake_root"], config["cold_start"]
-    check_settings(settings)
     as_of = parse_as_of(as_of)
     horizon = horizon_days or settings["horizon_days"]
     if horizon < 1:

@@ -33,24 +33,11 @@ from pyspark.sql import functions as F
 
 from ecomlake import lake, ops, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
-from ecomlake.errors import ConfigError, InputError
+from ecomlake.errors import InputError
 from ecomlake.models import item_graph
 
 log = logging.getLogger(__name__)
 JOB = "graph"
-POSITIVE_SETTINGS = ("k", "window_days", "min_count", "max_session_items", "item2vec_vector_size",
-                     "item2vec_window", "item2vec_min_count", "item2vec_max_iter", "communities",
-                     "community_max_iter")
-
-
-def check_settings(settings: dict) -> None:
-    for key in POSITIVE_SETTINGS:
-        if settings[key] < 1:
-            raise ConfigError(f"graph.{key} must be at least 1, got {settings[key]}")
-    if settings["communities"] < 2:
-        raise ConfigError(f"graph.communities must be at least 2, got {settings['communities']}")
-
-
 def planted_truth(spark: SparkSession, output: str):
     """(planted pairs DataFrame, planted category transitions) from `generate`'s ground truth, or
     (None, None) when the events were not generated with generate.item_relations."""
@@ -63,7 +50,6 @@ def planted_truth(spark: SparkSession, output: str):
 
 def run(spark: SparkSession, config: dict, as_of: str) -> dict:
     root, settings = config["lake_root"], config["graph"]
-    check_settings(settings)
     as_of = parse_as_of(as_of)
     k, min_count = settings["k"], settings["min_count"]
     run_id, started = ops.new_run_id(JOB), datetime.now(timezone.utc)

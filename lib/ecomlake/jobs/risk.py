@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from ecomlake import config as cfg
 from ecomlake import evaluation, features, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
-from ecomlake.errors import ConfigError, InputError
+from ecomlake.errors import InputError
 from ecomlake.models import risk
 from ecomlake.models.classify import holdout, positive_probability
 from ecomlake.privacy import pseudonymise
@@ -53,8 +53,6 @@ def planted_fraud_labels(spark: SparkSession, config: dict) -> DataFrame | None:
 
 def run(spark: SparkSession, config: dict, as_of: str | None = None) -> dict:
     root, settings, seed = config["lake_root"], config["risk"], config["train"]["seed"]
-    if settings["gbt_max_iter"] < 1:
-        raise ConfigError(f"risk.gbt_max_iter must be at least 1, got {settings['gbt_max_iter']}")
     events = lake.read_table(spark, root, tables.SILVER_EVENTS)
     sessions = lake.read_table(spark, root, tables.SILVER_SESSIONS)
     if as_of is None:

@@ -294,10 +294,6 @@ def train_forecast(spark: SparkSession, config: dict, as_of: str) -> list[dict]:
     holdout, folds = tc["forecast_holdout_days"], tc["forecast_backtest_folds"]
     if not 1 <= holdout <= forecast.MAX_HORIZON_DAYS:
         raise ConfigError(f"train.forecast_holdout_days must be 1..{forecast.MAX_HORIZON_DAYS}, got {holdout}")
-    if folds < 1:
-        raise ConfigError(f"train.forecast_backtest_folds must be at least 1, got {folds}")
-    if tc["forecast_gbt_max_iter"] < 1:
-        raise ConfigError(f"train.forecast_gbt_max_iter must be at least 1, got {tc['forecast_gbt_max_iter']}")
     daily = lake.read_partition(spark, root, tables.GOLD_DAILY_SALES, "as_of_date", as_of, _features_hint(as_of))
     daily = daily.persist(StorageLevel.MEMORY_AND_DISK)
     versions = runs.input_versions(spark, root, [tables.GOLD_DAILY_SALES])

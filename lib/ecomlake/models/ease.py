@@ -21,6 +21,8 @@ import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from ecomlake.errors import InputError
+
 log = logging.getLogger(__name__)
 
 MAX_ITEMS = 10_000
@@ -75,6 +77,9 @@ def fit(interactions: DataFrame, lambdas: list[float], max_items: int = MAX_ITEM
     """The modelled items, G, and B for each lambda (one Gram matrix serves every lambda)."""
     items = model_items(interactions, max_items).persist()
     n = items.count()
+    if n == 0:
+        items.unpersist()
+        raise InputError("EASE has no interactions to learn from: the training part is empty")
     total = interactions.select("product_id").distinct().count()
     if total > n:
         log.warning("EASE models the %d items with the most users; %d rarer items are left out "
