@@ -24,6 +24,7 @@ import logging
 import sys
 from datetime import date, datetime, timezone
 
+from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -98,7 +99,8 @@ def run(spark: SparkSession, config: dict, release: str, as_of: str, days: int |
                 f"smaller --epsilon, or raise the budget only if your privacy policy allows it.")
         versions = runs.input_versions(spark, root, [tables.SILVER_EVENTS, tables.BRONZE_PRODUCTS])
         events = lake.read_table(spark, root, tables.SILVER_EVENTS)
-        cells = dp.funnel_cells(events, window[0], as_of)
+        # Read three times (emptiness, the noisy counts, the bound's report): scan the events once.
+        cells = dp.funnel_cells(events, window[0], as_of).persist(StorageLevel.MEMORY_AND_DISK)
         if not cells.limit(1).count():
             raise InputError(f"silver/events has no view, cart or purchase from {window[0]} to before {as_of}: "
                              "nothing to release")
@@ -131,6 +133,7 @@ def run(spark: SparkSession, config: dict, release: str, as_of: str, days: int |
                  release_id, release, window[0], window[-1], len(categories), epsilon,
                  dp.laplace_scale(epsilon, max_cells), bound["over_bound"], bound["users"], max_cells, max_cells,
                  spent_after, total)
+        cells.unpersist()
         return _summary(release_id, release, as_of, epsilon, spent_after, total,
                         released(spark, root, release_id), new=True)
 
