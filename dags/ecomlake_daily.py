@@ -1,7 +1,7 @@
 """Airflow DAGs for ecomlake (Airflow 3: `airflow.sdk`; built and checked by `make airflow-check`).
 
-ecomlake_daily: ingest -> clean -> sessionize -> features -> score every night, then maintain on
-Sundays. ecomlake_weekly_training: features at the training cutoff, then `train all`.
+ecomlake_daily: ingest -> clean -> sessionize -> features -> score every night, then monitor (its
+alerts fail the task: exit status 4) and, on Sundays, maintain. ecomlake_weekly_training: features at the training cutoff, then `train all`.
 
 Each task runs the spark-submit front end (`ecomlake <job> ...` from the installed wheel, or a
 checkout's ./spark-submit.sh: the `ecomlake_command` param) with --env cluster on the Airflow
@@ -64,10 +64,14 @@ with DAG(
     sessionize = ecomlake_job("sessionize", "sessionize")
     features = ecomlake_job("features", f"features --as-of {AS_OF}")
     score = ecomlake_job("score", f"score --as-of {AS_OF}")
+    # Exit status 4 is a finding (data or a model went wrong), not a flaky run: no retries, and a
+    # branch of its own, so an alert never keeps Sunday's maintenance from running.
+    monitor = ecomlake_job("monitor", f"monitor --as-of {AS_OF}", retries=0)
     sunday = BranchDayOfWeekOperator(task_id="is_sunday", week_day="Sunday", use_task_logical_date=True,
                                      follow_task_ids_if_true=["maintain"], follow_task_ids_if_false=[])
     maintain = ecomlake_job("maintain", "maintain", retries=1)
     ingest >> clean >> sessionize >> features >> score >> sunday >> maintain
+    score >> monitor
 
 with DAG(
     dag_id="ecomlake_weekly_training",

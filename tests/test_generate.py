@@ -209,3 +209,39 @@ def test_daily_files_hold_the_monthly_lines_one_file_per_day(spark, make_config,
     assert job.existing_truth(spark, str(monthly_dir), params, daily=False) == older
     hidden = job.params_from(make_config(*settings, "generate.hidden_fraud_fraction=0.03"), events=2000, seed=3)
     assert job.existing_truth(spark, str(monthly_dir), hidden, daily=False) is None
+
+
+def test_change_points_are_planted_where_the_truth_says(spark):
+    """The bot surge multiplies the scrapers' sessions on its 3 days only; the price shock puts
+    the headphones at 1.4 times their price on its 5 days only; other users and categories keep
+    every session and price they had without change points."""
+    base = gen.GeneratorParams(events=20000, seed=5, days=30, fraud_user_fraction=0.1)
+    planted = gen.GeneratorParams(**{**base.__dict__, "change_points": True})
+    assert (list(planted.bot_surge_days), list(planted.price_shock_days)) == ([18, 19, 20], [24, 25, 26, 27, 28])
+
+    def events(p):
+        users = gen.users(spark, p)
+        return gen.events(gen.sessions(gen.scaled_users(users, p, gen.rate_scale(users, p)), p), p).withColumn(
+            "day", F.floor((F.col("epoch_second") - p.start_epoch) / 86400).cast("int"))
+
+    before, after = events(base).cache(), events(planted).cache()
+    scraper_days = {kind: {r.day: r["count"] for r in e.where(F.col("kind") == "scraper").select(
+        "day", "session_key").distinct().groupBy("day").count().collect()} for kind, e in (("before", before),
+                                                                                             ("after", after))}
+    surge = sum(scraper_days["after"].get(d, 0) for d in planted.bot_surge_days)
+    usual = sum(scraper_days["before"].get(d, 0) for d in planted.bot_surge_days)
+    assert surge > 5 * usual > 0                                  # x10 planted; many more sessions
+    others = lambda e: e.where(F.col("kind") != "scraper").select("session_key", "event_index", "price")  # noqa: E731
+    shock = F.col("category_code") == gen.CATEGORIES[gen.PRICE_SHOCK_CATEGORY][0]
+    on_shock_days = F.col("day").between(24, 28)
+    # Outside the shock nothing differs (non-scraper events are the same rows).
+    assert others(before.where(~(shock & on_shock_days))).exceptAll(others(after.where(~(shock & on_shock_days)))).count() == 0
+    ratio = (before.where(shock & on_shock_days).select("session_key", "event_index", F.col("price").alias("p0"))
+             .join(after.select("session_key", "event_index", F.col("price").alias("p1")), ["session_key", "event_index"])
+             .select(F.min(F.col("p1") / F.col("p0")).alias("low"), F.max(F.col("p1") / F.col("p0")).alias("high"),
+                     F.count(F.lit(1)).alias("n")).first())
+    assert ratio.n > 0 and 1.39 < ratio.low <= ratio.high < 1.41   # rounding to cents aside
+    kinds = [c["kind"] for c in gen.change_points_truth(planted)]
+    assert kinds == ["card_testers_arrive", "bot_surge", "price_shock"]
+    assert gen.change_points_truth(planted)[1]["dates"] == ["2019-10-19", "2019-10-20", "2019-10-21"]
+    assert [c["kind"] for c in gen.change_points_truth(base)] == ["card_testers_arrive"]

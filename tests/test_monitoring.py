@@ -77,3 +77,34 @@ def test_daily_quality_metrics_by_hand(spark):
                    (d2, "rows"): 1.0, (d2, "null_share:brand"): 0.0, (d2, "null_share:price"): 0.0,
                    (d1, "quarantine_share:negative_price"): 1 / 5,
                    (d2, "quarantine_share:negative_price"): 1 / 3, (d2, "quarantine_share:duplicate"): 1 / 3}
+
+
+def test_the_price_index_ignores_what_shoppers_look_at(spark):
+    """Product 1 costs 10, product 2 costs 100. On day 3 shoppers look mostly at product 2: the
+    median price jumps, the index (each product against its own earlier price) stays 1. On day 4
+    both prices rise by half: the index is 1.5."""
+    rows = []
+    for day, (views_1, views_2, factor) in enumerate([(3, 1, 1.0), (3, 1, 1.0), (1, 3, 1.0), (3, 1, 1.5)], start=1):
+        d = date(2019, 10, day)
+        rows += [(d, 1, "a", 10.0 * factor)] * views_1 + [(d, 2, "a", 100.0 * factor)] * views_2
+    events = spark.createDataFrame(rows, "event_date date, product_id long, category_code string, price double")
+    quarantine = spark.createDataFrame([], "event_date date, reason string")
+    got = {(r.event_date.day, r.metric): r.value for r in monitoring.daily_quality_metrics(
+        events, quarantine, [], "category_code", "price", history_days=28).collect()
+        if r.metric.startswith(("median_price", "price_index"))}
+    assert [got[(d, "median_price")] for d in (1, 2, 3, 4)] == [10.0, 10.0, 100.0, 15.0]
+    assert [got.get((d, "price_index")) for d in (1, 2, 3, 4)] == [None, 1.0, 1.0, 1.5]
+    assert got[(4, "price_index:a")] == 1.5
+
+
+def test_planted_detection_scores_jumps_per_day_and_ramps_once():
+    changes = [{"kind": "surge", "dates": ["d2", "d3"], "columns": ["*"], "detect": "each"},
+               {"kind": "ramp", "dates": ["d4", "d5"], "columns": ["event_type"], "detect": "any"}]
+    alerts = [("d2", "*"), ("d3", "*"), ("d3", "price"), ("d5", "event_type"), ("d1", "brand")]
+    got = monitoring.planted_detection(alerts, changes, ["d1", "d2", "d3", "d4", "d5", "d6"])
+    assert [(c["kind"], c["days_flagged"], c["found"]) for c in got["changes"]] == [("surge", 2, True),
+                                                                                 ("ramp", 1, True)]
+    assert (got["changes_found"], got["false_alerts"], got["false_alert_list"]) == (2, 2, ["d1 brand", "d3 price"])
+    assert (got["quiet_days"], got["quiet_days_with_false_alert"]) == (2, 1)      # d1 and d6; d1 had one
+    missed = monitoring.planted_detection([("d2", "*")], changes[:1], ["d1", "d2", "d3"])
+    assert missed["changes"][0]["found"] is False and missed["changes_found"] == 0

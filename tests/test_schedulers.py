@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DAILY_ORDER = ["ingest", "clean", "sessionize", "features", "score", "is_sunday", "maintain"]
+DAILY_ORDER = ["ingest", "clean", "sessionize", "features", "score", "monitor", "is_sunday", "maintain"]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,7 @@ def test_the_daily_job_runs_the_jobs_in_order_and_maintains_on_sundays(bundle):
     assert by_key["is_sunday"]["condition_task"] == {"op": "EQUAL_TO", "left": "{{job.start_time.iso_weekday}}",
                                                      "right": "7"}
     assert by_key["maintain"]["depends_on"] == [{"task_key": "is_sunday", "outcome": "true"}]
+    assert by_key["monitor"]["depends_on"] == [{"task_key": "score"}] and by_key["monitor"]["max_retries"] == 0
     weekly = bundle["resources"]["jobs"]["ecomlake_weekly_training"]["tasks"]
     assert ordered(weekly) == ["features_at_cutoff", "train"]
 
@@ -105,7 +106,7 @@ def test_every_task_runs_an_entry_point_of_the_built_wheel_with_parameters_its_j
                 if hasattr(args, "as_of"):
                     assert args.as_of == "2019-12-15"
                 checked += 1
-    assert checked == 3 * 8
+    assert checked == 3 * 9   # 3 targets x (daily: 7 wheel tasks incl. monitor; weekly: 2)
     assert variables["spark_version"].startswith("15.4.")  # Spark 3.5, as the stack pins
 
 
@@ -159,11 +160,12 @@ def test_airflow_loads_the_dags_without_import_errors_in_the_daily_order(airflow
     tasks = daily["tasks"]
     chain = ["ingest", "clean", "sessionize", "features", "score", "is_sunday", "maintain"]
     for before, after in zip(chain, chain[1:]):
-        assert tasks[before]["downstream"] == [after], before
+        assert tasks[before]["downstream"] == sorted([after, *(["monitor"] if before == "score" else [])]), before
     assert tasks["maintain"]["downstream"] == [] and tasks["is_sunday"]["type"] == "BranchDayOfWeekOperator"
+    assert tasks["monitor"]["downstream"] == [] and tasks["monitor"]["retries"] == 0   # an alert is no flake
     assert daily["max_active_runs"] == 1 and daily["catchup"] is False and daily["schedule"] == "30 2 * * *"
-    assert all(t["retries"] >= 1 for t in tasks.values() if t["command"])
-    for job in ("features", "score"):
+    assert all(t["retries"] >= 1 for name, t in tasks.items() if t["command"] and name != "monitor")
+    for job in ("features", "score", "monitor"):
         assert "--as-of {{ data_interval_end | ds }}" in tasks[job]["command"]
     assert tasks["ingest"]["command"].startswith("{{ params.ecomlake_command }} ingest --source rees46 --input ")
     weekly = airflow_dags["dags"]["ecomlake_weekly_training"]["tasks"]

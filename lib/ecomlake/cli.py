@@ -16,6 +16,8 @@ from ecomlake.errors import ConfigError, EcomlakeError
 # Exit status of a job that finished but set something aside (a whole input file quarantined):
 # the good data went through, and a scheduler still sees that someone must look.
 EXIT_QUARANTINED = 3
+# Exit status of a job that finished and found something a person must act on (monitor's alerts).
+EXIT_ALERTS = 4
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +70,10 @@ def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None
         log.warning("%s: %s input file(s) quarantined whole: see quarantine/files (exit status %s)",
                     job, quarantined_files, EXIT_QUARANTINED)
         return finish("quarantined", EXIT_QUARANTINED, result)
+    alerts = result.get("alerts", 0) if isinstance(result, dict) else 0
+    if alerts:
+        log.warning("%s: %s alert(s): see %s (exit status %s)", job, alerts, result.get("alert_file"), EXIT_ALERTS)
+        return finish("alerted", EXIT_ALERTS, result)
     return finish("succeeded", 0, result)
 
 

@@ -70,6 +70,8 @@ SCHEMA: dict[str, Key] = {
                                    "(catalog/product_images.csv; needs dataset-fashion-mnist)"),
     "generate.item_relations": Key(bool, False, "plant substitutes, complements (bought within days after the "
                                    "main product) and category transitions in sessions (for the item graph)"),
+    "generate.change_points": Key(bool, False, "plant a bot surge and a price shock for `monitor` to find "
+                                  "(dates and columns in the ground truth)"),
     "generate.daily": Key(bool, False, "one CSV per day (events/2019-10-01.csv) instead of one per month"),
     "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price",
                            minimum=0, exclusive=True),
@@ -158,6 +160,34 @@ SCHEMA: dict[str, Key] = {
     "release.max_cells_per_user": Key(int, 4, "a user counts in at most this many cells (day x category x funnel "
                                       "step) of a release; more are dropped at random", minimum=1),
     "release.days": Key(int, 7, "days a release covers (before its --as-of date)", minimum=1),
+    "monitor.days": Key(int, 1, "days a monitor run checks (those before its --as-of)", minimum=1),
+    "monitor.history_days": Key(int, 28, "trailing days a day's metric is compared with (their median and MAD)",
+                                minimum=2),
+    "monitor.min_history_days": Key(int, 14, "a daily metric with fewer days of history gets no verdict", minimum=1),
+    "monitor.z_threshold": Key(float, 4.0, "a daily metric alerts when it is more than this many robust standard "
+                               "deviations (1.4826 MAD, at least its noise floor) from its trailing median",
+                               minimum=0, exclusive=True),
+    "monitor.min_relative_scale": Key(float, 0.02, "the robust standard deviation of a level (a median price, a "
+                                      "price index, events per session) is taken as at least this share of its "
+                                      "median: weekly promotions move a price index by a few per cent",
+                                      minimum=0),
+    "monitor.null_columns": Key(list, ["category_code", "brand", "user_session"],
+                                "silver/events columns whose daily share of nulls is watched"),
+    "monitor.segment_column": Key(str, "category_code", "silver/events column whose values each get their own daily "
+                                  "median price (empty: none)"),
+    "monitor.rules": Key(dict, {"price_positive": "price > 0",
+                                "known_event_type": "event_type IN ('view', 'cart', 'remove_from_cart', 'purchase')"},
+                         "named Spark SQL conditions every silver/events row must meet"),
+    "monitor.rule_max_failing_share": Key(float, 0.0, "a day alerts when more of its rows than this share fail a rule",
+                                          minimum=0),
+    "monitor.psi_alert": Key(float, 0.25, "a model input or score drifted when its PSI is above this (0.1-0.25: "
+                             "moderate, above: major)", minimum=0, exclusive=True),
+    "monitor.drift_bins": Key(int, 10, "quantile bins of the reference for PSI and KS", minimum=2),
+    "monitor.max_auc_drop": Key(float, 0.05, "a model decayed when a scored date's AUC, once its labels are in, is "
+                                "this much below its test AUC", minimum=0),
+    "monitor.alert_file": Key(str, "", "where a monitor run writes its alerts (JSON); empty: "
+                              "<lake_root>/ops/alerts/monitor_<as-of>.json"),
+    "monitor.exit_on_alert": Key(bool, True, "exit with status 4 when anything alerts"),
     "pricing.lead_time_days": Key(int, 7, "replenishment lead time of the inventory suggestion", minimum=1),
     "pricing.service_level": Key(float, 0.95, "chance that stock covers lead-time demand", minimum=0, exclusive=True),
     "ops.lease_timeout_seconds": Key(
@@ -219,7 +249,10 @@ def _check_value(dotted: str, value, where: str):
         raise ConfigError(
             f"config key '{dotted}' in {where} must be one of {', '.join(key.choices)}, got {value!r}"
         )
-    if expected is list:
+    if expected is list and key.default and all(isinstance(v, str) for v in key.default):
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config key '{dotted}' in {where} must be a list of names, got {value!r}")
+    elif expected is list:
         if not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"config key '{dotted}' in {where} must be a non-empty list of numbers, got {value!r}")
     if key.minimum is not None:
@@ -228,14 +261,33 @@ def _check_value(dotted: str, value, where: str):
                 bound = f"above {key.minimum:g}" if key.exclusive else f"at least {key.minimum:g}"
                 each = "each value of " if expected is list else ""
                 raise ConfigError(f"{each}config key '{dotted}' in {where} must be {bound}, got {value!r}")
-    if dotted == "spark.conf":
+    if expected is dict:
         for name, item in value.items():
-            if not isinstance(item, (str, int, float, bool)):
+            if not isinstance(item, (str, int, float, bool, type(None))):
                 raise ConfigError(
-                    f"config key 'spark.conf.{name}' in {where} must be a scalar, got {item!r}"
+                    f"config key '{dotted}.{name}' in {where} must be a scalar, got {item!r}"
                 )
         value = {str(name): item for name, item in value.items()}
     return value
+
+
+def _update_mapping(config: dict, dotted: str, items: dict) -> None:
+    """A mapping key (spark.conf, monitor.rules) takes new entries on top of its defaults; an entry
+    set to null or empty is removed (a default rule switched off)."""
+    mapping = _get(config, dotted)
+    for name, item in items.items():
+        if item is None or item == "":
+            mapping.pop(name, None)
+        else:
+            mapping[name] = item
+
+
+def _mapping_key(dotted: str) -> str | None:
+    """The mapping key a dotted override writes into (monitor.rules.x -> monitor.rules), if any."""
+    for name, key in SCHEMA.items():
+        if key.type is dict and dotted.startswith(name + "."):
+            return name
+    return None
 
 
 def merge(config: dict, overrides: dict, where: str, prefix: str = "") -> None:
@@ -246,8 +298,8 @@ def merge(config: dict, overrides: dict, where: str, prefix: str = "") -> None:
         dotted = f"{prefix}{name}"
         if dotted in SCHEMA:
             checked = _check_value(dotted, value, where)
-            if dotted == "spark.conf":
-                _get(config, "spark")["conf"].update(checked)
+            if SCHEMA[dotted].type is dict:
+                _update_mapping(config, dotted, checked)
             else:
                 _set(config, dotted, checked)
         elif any(k.startswith(dotted + ".") for k in SCHEMA) and isinstance(value, dict):
@@ -264,9 +316,9 @@ def apply_override(config: dict, assignment: str) -> None:
     dotted = dotted.strip()
     value = yaml.safe_load(raw) if raw.strip() else ""
     where = f"--conf {dotted}"
-    if dotted.startswith("spark.conf."):
-        spark_key = dotted[len("spark.conf."):]
-        _get(config, "spark")["conf"].update(_check_value("spark.conf", {spark_key: value}, where))
+    mapping = _mapping_key(dotted)
+    if mapping:
+        _update_mapping(config, mapping, _check_value(mapping, {dotted[len(mapping) + 1:]: value}, where))
     elif dotted in SCHEMA:
         _set(config, dotted, _check_value(dotted, value, where))
     else:

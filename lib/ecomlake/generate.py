@@ -21,7 +21,11 @@ What is planted (and written to the ground truth by the `generate` job):
   6-25 s apart) and `bulk_buyer` (legitimate: new accounts that buy most of what they view, in
   their own categories, at human pace, so the rules for card testers fire on them);
 - dirty rows of known kinds and counts (duplicates, malformed lines, bad timestamps, negative
-  and absurd prices, unknown event types, missing ids, events in the future).
+  and absurd prices, unknown event types, missing ids, events in the future);
+- with change_points (opt-in), two changes a monitor must catch (`change_points_truth`): a bot
+  surge (the scrapers come BOT_SURGE_FACTOR times as often for BOT_SURGE_DAYS days from 60 % of
+  the window) and a price shock (one category's prices times PRICE_SHOCK_FACTOR for
+  PRICE_SHOCK_DAYS days from 80 % of the window; its buyers answer with the planted elasticity).
 """
 from __future__ import annotations
 
@@ -53,7 +57,9 @@ CATEGORIES = (
     ("computers.peripherals.printer", 150.0, -1.1),
     (None, 40.0, -1.0),
 )
-# Carders buy from these (expensive, resellable): indexes into CATEGORIES.
+# Carders buy from these (expensive, resellable): indexes into CATEGORIES. They are new accounts,
+# opened over the last CARDER_DAYS days.
+CARDER_DAYS = 21
 CARDER_CATEGORIES = (0, 2, 3)
 BRANDS = ("samsung", "apple", "xiaomi", "huawei", "lg", "sony", "lenovo", "acer", "hp", "bosch",
           "philips", "nike", "adidas", "lego", "makita")
@@ -120,6 +126,14 @@ ABSURD_PRICE = "9999999.99"
 # File label of an event by layout (daily?): (Python strftime, Spark datetime pattern), UTC days.
 # Both layouts hold the same lines: a day's file is its month's file cut at midnight.
 FILE_LABEL_FORMATS = {False: ("%Y-%b", "yyyy-MMM"), True: ("%Y-%m-%d", "yyyy-MM-dd")}
+# Change points (generate.change_points), at fixed shares of the window so any length has them.
+BOT_SURGE_START_SHARE, BOT_SURGE_DAYS, BOT_SURGE_FACTOR = 0.6, 3, 10.0
+PRICE_SHOCK_START_SHARE, PRICE_SHOCK_DAYS, PRICE_SHOCK_FACTOR = 0.8, 5, 1.4
+PRICE_SHOCK_CATEGORY = 1  # electronics.audio.headphone
+# The columns each change moves, as the monitor names them (ecomlake.monitoring metric columns):
+# bots add rows, sessions of many views and users; a price shock moves prices.
+CHANGE_POINT_COLUMNS = {"bot_surge": ["*", "event_type", "user_key", "user_session"], "price_shock": ["price"],
+                        "card_testers_arrive": ["event_type"]}
 # Bumped whenever the same parameters would give different rows, so earlier output is regenerated.
 GENERATOR_VERSION = 2
 
@@ -137,6 +151,7 @@ class GeneratorParams:
     style_affinity: float = 0.0
     product_images: bool = False
     item_relations: bool = False
+    change_points: bool = False
 
     def __post_init__(self):
         if self.events < 1000:
@@ -155,6 +170,18 @@ class GeneratorParams:
         if not 0 <= self.style_affinity <= 1:
             raise ValueError(f"style_affinity must be in [0, 1], got {self.style_affinity}")
         date.fromisoformat(self.start_date)
+        if self.change_points and self.days < 28:
+            raise ValueError(f"change_points need at least 28 days (a monitor's history before them), got {self.days}")
+
+    @property
+    def bot_surge_days(self) -> range:
+        start = round(self.days * BOT_SURGE_START_SHARE)
+        return range(start, start + BOT_SURGE_DAYS)
+
+    @property
+    def price_shock_days(self) -> range:
+        start = round(self.days * PRICE_SHOCK_START_SHARE)
+        return range(start, start + PRICE_SHOCK_DAYS)
 
     @property
     def new_products_per_category(self) -> int:
@@ -361,8 +388,37 @@ def _discount(p: GeneratorParams, product_idx: Column, week: Column) -> Column:
 
 
 def _price_on_day(p: GeneratorParams, product_idx: Column, day: Column) -> Column:
-    base = _product_columns(p, product_idx)["base_price"]
-    return F.round(base * (F.lit(1.0) - _discount(p, product_idx, F.floor(day / 7))), 2)
+    product = _product_columns(p, product_idx)
+    price = product["base_price"] * (F.lit(1.0) - _discount(p, product_idx, F.floor(day / 7)))
+    if p.change_points:
+        shocked = ((product["category_index"] == PRICE_SHOCK_CATEGORY)
+                   & day.between(p.price_shock_days[0], p.price_shock_days[-1]))
+        price = F.when(shocked, price * PRICE_SHOCK_FACTOR).otherwise(price)
+    return F.round(price, 2)
+
+
+def change_points_truth(p: GeneratorParams) -> list[dict]:
+    """The changes in the data a monitor should see: kind, dates (ISO days), the columns they move,
+    detect ('each' day of a jump must alert; 'any' day of a ramp) and what was done. Every lake with
+    card testers has one: they are new accounts that arrive over the last CARDER_DAYS days, and
+    their view-cart-purchase loops add carts and purchases (a ramp). generate.change_points adds
+    the bot surge and the price shock (jumps)."""
+    first = date.fromisoformat(p.start_date)
+    days = lambda r: [(first + timedelta(days=d)).isoformat() for d in r]  # noqa: E731
+    out = []
+    if p.fraud_user_fraction > 0 and p.days > CARDER_DAYS:
+        out.append({"kind": "card_testers_arrive", "dates": days(range(p.days - CARDER_DAYS, p.days)),
+                    "columns": CHANGE_POINT_COLUMNS["card_testers_arrive"], "detect": "any",
+                    "what": "new accounts in view-cart-purchase loops"})
+    if p.change_points:
+        out += [
+            {"kind": "bot_surge", "dates": days(p.bot_surge_days), "columns": CHANGE_POINT_COLUMNS["bot_surge"],
+             "detect": "each", "what": f"scrapers' sessions x{BOT_SURGE_FACTOR:g}"},
+            {"kind": "price_shock", "dates": days(p.price_shock_days), "columns": CHANGE_POINT_COLUMNS["price_shock"],
+             "detect": "each", "what": f"{CATEGORIES[PRICE_SHOCK_CATEGORY][0]} prices x{PRICE_SHOCK_FACTOR:g}",
+             "category_code": CATEGORIES[PRICE_SHOCK_CATEGORY][0]},
+        ]
+    return out
 
 
 # ---- users -----------------------------------------------------------------------------------
@@ -383,7 +439,7 @@ def users(spark: SparkSession, p: GeneratorParams) -> DataFrame:
     # Half the users exist before the window starts; carders and bulk buyers are new accounts
     # (last 3 weeks); taken-over accounts are old ones.
     first_day = (F.when(F.col("kind").isin(*LOOP_KINDS),
-                        F.floor(F.lit(p.days - 21) + uniform(p.seed, "first_day", uid) * 21))
+                        F.floor(F.lit(p.days - CARDER_DAYS) + uniform(p.seed, "first_day", uid) * CARDER_DAYS))
                  .when(F.col("kind") == "takeover", F.lit(0))
                  .when(uniform(p.seed, "old_user", uid) < 0.5, F.lit(0))
                  .otherwise(F.floor(uniform(p.seed, "first_day", uid) * p.days * 0.8)))
@@ -468,7 +524,12 @@ def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
     """Sessions by thinning: each user draws cap candidates uniform in time, kept with
     probability rate * weight(day) / cap, which gives a Poisson process with that intensity."""
     weights = p.day_weights()
-    w_max = max(weights)
+    day_weight, w_max = _pick(_lit_array(weights), F.col("day")), F.lit(max(weights))
+    if p.change_points:  # the scrapers' own intensity, with the surge
+        surge = [w * (BOT_SURGE_FACTOR if d in p.bot_surge_days else 1.0) for d, w in enumerate(weights)]
+        is_scraper = F.col("kind") == "scraper"
+        day_weight = F.when(is_scraper, _pick(_lit_array(surge), F.col("day"))).otherwise(day_weight)
+        w_max = F.when(is_scraper, F.lit(max(surge))).otherwise(w_max)
     active_days = F.lit(p.days) - F.col("first_day")
     mu = F.col("session_rate_per_day") * w_max * active_days
     seed = p.seed
@@ -480,7 +541,7 @@ def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
                 * 86400).cast("long"))
             .withColumn("day", F.floor(F.col("start_second") / 86400).cast("int")))
     keep = (uniform(seed, "keep", F.col("user_index"), F.col("candidate"))
-            < F.col("session_rate_per_day") * _pick(_lit_array(weights), F.col("day")) * active_days / F.col("cap"))
+            < F.col("session_rate_per_day") * day_weight * active_days / F.col("cap"))
     s = cand.where(keep)
     if p.hidden_fraud_fraction > 0:
         s = _with_takeovers(s, users_df, p)

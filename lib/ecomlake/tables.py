@@ -84,6 +84,8 @@ GOLD_PRICE_ELASTICITY = Table("gold", "price_elasticity", "pricing")
 GOLD_INVENTORY = Table("gold", "inventory_suggestions", "pricing")
 # Differentially private releases (issue 16 section 3); their budget is OPS_PRIVACY_LEDGER.
 GOLD_DP_DAILY_FUNNEL = Table("gold", "dp_daily_funnel", "release daily_funnel")
+# Data and model monitoring (issue 16 section 2).
+GOLD_MONITORING = Table("gold", "monitoring", "monitor")
 # Daily operation: what each run consumed and wrote, file-level quarantine, job leases.
 OPS_JOB_RUNS = Table("ops", "job_runs", "every job (its run record)")
 OPS_LEASES = Table("ops", "leases", "every job that writes tables (its lease)")

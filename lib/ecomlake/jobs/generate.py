@@ -19,6 +19,9 @@ products; all off by default, which leaves every line as it was):
                                dataset-fashion-mnist, unpacked by `make env`; generate.product_images)
   _ground_truth/products/      Parquet: per product its style class (apparel), whether it is a new
                                arrival, its arrival date and image_id
+generator.json's "change_points" lists the changes in the data a monitor should flag (kind, dates,
+columns moved): the card testers' arrival in every lake with fraud, and with generate.change_points
+(off by default) a bot surge and a price shock.
 With generate.item_relations (off by default):
   _ground_truth/item_relations/        Parquet: product_id, related_product_id, relation (substitute,
                                        complement): the planted pairs
@@ -64,7 +67,7 @@ def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
             dirty_fraction=g["dirty_fraction"], fraud_user_fraction=g["fraud_user_fraction"],
             hidden_fraud_fraction=g["hidden_fraud_fraction"], new_product_fraction=g["new_product_fraction"],
             style_affinity=g["style_affinity"], product_images=g["product_images"],
-            item_relations=g["item_relations"])
+            item_relations=g["item_relations"], change_points=g["change_points"])
     except ValueError as exc:
         raise ConfigError(f"generate: {exc}") from None
 
@@ -190,6 +193,7 @@ def _generate(spark: SparkSession, p: gen.GeneratorParams, output: str, daily: b
                                      for a, b in gen.CATEGORY_TRANSITIONS.items()},
             "transition_share": gen.TRANSITION_SHARE,
         } if p.item_relations else None),
+        "change_points": gen.change_points_truth(p),
         "price_model": ("P(session buys) = min(0.95, p_convert * (price / ref_price) ** elasticity), "
                         "price = base_price * (1 - weekly discount)"),
     }

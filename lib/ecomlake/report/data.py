@@ -237,3 +237,27 @@ def inventory(spark, root, as_of) -> dict:
     total_safety = inventory_.agg(F.sum("safety_stock")).first()[0] or 0.0
     return {"as_of": day, "lead_time_days": lead_time_days, "top": top,
             "suggestions": rules.inventory_suggestions(restock, total_safety, top)}
+
+
+def monitoring(spark, root, as_of) -> dict:
+    """The newest monitor run (as of `as_of` when given): per_day: monitored_date, check, alerts
+    (days of the daily checks); alerts: the first 25 alerts; drift: the 10 largest PSI values of
+    model inputs and scores; decay: AUC once the labels arrived against the test AUC."""
+    rows, day = _latest(_read(spark, root, tables.GOLD_MONITORING), as_of=as_of)
+    daily = rows.where(F.col("check").isin("quality", "rule", "schema"))
+    per_day = (daily.groupBy("monitored_date", "check").agg(F.sum(F.col("alert").cast("int")).alias("alerts"))
+               .orderBy("monitored_date").toPandas())   # one row per day and check
+    alerts = (rows.where("alert").orderBy("monitored_date", "check", "metric").limit(25)
+              .select(F.col("monitored_date").cast("string").alias("day"), "check", "metric",
+                      F.round("value", 4).alias("value"), F.round("expected", 4).alias("expected"),
+                      F.round("score", 2).alias("score")).toPandas())
+    drift = (rows.where(F.col("check") == "drift").orderBy(F.desc("value")).limit(10)
+             .select(F.col("monitored_date").cast("string").alias("snapshot"), F.col("segment").alias("model"),
+                     F.col("column").alias("feature"), F.round("value", 3).alias("psi"), "alert").toPandas())
+    decay = (rows.where(F.col("check") == "decay").orderBy("monitored_date")
+             .select(F.col("monitored_date").cast("string").alias("scored_on"), F.col("segment").alias("model"),
+                     F.round("value", 3).alias("auc_now"), F.round("expected", 3).alias("auc_at_training"),
+                     "alert").toPandas())
+    total = int(rows.where("alert").count())
+    return {"as_of": day, "per_day": per_day, "alerts": alerts, "drift": drift, "decay": decay, "total": total,
+            "suggestions": rules.monitoring_suggestions(alerts, drift, decay, total)}

@@ -232,3 +232,23 @@ def page(sections: list[Section], lake_root: str, as_of: str | None = None, gene
             f"<p>Lake: {html.escape(lake_root)}{' · as of ' + html.escape(as_of) if as_of else ''}"
             f"{' · generated ' + html.escape(generated_at) if generated_at else ''}</p><nav>{nav}</nav>"
             + "".join(body) + "</body></html>")
+
+
+def monitoring(s: Section, d: dict) -> None:
+    per_day = d["per_day"]
+    if len(per_day):
+        table = per_day.pivot_table(index="monitored_date", columns="check", values="alerts", aggfunc="sum").fillna(0)
+        fig, ax = _figure(8, 2.6)
+        bottom = None
+        for check in table.columns:
+            ax.bar(table.index, table[check], bottom=bottom, label=check)
+            bottom = table[check] if bottom is None else bottom + table[check]
+        ax.set_title(f"Data alerts per day (monitor as of {d['as_of']}; {d['total']} alerts in all)", fontsize=9)
+        ax.legend(fontsize=7), fig.autofmt_xdate()
+        s.plot(fig)
+    if len(d["alerts"]):
+        s.table(d["alerts"], "The first alerts (score: robust z, failing share, PSI or AUC drop)")
+    if len(d["drift"]):
+        s.table(d["drift"], "Largest drift of model inputs and scores (PSI; above 0.25 alerts)")
+    if len(d["decay"]):
+        s.table(d["decay"], "Models on dates whose labels have arrived")

@@ -173,3 +173,27 @@ def inventory_suggestions(restock: int, total_safety_stock: float, top: pd.DataF
             f"sales pace; keep {total_safety_stock:,.0f} units of safety stock in total for the service level.",
             "Top of the list: " + ", ".join(str(p) for p in first["product_id"]) +
             " (reorder points " + ", ".join(str(int(r)) for r in first["reorder_point"]) + " units)."]
+
+
+def monitoring_suggestions(alerts: pd.DataFrame, drift: pd.DataFrame, decay: pd.DataFrame, total: int) -> list[str]:
+    """alerts: day, check, metric (the first ones); drift: model, feature, psi, alert; decay:
+    scored_on, model, auc_now, auc_at_training, alert."""
+    if not total:
+        return ["Nothing tripped: every daily metric stayed within its trailing norm, and no model input drifted."]
+    out = []
+    daily = alerts[alerts["check"].isin(["quality", "rule", "schema"])]
+    if len(daily):
+        days = sorted(daily["day"].unique())
+        metrics = ", ".join(sorted(daily["metric"].unique())[:5])
+        out.append(f"Look at {len(days)} day(s) with data alerts first ({days[0]} .. {days[-1]}: {metrics}): "
+                   "hold the reports and models that read those days until they are explained.")
+    drifted = drift[drift["alert"]] if len(drift) else drift
+    if len(drifted):
+        worst = drifted.iloc[0]
+        out.append(f"'{worst['feature']}' drifted most (PSI {worst['psi']:.2f}) for the {worst['model']} model: "
+                   "retrain on a recent cutoff, or check whether the feature's meaning changed.")
+    decayed = decay[decay["alert"]] if len(decay) else decay
+    for _, row in decayed.iterrows():
+        out.append(f"The {row['model']} model's AUC on {row['scored_on']} fell to {row['auc_now']:.3f} "
+                   f"(test AUC {row['auc_at_training']:.3f}): retrain it.")
+    return out
