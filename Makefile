@@ -55,6 +55,7 @@ analytics: env
 	./spark-submit.sh ingest --source cdnow $(ARGS)
 	./spark-submit.sh ingest --source clothing_reviews $(ARGS)
 	./spark-submit.sh ingest --source dominicks_oj $(ARGS)
+	./spark-submit.sh ingest --source dominicks_stores $(ARGS)
 	./spark-submit.sh clv --orders cdnow $(ARGS)
 	./spark-submit.sh sentiment $(ARGS)
 	./spark-submit.sh intents $(ARGS)

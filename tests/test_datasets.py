@@ -72,3 +72,19 @@ def test_a_missing_package_names_the_install_command():
         datasets.PackagedFile("no_such_package_xyz", "no-such-dist", "x.txt").locate()
     with pytest.raises(InputError, match=r"apt-get download r-cran-nothing"):
         datasets.DebianPackagedFile("r-cran-nothing", "/nope/x.rda").locate()
+
+
+def test_dominicks_store_demographics_from_the_same_file(spark, make_config):
+    path = datasets.DOMINICKS_OJ.locate()
+    rows = datasets.dominicks_stores(datasets.read_orange_juice_stores(spark, path)).orderBy("store").collect()
+    assert len(rows) == 83 and all(r._reject_reason is None for r in rows)
+    first = rows[0]
+    assert (first.store, round(first.age60, 6), round(first.educ, 6), round(first.sstrdist, 6)) == (
+        2, 0.232865, 0.248935, 2.110122)
+    config = make_config()
+    out = ingest.run(spark, config, "dominicks_stores", str(path))
+    assert (out["input_lines"], out["bronze_rows"], out["quarantined_rows"]) == (83, 83, 0)
+    # The same file is a second input of the ingest log: it does not hide dominicks_oj.
+    assert ingest.run(spark, config, "dominicks_stores", str(path))["files"] == 0
+    logged = lake.read_table(spark, config["lake_root"], tables.BRONZE_INGEST_LOG).select("source_file").collect()
+    assert [r.source_file.rsplit("#", 1)[-1] for r in logged] == ["dominicks_stores"]

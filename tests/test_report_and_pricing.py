@@ -212,3 +212,49 @@ def test_inventory_suggestion_by_hand(spark):
     assert (row.product_id, row.lead_time_demand, row.recent_daily_std) == ("p1", 8.0, 1.155)
     assert row.safety_stock == pytest.approx(3.80, abs=0.01)
     assert row.reorder_point == 12
+
+
+def test_store_elasticities_explained_by_planted_demographics():
+    """80 stores whose true elasticity is -2.5 + 0.5 x (standardised z1), estimated with sampling
+    noise of known se: the weighted regression finds 0.5 per sd of z1, nothing for the unrelated
+    z2, and (after removing the noise) about all of the true difference; with elasticities that
+    have nothing to do with z1 and z2, leave-one-out explains nothing."""
+    rng = np.random.default_rng(11)
+    n = 80
+    z1, z2 = rng.normal(10, 3, n), rng.normal(0, 1, n)
+    se = rng.uniform(0.05, 0.15, n)
+    true = -2.5 + 0.5 * (z1 - z1.mean()) / z1.std()
+    stores = pd.DataFrame({"store": range(n), "elasticity": true + rng.normal(0, se), "elasticity_std_error": se,
+                           "z1": z1, "z2": z2})
+    out, metrics = pricing.explain_store_elasticities(stores, ["z1", "z2"])
+    assert metrics["coefficients"]["z1"]["per_sd"] == pytest.approx(0.5, abs=0.03)
+    assert abs(metrics["coefficients"]["z2"]["t"]) < 3 and metrics["coefficients"]["z1"]["t"] > 20
+    assert metrics["mean_elasticity"] == pytest.approx(-2.5, abs=0.15)   # weights by se, not by z1
+    # observed variance = 0.25 true + ~0.011 noise: reliability ~0.96
+    assert metrics["reliability"] == pytest.approx(0.25 / (0.25 + np.mean(se ** 2)), abs=0.05)
+    assert metrics["share_of_true_difference_explained"] == pytest.approx(1.0, abs=0.06)
+    assert metrics["loo_r2"] > 0.9 and metrics["baseline_loo_r2"] < 0.0
+    assert list(out.columns[-2:]) == ["fitted", "loo_fitted"] and len(out) == n
+
+    unrelated = stores.assign(elasticity=-2.5 + rng.normal(0, 0.3, n) + rng.normal(0, se))
+    _, none = pricing.explain_store_elasticities(unrelated, ["z1", "z2"])
+    assert none["loo_r2"] < 0.05 and none["r2"] < 0.1
+
+
+def test_fit_stores_recovers_each_stores_planted_deviation_whatever_its_brand_mix(spark):
+    """Brand 1's elasticity is -2, brand 2's -4; store s's shoppers are dev[s] more or less sensitive
+    for both. Store 3 sells almost only brand 2: pooling its weeks in one regression would call it
+    the most sensitive store; against each brand's median store, its deviation is 0."""
+    rng = np.random.default_rng(3)
+    dev = {1: -0.5, 2: 0.5, 3: 0.0}
+    rows = []
+    for store, d in dev.items():
+        for brand, base in ((1, -2.0), (2, -4.0)):
+            for week in range(80 if (store, brand) != (3, 1) else 12):
+                log_price = rng.normal(-3, 0.1)
+                rows.append((store, brand, week, 5 + (base + d) * log_price + rng.normal(0, 0.02), log_price,
+                             rng.normal(-3, 0.1), float(rng.random() < 0.2), 0.0))
+    frame = spark.createDataFrame(pd.DataFrame(rows, columns=["store", "brand", "week", "log_units", *pricing.REGRESSORS]))
+    got = {r.store: r for r in pricing.fit_stores(frame).collect()}
+    assert {s: got[s].elasticity for s in dev} == pytest.approx(dev, abs=0.05)   # price noise sd 0.1: se ~0.01
+    assert (got[3].brands, got[3].rows) == (2, 92) and got[1].elasticity_std_error < 0.05

@@ -187,6 +187,42 @@ def read_orange_juice(spark: SparkSession, path: Path) -> DataFrame:
     return from_pandas(spark, frame.reset_index(drop=True))
 
 
+# orangeJuice$storedemo: one row per store (83), demographics of its trading area and competition
+# (bayesm's documentation); ecomlake's lower-case names.
+DOMINICKS_STORE_COLUMNS = {
+    "age60": "share of the population aged 60 or more", "educ": "share of college graduates",
+    "ethnic": "share of Black or Hispanic residents", "income": "log median income",
+    "hhlarge": "share of households of 5 or more", "workwom": "share of women working full time",
+    "hval150": "share of homes worth more than $150,000",
+    "sstrdist": "miles to the nearest warehouse store", "sstrvol": "sales of the nearest warehouse store / this store's",
+    "cpdist5": "mean miles to the 5 nearest supermarkets", "cpwvol5": "sales of the 5 nearest supermarkets / this store's"}
+
+
+def read_orange_juice_stores(spark: SparkSession, path: Path) -> DataFrame:
+    """orangeJuice$storedemo: STORE and the 11 demographic and competition columns."""
+    import rdata
+
+    try:
+        frame = rdata.read_rda(str(path))["orangeJuice"]["storedemo"]
+    except Exception as error:  # rdata raises many kinds on a corrupt file
+        raise InputError(f"{path} is not the bayesm orangeJuice R data file with a storedemo table: {error}") from None
+    return from_pandas(spark, frame.reset_index(drop=True).astype({"STORE": "int64"}))
+
+
+def dominicks_stores(raw: DataFrame) -> DataFrame:
+    """One row per store: store and DOMINICKS_STORE_COLUMNS (doubles); a store without an id or with
+    a missing value is set aside."""
+    from ecomlake.errors import require_columns
+
+    upper = [c.upper() for c in DOMINICKS_STORE_COLUMNS]
+    require_columns(raw, ["STORE", *upper], "orangeJuice storedemo")
+    reason = (F.when(F.col("STORE").isNull(), "missing_store")
+              .when(F.greatest(*[F.col(c).isNull().cast("int") for c in upper]) == 1, "missing_demographics"))
+    return raw.select(F.col("STORE").cast("int").alias("store"),
+                      *[F.col(c.upper()).cast("double").alias(c) for c in DOMINICKS_STORE_COLUMNS],
+                      reason.alias("_reject_reason"))
+
+
 def dominicks_oj(raw: DataFrame) -> DataFrame:
     """Weekly store x brand rows: units, own price, mean price of the other brands, deal, feature."""
     from ecomlake.errors import require_columns

@@ -55,6 +55,8 @@ BRONZE_CLOTHING_REVIEWS = Table("bronze", "clothing_reviews", "ingest --source c
 QUARANTINE_CLOTHING_REVIEWS = Table("quarantine", "clothing_reviews", "ingest --source clothing_reviews")
 BRONZE_DOMINICKS_OJ = Table("bronze", "dominicks_oj", "ingest --source dominicks_oj")
 QUARANTINE_DOMINICKS_OJ = Table("quarantine", "dominicks_oj", "ingest --source dominicks_oj")
+BRONZE_DOMINICKS_STORES = Table("bronze", "dominicks_stores", "ingest --source dominicks_stores")
+QUARANTINE_DOMINICKS_STORES = Table("quarantine", "dominicks_stores", "ingest --source dominicks_stores")
 BRONZE_PRODUCT_IMAGES = Table("bronze", "product_images", "ingest --source fashion_mnist")
 QUARANTINE_PRODUCT_IMAGES = Table("quarantine", "product_images", "ingest --source fashion_mnist")
 GOLD_ITEM_IMAGE_EMBEDDINGS = Table("gold", "item_image_embeddings", "train_deep image_cnn")
@@ -82,6 +84,7 @@ GOLD_RISK_SIGNALS = Table("gold", "risk_signals", "risk")
 GOLD_RISK_ALERTS = Table("gold", "risk_alerts", "risk")
 GOLD_PRICE_ELASTICITY = Table("gold", "price_elasticity", "pricing")
 GOLD_INVENTORY = Table("gold", "inventory_suggestions", "pricing")
+GOLD_STORE_ELASTICITY = Table("gold", "store_elasticity", "pricing")
 # Differentially private releases (issue 16 section 3); their budget is OPS_PRIVACY_LEDGER.
 GOLD_DP_DAILY_FUNNEL = Table("gold", "dp_daily_funnel", "release daily_funnel")
 # Data and model monitoring (issue 16 section 2).

