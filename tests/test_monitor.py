@@ -1,6 +1,7 @@
 """The monitor job on a hand-made lake: quiet days stay quiet; planted changes alert on exactly
 their dates and columns; drift and decay of a model; the alert file and exit status."""
 import json
+import math
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -118,7 +119,18 @@ def test_monitor_finds_a_drifted_feature_and_a_decayed_model(spark, monitored_la
                          partition_by=["as_of_date"])
     run = runs.model_run("propensity", "logistic_regression", "2019-10-15", {}, {}, {"auc": 0.8},
                          model_path="/models/p")
-    runs.record(spark, root, [run])
+    als = runs.model_run("recommend", "als", "2019-10-05", {"k": 20, "horizon_days": 7}, {}, {"ndcg@10": 0.5},
+                         model_path="/models/r")
+    runs.record(spark, root, [run, als])
+    # Recommendations of 10-05: u0 gets products 1 and 3, u1 gets 3 and 4 (a popularity row for u2
+    # is not the model's). From 10-05 to 10-11 each user views products 1 and 2: u0's NDCG@10 is
+    # 1 / (1 + 1 / log2 3) = 0.6131 (one of its two hits, at rank 1), u1's 0: mean 0.3066.
+    recs = [("u0", 1, 1, "als"), ("u0", 3, 2, "als"), ("u1", 3, 1, "als"), ("u1", 4, 2, "als"),
+            ("u2", 1, 1, "popularity")]
+    lake.overwrite_table(spark.createDataFrame([(*r[:3], 1.0, r[3], als["run_id"], date(2019, 10, 5)) for r in recs],
+                                               "user_key string, product_id long, rank int, score double, "
+                                               "source string, run_id string, as_of_date date"),
+                         root, tables.GOLD_RECOMMENDATIONS, partition_by=["as_of_date"])
     # Scores on 10-15 (the first scored date) and 10-22, the same spread: no score drift. The
     # labels of 10-15 are in: positives scored 0.1 and 0.3, negatives 0.2 and 0.4, AUC 1/4.
     scores = [(f"u{v}", p, 1, run["run_id"], d) for d in (date(2019, 10, 15), date(2019, 10, 22))
@@ -140,7 +152,11 @@ def test_monitor_finds_a_drifted_feature_and_a_decayed_model(spark, monitored_la
     assert [c for c, r in drift.items() if r.alert] == ["sessions"]
     assert drift["sessions"].monitored_date == date(2019, 10, 22) and drift["sessions"].value > 5
     assert drift["probability"].value == 0.0 and drift["probability"].segment == "propensity"
-    decay = out.where(F.col("check") == "decay").collect()
-    assert [(r.monitored_date, r.value, r.expected, r.alert) for r in decay] == [
-        (date(2019, 10, 15), 0.25, 0.8, True)]
-    assert pytest.approx(decay[0].score) == 0.55
+    decay = {r.metric: r for r in out.where(F.col("check") == "decay").collect()}
+    auc = decay["auc"]
+    assert (auc.monitored_date, auc.value, auc.expected, auc.alert) == (date(2019, 10, 15), 0.25, 0.8, True)
+    assert pytest.approx(auc.score) == 0.55
+    ndcg = decay["ndcg@10"]
+    assert (ndcg.monitored_date, ndcg.segment, ndcg.expected, ndcg.alert) == (date(2019, 10, 5), "recommend", 0.5, True)
+    assert ndcg.value == pytest.approx(0.5 / (1 + 1 / math.log2(3)), abs=1e-9)
+    assert json.loads(ndcg.detail)["users"] == 2

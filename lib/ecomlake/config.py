@@ -185,6 +185,8 @@ SCHEMA: dict[str, Key] = {
     "monitor.drift_bins": Key(int, 10, "quantile bins of the reference for PSI and KS", minimum=2),
     "monitor.max_auc_drop": Key(float, 0.05, "a model decayed when a scored date's AUC, once its labels are in, is "
                                 "this much below its test AUC", minimum=0),
+    "monitor.max_ndcg_drop": Key(float, 0.05, "recommendations decayed when a scored date's NDCG@10, once its "
+                                 "horizon is over, is this much below the run's test NDCG@10", minimum=0),
     "monitor.alert_file": Key(str, "", "where a monitor run writes its alerts (JSON); empty: "
                               "<lake_root>/ops/alerts/monitor_<as-of>.json"),
     "monitor.exit_on_alert": Key(bool, True, "exit with status 4 when anything alerts"),

@@ -17,7 +17,9 @@ Run every day after the ETL (and after `score`): it checks the --days days befor
            snapshot (features) or the model's first scored date (scores): PSI and KS on the
            reference's quantile bins; alert when PSI > monitor.psi_alert
   decay    scores of a date whose labels have arrived (gold/user_labels of that date): their AUC
-           against the model's test AUC; alert when it fell by more than monitor.max_auc_drop
+           against the model's test AUC; alert when it fell by more than monitor.max_auc_drop; and
+           the ALS recommendations of a date whose horizon the events now cover: their NDCG@10
+           against the run's test NDCG@10 (monitor.max_ndcg_drop)
 Writes gold/monitoring (replaced per as_of_date: a re-run gives the same rows), and the alerts as
 JSON to --alert-file (default monitor.alert_file, else <lake_root>/ops/alerts/monitor_<as-of>.json),
 written on every run ("alerts": [] when all is quiet). Exit status 4 when anything alerts
@@ -133,6 +135,7 @@ def model_rows(spark: SparkSession, root: str, settings: dict, first_day: str, a
                                        scores.where(F.col("as_of_date") == snapshot), ["probability"], bins,
                                        psi_alert, snapshot, task, {"reference_date": scored[0]}))
             out += decay_rows(spark, root, task, score_table, label, settings, first_day, as_of)
+    out += recommendation_decay_rows(spark, root, settings, first_day, as_of)
     if features is not None:
         for trained_on, tasks in by_reference.items():
             reference = features.where(F.col("as_of_date") == trained_on)
@@ -167,6 +170,41 @@ def decay_rows(spark, root, task, score_table, label, settings, first_day, as_of
                                            float(settings["max_auc_drop"]), bool(drop > settings["max_auc_drop"]),
                                            json.dumps({"run_id": run_ids[0], "rows": int(live["n"]),
                                                        "base_rate": live["base_rate"]}))], OUTPUT_SCHEMA))
+    return out
+
+
+def recommendation_decay_rows(spark, root, settings, first_day, as_of) -> list[DataFrame]:
+    """NDCG@10 of the ALS recommendations of each scored date in the last history_days whose
+    horizon the events now cover (what the users then viewed, carted or bought: the truth `train
+    recommend` measures on), against the run's test NDCG@10."""
+    if not lake.table_exists(spark, tables.GOLD_RECOMMENDATIONS.path(root)):
+        return []
+    from ecomlake import features
+    from ecomlake.models import recommend
+
+    k = 10
+    recommendations = lake.read_table(spark, root, tables.GOLD_RECOMMENDATIONS).where(F.col("source") == "als")
+    events = lake.read_table(spark, root, tables.SILVER_EVENTS)
+    out = []
+    for scored_on in _snapshot_dates(recommendations, add_days(first_day, -settings["history_days"]), as_of):
+        day = recommendations.where(F.col("as_of_date") == scored_on)
+        run_ids = [r[0] for r in day.select("run_id").distinct().limit(2).collect()]
+        rows = (lake.read_table(spark, root, tables.GOLD_MODEL_RUNS).where(F.col("run_id").isin(run_ids))
+                .select("run_id", "params", "metrics").collect())
+        if len(run_ids) != 1 or len(rows) != 1 or rows[0]["metrics"].get(f"ndcg@{k}") is None:
+            continue
+        horizon = json.loads(rows[0]["params"]).get("horizon_days")
+        if not horizon or not features.horizon_covered(events, scored_on, horizon):
+            continue
+        truth = recommend.truth_items(events, scored_on, horizon)
+        live = evaluation.ranking_metrics(day, truth, k, 0, user="user_key", item="product_id")
+        trained = float(rows[0]["metrics"][f"ndcg@{k}"])
+        drop = trained - live[f"ndcg@{k}"]
+        out.append(spark.createDataFrame([(date.fromisoformat(scored_on), "decay", f"ndcg@{k}", "product_id",
+                                           "recommend", float(live[f"ndcg@{k}"]), trained, None, float(drop),
+                                           float(settings["max_ndcg_drop"]), bool(drop > settings["max_ndcg_drop"]),
+                                           json.dumps({"run_id": run_ids[0], "horizon_days": horizon,
+                                                       "users": int(live["users_evaluated"])}))], OUTPUT_SCHEMA))
     return out
 
 
