@@ -245,3 +245,65 @@ def test_change_points_are_planted_where_the_truth_says(spark):
     assert kinds == ["card_testers_arrive", "bot_surge", "price_shock"]
     assert gen.change_points_truth(planted)[1]["dates"] == ["2019-10-19", "2019-10-20", "2019-10-21"]
     assert [c["kind"] for c in gen.change_points_truth(base)] == ["card_testers_arrive"]
+
+
+def test_regions_plant_a_customer_master_and_three_regional_differences(spark):
+    """With regions on, users north and central keep every session and purchase they had; south
+    buys more in its promotion week only (the same sessions, never fewer purchases); west comes
+    more often at weekends; every user has one customer record in its region, near a city of it."""
+    base = gen.GeneratorParams(events=20000, seed=5, days=30)
+    planted = gen.GeneratorParams(**{**base.__dict__, "regions": True})
+    promo = list(planted.region_promo_days)
+    assert promo == [15, 16, 17, 18, 19, 20, 21]
+
+    def sessions(p):
+        users = gen.users(spark, p)
+        return gen.sessions(gen.scaled_users(users, p, gen.rate_scale(users, p)), p)
+
+    users = gen.users(spark, planted).select("user_index", "region").cache()
+    before = sessions(base).select("session_key", "user_index", "day", F.col("converted").alias("before"))
+    after = sessions(planted).select("session_key", "user_index", "day", F.col("converted").alias("after"))
+    joined = before.join(after, ["session_key", "user_index", "day"], "full").join(users, "user_index").cache()
+    by_region = {r.region: r for r in joined.groupBy("region").agg(
+        F.sum(F.col("before").isNull().cast("int")).alias("new"), F.sum(F.col("after").isNull().cast("int")).alias("gone"),
+        F.sum((F.col("before") != F.col("after")).cast("int")).alias("changed"),
+        F.sum((F.col("before") & ~F.col("after")).cast("int")).alias("lost"),
+        F.sum((F.col("after") & ~F.col("before") & ~F.col("day").isin(promo)).cast("int")).alias("gained_outside"),
+        F.sum((F.col("after") & ~F.col("before")).cast("int")).alias("gained")).collect() if r.region}
+    for region in ("north", "central"):
+        assert (by_region[region].new, by_region[region].gone, by_region[region].changed) == (0, 0, 0), region
+    south = by_region["south"]
+    assert (south.new, south.gone, south.lost, south.gained_outside) == (0, 0, 0, 0) and south.gained > 0
+    assert by_region["east"].changed > 0 and by_region["east"].new == 0     # its buyers answer prices harder
+    weekend = set(planted.weekend_days())
+    west = (sessions(planted).join(users.where(F.col("region") == "west"), "user_index")
+            .select(F.avg(F.col("day").isin(*weekend).cast("double"))).first()[0])
+    west_before = (sessions(base).join(users.where(F.col("region") == "west"), "user_index")
+                   .select(F.avg(F.col("day").isin(*weekend).cast("double"))).first()[0])
+    assert west > west_before + 0.04
+
+    master = gen.customers(gen.users(spark, planted), planted).cache()
+    assert master.count() == planted.users == master.select("user_id").distinct().count()
+    shares = {r.region: r["count"] / planted.users for r in master.groupBy("region").count().collect()}
+    assert shares == pytest.approx({name: share for name, share, _ in gen.REGIONS}, abs=0.05)
+    towns = {name: towns for name, _, towns in gen.REGIONS}
+    for r in master.collect():
+        lat, lon = next((la, lo) for c, la, lo in towns[r.region] if c == r.city)
+        assert abs(r.latitude - lat) <= gen.CITY_JITTER_DEGREES + 1e-9 and abs(r.longitude - lon) <= 0.05 + 1e-9
+        assert r.signup_date <= date(2019, 10, 30)
+
+
+def test_the_generate_job_writes_the_customer_master_with_its_dirty_rows(spark, make_config):
+    from ecomlake import lake
+    from ecomlake.jobs import generate as job
+
+    config = make_config("generate.regions=true", "generate.dirty_fraction=0.05")
+    truth = job.run(spark, config, events=3000, seed=4)
+    regions = truth["regions"]
+    lines = lake.read_text_file(spark, f"{config['generate']['output']}/customers/customers.csv").splitlines()
+    assert lines[0] == "user_id,signup_date,region,city,latitude,longitude"
+    assert len(lines) - 1 == regions["lines"] == 3000 // 20 + regions["dirty_rows"]["duplicate_customer"]
+    assert regions["expected_quarantine"] == {gen.CUSTOMER_DIRTY_KINDS[k]: n for k, n in regions["dirty_rows"].items()}
+    assert sum(regions["dirty_rows"].values()) > 0
+    assert sum(1 for line in lines[1:] if line.split(",")[2] == "") == regions["dirty_rows"]["missing_region"]
+    assert regions["promotion_week"]["region"] == "south" and len(regions["promotion_week"]["dates"]) == 7

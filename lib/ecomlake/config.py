@@ -72,6 +72,8 @@ SCHEMA: dict[str, Key] = {
                                    "main product) and category transitions in sessions (for the item graph)"),
     "generate.change_points": Key(bool, False, "plant a bot surge and a price shock for `monitor` to find "
                                   "(dates and columns in the ground truth)"),
+    "generate.regions": Key(bool, False, "write a customer master (customers/customers.csv: region, city, "
+                            "coordinates) and plant regional differences (ground truth 'regions')"),
     "generate.daily": Key(bool, False, "one CSV per day (events/2019-10-01.csv) instead of one per month"),
     "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price",
                            minimum=0, exclusive=True),

@@ -22,6 +22,9 @@ What is planted (and written to the ground truth by the `generate` job):
   their own categories, at human pace, so the rules for card testers fire on them);
 - dirty rows of known kinds and counts (duplicates, malformed lines, bad timestamps, negative
   and absurd prices, unknown event types, missing ids, events in the future);
+- with regions (opt-in), a customer master (region, city, coordinates, signup date) and three
+  regional differences: a weekend-heavy region, a regional promotion week and a more
+  price-sensitive region (REGION_*);
 - with change_points (opt-in), two changes a monitor must catch (`change_points_truth`): a bot
   surge (the scrapers come BOT_SURGE_FACTOR times as often for BOT_SURGE_DAYS days from 60 % of
   the window) and a price shock (one category's prices times PRICE_SHOCK_FACTOR for
@@ -134,6 +137,24 @@ PRICE_SHOCK_CATEGORY = 1  # electronics.audio.headphone
 # bots add rows, sessions of many views and users; a price shock moves prices.
 CHANGE_POINT_COLUMNS = {"bot_surge": ["*", "event_type", "user_key", "user_session"], "price_shock": ["price"],
                         "card_testers_arrive": ["event_type"]}
+# Customer master (generate.regions): every user's region, city and coordinates, and three planted
+# regional differences a regional analysis must find (recorded in the ground truth).
+REGIONS = (  # (region, share of users, ((city, latitude, longitude), ...))
+    ("north", 0.25, (("Northport", 54.35, 18.65), ("Lakeview", 53.78, 20.49))),
+    ("south", 0.25, (("Southbay", 50.06, 19.94), ("Hillcrest", 49.82, 19.05))),
+    ("east", 0.20, (("Eastfield", 51.25, 22.57), ("Riverton", 50.04, 22.00))),
+    ("west", 0.20, (("Westhaven", 51.11, 17.03), ("Oakridge", 52.41, 16.93))),
+    ("central", 0.10, (("Midtown", 52.23, 21.01),)),
+)
+CITY_JITTER_DEGREES = 0.05       # a customer's coordinates: the city's, +- this
+REGION_WEEKEND = ("west", 1.5)   # a regional seasonality: west comes 1.5x as often on Saturdays and Sundays
+REGION_PROMO = ("south", 1.8)    # a regional promotion week: south converts 1.8x as often ...
+REGION_PROMO_START_SHARE, REGION_PROMO_DAYS = 0.5, 7   # ... for 7 days from half the window
+REGION_ELASTICITY = ("east", 1.5)  # east's buyers answer prices 1.5x as strongly (elasticity x1.5)
+# Dirty customer rows (generate.dirty_fraction of them) and the quarantine reason each must get.
+CUSTOMER_DIRTY_KINDS = {"missing_region": "missing_region", "bad_coordinates": "bad_coordinates",
+                        "duplicate_customer": "duplicate_user_id"}
+CUSTOMER_COLUMNS = ("user_id", "signup_date", "region", "city", "latitude", "longitude")
 # Bumped whenever the same parameters would give different rows, so earlier output is regenerated.
 GENERATOR_VERSION = 2
 
@@ -152,6 +173,7 @@ class GeneratorParams:
     product_images: bool = False
     item_relations: bool = False
     change_points: bool = False
+    regions: bool = False
 
     def __post_init__(self):
         if self.events < 1000:
@@ -172,6 +194,15 @@ class GeneratorParams:
         date.fromisoformat(self.start_date)
         if self.change_points and self.days < 28:
             raise ValueError(f"change_points need at least 28 days (a monitor's history before them), got {self.days}")
+
+    @property
+    def region_promo_days(self) -> range:
+        start = round(self.days * REGION_PROMO_START_SHARE)
+        return range(start, min(start + REGION_PROMO_DAYS, self.days))
+
+    def weekend_days(self) -> list[int]:
+        first = date.fromisoformat(self.start_date)
+        return [d for d in range(self.days) if (first + timedelta(days=d)).weekday() >= 5]
 
     @property
     def bot_surge_days(self) -> range:
@@ -397,6 +428,58 @@ def _price_on_day(p: GeneratorParams, product_idx: Column, day: Column) -> Colum
     return F.round(price, 2)
 
 
+def customers(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
+    """The customer master: user_id, signup_date, region, city, latitude, longitude (users() with
+    regions on). A user who is there from the first day signed up up to two years before it; a
+    new one on their first day. Coordinates are the city's, jittered by CITY_JITTER_DEGREES."""
+    uid = F.col("user_index")
+    cities = F.create_map(*[x for name, _, towns in REGIONS for x in (
+        F.lit(name), F.array(*[F.struct(F.lit(c).alias("city"), F.lit(lat).alias("lat"), F.lit(lon).alias("lon"))
+                               for c, lat, lon in towns]))])
+    towns = cities[F.col("region")]
+    town = F.element_at(towns, (F.floor(uniform(p.seed, "city", uid) * F.size(towns)) + 1).cast("int"))
+    jitter = lambda purpose: (uniform(p.seed, purpose, uid) - 0.5) * 2 * CITY_JITTER_DEGREES  # noqa: E731
+    start = F.lit(p.start_date).cast("date")
+    signup = F.when(F.col("first_day") > 0, F.date_add(start, F.col("first_day"))).otherwise(
+        F.date_sub(start, F.floor(uniform(p.seed, "signup", uid) * 730).cast("int")))
+    return users_df.select("user_index", "user_id", signup.alias("signup_date"), "region", town["city"].alias("city"),
+                           F.round(town["lat"] + jitter("lat"), 5).alias("latitude"),
+                           F.round(town["lon"] + jitter("lon"), 5).alias("longitude"))
+
+
+def customer_lines(customers_df: DataFrame, p: GeneratorParams) -> DataFrame:
+    """(dirty_kind, line) of customers/customers.csv, without the header, with dirty rows planted
+    (generate.dirty_fraction of them): a missing region, coordinates that are not numbers, or a
+    second line for the same user_id (the second copy is the dirty one)."""
+    uid = F.col("user_index")
+    kinds = list(CUSTOMER_DIRTY_KINDS)
+    kind = F.when(uniform(p.seed, "customer_dirty", uid) < p.dirty_fraction,
+                  _pick(_lit_array(kinds), F.floor(uniform(p.seed, "customer_dirty_kind", uid) * len(kinds))))
+    fields = {"user_id": F.col("user_id").cast("string"), "signup_date": F.col("signup_date").cast("string"),
+              "region": F.when(kind == "missing_region", F.lit("")).otherwise(F.col("region")),
+              "city": F.col("city"),
+              "latitude": F.when(kind == "bad_coordinates", F.lit("north")).otherwise(F.col("latitude").cast("string")),
+              "longitude": F.col("longitude").cast("string")}
+    line = F.concat_ws(",", *[F.coalesce(fields[c], F.lit("")) for c in CUSTOMER_COLUMNS])
+    copies = F.when(kind == "duplicate_customer", F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
+    out = customers_df.select(uid, kind.alias("kind"), line.alias("line"), F.explode(copies).alias("copy"))
+    return out.select("user_index", F.when((F.col("kind") == "duplicate_customer") & (F.col("copy") == 0), F.lit(None))
+                      .otherwise(F.col("kind")).alias("dirty_kind"), "line")
+
+
+def regions_truth(p: GeneratorParams) -> dict:
+    first = date.fromisoformat(p.start_date)
+    return {
+        "regions": {name: {"share": share, "cities": {c: [lat, lon] for c, lat, lon in towns}}
+                    for name, share, towns in REGIONS},
+        "weekend_seasonality": {"region": REGION_WEEKEND[0], "weekend_factor": REGION_WEEKEND[1]},
+        "promotion_week": {"region": REGION_PROMO[0], "conversion_factor": REGION_PROMO[1],
+                           "dates": [(first + timedelta(days=d)).isoformat() for d in p.region_promo_days]},
+        "price_sensitivity": {"region": REGION_ELASTICITY[0], "elasticity_factor": REGION_ELASTICITY[1]},
+        "city_jitter_degrees": CITY_JITTER_DEGREES,
+    }
+
+
 def change_points_truth(p: GeneratorParams) -> list[dict]:
     """The changes in the data a monitor should see: kind, dates (ISO days), the columns they move,
     detect ('each' day of a jump must alert; 'any' day of a ramp) and what was done. Every lake with
@@ -448,7 +531,7 @@ def users(spark: SparkSession, p: GeneratorParams) -> DataFrame:
                  .when(F.col("kind") == "slow_scraper", BASE_RATE["slow_scraper"])
                  .when(F.col("kind") == "bulk_buyer", BASE_RATE["bulk_buyer"])
                  .otherwise(F.lit(BASE_RATE["normal"]) * F.exp(0.8 * F.col("engagement") - 0.32)))
-    return (
+    out = (
         spark.range(p.users).withColumnRenamed("id", "user_index")
         .select(
             uid,
@@ -471,6 +554,13 @@ def users(spark: SparkSession, p: GeneratorParams) -> DataFrame:
                     .otherwise(1 / (1 + F.exp(-(F.lit(-2.8) + 0.8 * F.col("intent") + 0.3 * F.col("engagement"))))))
         .withColumn("p_cart", 1 / (1 + F.exp(-(F.lit(-1.2) + 0.9 * F.col("intent")))))
     )
+    if p.regions:  # an extra column: with regions off every user is exactly what it was
+        u, cumulative, region = uniform(p.seed, "region", uid), 0.0, None
+        for name, share, _ in REGIONS[:-1]:
+            cumulative += share
+            region = F.when(u < cumulative, F.lit(name)) if region is None else region.when(u < cumulative, F.lit(name))
+        out = out.withColumn("region", region.otherwise(F.lit(REGIONS[-1][0])))
+    return out
 
 
 def _remaining_weight(p: GeneratorParams, first_day: Column) -> Column:
@@ -530,6 +620,12 @@ def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
         is_scraper = F.col("kind") == "scraper"
         day_weight = F.when(is_scraper, _pick(_lit_array(surge), F.col("day"))).otherwise(day_weight)
         w_max = F.when(is_scraper, F.lit(max(surge))).otherwise(w_max)
+    if p.regions:  # the weekend region's own weekly pattern
+        weekend, factor = set(p.weekend_days()), REGION_WEEKEND[1]
+        in_region = F.col("region") == REGION_WEEKEND[0]
+        by_day = _lit_array([factor if d in weekend else 1.0 for d in range(p.days)])
+        day_weight = F.when(in_region, day_weight * _pick(by_day, F.col("day"))).otherwise(day_weight)
+        w_max = F.when(in_region, w_max * factor).otherwise(w_max)
     active_days = F.lit(p.days) - F.col("first_day")
     mu = F.col("session_rate_per_day") * w_max * active_days
     seed = p.seed
@@ -564,16 +660,24 @@ def sessions(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
            .otherwise(5 + F.floor(uniform(seed, "gap", key) * 115)))
     s = s.select(
         "user_index", "user_id", "kind", "preferred_category_1", "preferred_category_2",
-        "p_convert", "p_cart", "session_key", "start_second", "day",
+        "p_convert", "p_cart", "session_key", "start_second", "day", *(["region"] if p.regions else []),
         n_views.cast("int").alias("n_views"), gap.cast("int").alias("gap_seconds"),
         (3 * (3 + F.floor(uniform(seed, "carder_loops", key) * 8))).cast("int").alias("carder_events"),
     )
     # The product a normal session ends on (and buys, if it converts): its price sets the odds.
     s = _with_product(s, p, F.col("n_views") - 1, "last_product")
     last = _product_columns(p, F.col("last_product"))
-    price_factor = F.pow(_price_on_day(p, F.col("last_product"), F.col("day")) / last["ref_price"], last["elasticity"])
+    elasticity, promotion = last["elasticity"], F.lit(1.0)
+    if p.regions:
+        elasticity = F.when(F.col("region") == REGION_ELASTICITY[0], elasticity * REGION_ELASTICITY[1]).otherwise(
+            elasticity)
+        promotion = F.when((F.col("region") == REGION_PROMO[0])
+                           & F.col("day").between(p.region_promo_days[0], p.region_promo_days[-1]),
+                           F.lit(REGION_PROMO[1])).otherwise(promotion)
+    price_factor = F.pow(_price_on_day(p, F.col("last_product"), F.col("day")) / last["ref_price"], elasticity)
     converted = ((F.col("kind") == "takeover")
-                 | (uniform(seed, "convert", key) < F.least(F.lit(0.95), F.col("p_convert") * price_factor)))
+                 | (uniform(seed, "convert", key)
+                    < F.least(F.lit(0.95), F.col("p_convert") * price_factor * promotion)))
     carted = uniform(seed, "cart", key) < F.col("p_cart")
     removed = uniform(seed, "remove", key) < 0.5
     n_events = (F.when(F.col("kind").isin(*VIEW_ONLY_KINDS), F.col("n_views"))

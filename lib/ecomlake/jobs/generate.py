@@ -19,6 +19,11 @@ products; all off by default, which leaves every line as it was):
                                dataset-fashion-mnist, unpacked by `make env`; generate.product_images)
   _ground_truth/products/      Parquet: per product its style class (apparel), whether it is a new
                                arrival, its arrival date and image_id
+With generate.regions (off by default):
+  customers/customers.csv      the customer master: user_id, signup_date, region, city, latitude,
+                               longitude (dirty rows planted); generator.json's "regions" holds the
+                               regions and their planted differences (a weekend-heavy region, a
+                               regional promotion week, a more price-sensitive region)
 generator.json's "change_points" lists the changes in the data a monitor should flag (kind, dates,
 columns moved): the card testers' arrival in every lake with fraud, and with generate.change_points
 (off by default) a bot surge and a price shock.
@@ -67,7 +72,7 @@ def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
             dirty_fraction=g["dirty_fraction"], fraud_user_fraction=g["fraud_user_fraction"],
             hidden_fraud_fraction=g["hidden_fraud_fraction"], new_product_fraction=g["new_product_fraction"],
             style_affinity=g["style_affinity"], product_images=g["product_images"],
-            item_relations=g["item_relations"], change_points=g["change_points"])
+            item_relations=g["item_relations"], change_points=g["change_points"], regions=g["regions"])
     except ValueError as exc:
         raise ConfigError(f"generate: {exc}") from None
 
@@ -151,6 +156,7 @@ def _generate(spark: SparkSession, p: gen.GeneratorParams, output: str, daily: b
 
     if p.plants_products:
         write_planted_products(spark, p, output)
+    customer_truth = write_customers(spark, p, users, output) if p.regions else None
     if p.item_relations:
         gen.item_relations_truth(spark, p).write.mode("overwrite").parquet(f"{output}/_ground_truth/item_relations")
         (gen.category_transitions(events_df).coalesce(1)
@@ -194,6 +200,7 @@ def _generate(spark: SparkSession, p: gen.GeneratorParams, output: str, daily: b
             "transition_share": gen.TRANSITION_SHARE,
         } if p.item_relations else None),
         "change_points": gen.change_points_truth(p),
+        "regions": customer_truth,
         "price_model": ("P(session buys) = min(0.95, p_convert * (price / ref_price) ** elasticity), "
                         "price = base_price * (1 - weekly discount)"),
     }
@@ -203,6 +210,25 @@ def _generate(spark: SparkSession, p: gen.GeneratorParams, output: str, daily: b
     log.info(f"generate: {truth['data_lines']:,} lines in {len(labels)} files under {output}/events "
           f"({sum(dirty.values()):,} dirty on purpose), {p.users:,} users, {p.products:,} products")
     return truth
+
+
+def write_customers(spark: SparkSession, p: gen.GeneratorParams, users, output: str) -> dict:
+    """customers/customers.csv (the customer master, dirty rows planted) -> its ground truth: the
+    regions and their planted differences, the lines, and the dirty rows per quarantine reason."""
+    lines = gen.customer_lines(gen.customers(users, p), p).cache()
+    counts = {r["dirty_kind"]: r["count"] for r in lines.groupBy("dirty_kind").count().collect()}  # <= 4 rows
+    tmp = f"{output}/customers/_writing"
+    header = spark.createDataFrame([(-1, ",".join(gen.CUSTOMER_COLUMNS))], "user_index long, line string")
+    # One file, the header first: sorted by the (constant) partition column first, so the writer
+    # keeps this order instead of sorting again.
+    (lines.select("user_index", "line").unionByName(header).coalesce(1).withColumn("part", F.lit(0))
+     .sortWithinPartitions("part", "user_index", "line").select("line", "part")
+     .write.partitionBy("part").text(tmp))
+    lake.replace_directory_with_files(spark, tmp, {"part=0": f"{output}/customers/customers.csv"})
+    lines.unpersist()
+    dirty = {kind: int(counts.get(kind, 0)) for kind in gen.CUSTOMER_DIRTY_KINDS}
+    return {**gen.regions_truth(p), "lines": int(sum(counts.values())), "dirty_rows": dirty,
+            "expected_quarantine": {gen.CUSTOMER_DIRTY_KINDS[k]: n for k, n in dirty.items()}}
 
 
 def write_planted_products(spark: SparkSession, p: gen.GeneratorParams, output: str) -> None:
