@@ -80,3 +80,10 @@ def silver_rows(validated: DataFrame, key: bytes) -> DataFrame:
 def rejected_rows(validated: DataFrame) -> DataFrame:
     return quarantine_rows(validated.where(F.col("_reject_reason").isNotNull()),
                            "clean", F.col("_reject_reason"), F.lit(None))
+
+
+def silver_customers(bronze: DataFrame, key: bytes) -> DataFrame:
+    """bronze/customers with user_id replaced by its pseudonym user_key (the same as in silver/events)."""
+    require_columns(bronze, [*rees46.CUSTOMER_COLUMNS, "_source_file", "_batch_id", "_ingested_at"], "bronze/customers")
+    return pseudonymise(bronze, "user_id", "user_key", key).select(
+        "user_key", *[c for c in rees46.CUSTOMER_COLUMNS if c != "user_id"], "_source_file", "_batch_id", "_ingested_at")

@@ -40,6 +40,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ecomlake.rees46 import COLUMNS as REES46_COLUMNS
+from ecomlake.rees46 import CUSTOMER_COLUMNS
 
 
 # (category_code, reference price, planted price elasticity). None: REES46 has uncoded categories.
@@ -152,9 +153,8 @@ REGION_PROMO = ("south", 1.8)    # a regional promotion week: south converts 1.8
 REGION_PROMO_START_SHARE, REGION_PROMO_DAYS = 0.5, 7   # ... for 7 days from half the window
 REGION_ELASTICITY = ("east", 1.5)  # east's buyers answer prices 1.5x as strongly (elasticity x1.5)
 # Dirty customer rows (generate.dirty_fraction of them) and the quarantine reason each must get.
-CUSTOMER_DIRTY_KINDS = {"missing_region": "missing_region", "bad_coordinates": "bad_coordinates",
+CUSTOMER_DIRTY_KINDS = {"missing_region": "missing_region", "bad_coordinates": "unparseable_latitude",
                         "duplicate_customer": "duplicate_user_id"}
-CUSTOMER_COLUMNS = ("user_id", "signup_date", "region", "city", "latitude", "longitude")
 # Bumped whenever the same parameters would give different rows, so earlier output is regenerated.
 GENERATOR_VERSION = 2
 

@@ -51,30 +51,35 @@ def drop_headers(lines: DataFrame, header: str) -> DataFrame:
 
 
 def classify_catalog_lines(lines: DataFrame, columns: tuple[str, ...] = rees46.CATALOG_COLUMNS,
-                           parsed_columns: tuple[str, ...] = rees46.CATALOG_PARSED_COLUMNS) -> DataFrame:
-    """Catalogue lines(value, _source_file, _batch_id, _ingested_at) without header lines ->
-    typed rows (the catalogue's columns unless `columns` says otherwise: the product-image links use
-    the same snapshot format), `raw_line`, lineage and `_reject_reason` (null when accepted).
+                           parsed_columns: tuple[str, ...] = rees46.CATALOG_PARSED_COLUMNS,
+                           key: str = "product_id", required: tuple[str, ...] = ()) -> DataFrame:
+    """Snapshot lines(value, _source_file, _batch_id, _ingested_at) without header lines -> typed
+    rows (the catalogue's columns unless `columns` says otherwise: the product-image links and the
+    customer master use the same snapshot format), `raw_line`, lineage and `_reject_reason` (null
+    when accepted).
 
-    A product is one row: when several lines carry the same product_id, the first (by source file,
-    then line text, so a re-run picks the same one) is kept and the others are rejected as
-    `duplicate_product_id`, never silently dropped. A price must be positive when given; any other
-    parsed column (the image links' image_id) must be there.
+    A `key` (product_id, user_id) is one row: when several lines carry the same key, the first (by
+    source file, then line text, so a re-run picks the same one) is kept and the others are rejected
+    as `duplicate_<key>`, never silently dropped. A price must be positive when given, coordinates
+    must be on the globe, any other parsed column (the image links' image_id) and every `required`
+    text column (the customers' region) must be there.
     """
     split = rees46.split_lines(lines, columns=columns)
-    reason = rees46.ingest_reject_reason(columns, parsed_columns).when(
-        F.col("product_id").isNull(), F.lit("missing_product_id"))
-    for column in parsed_columns:
-        if column not in rees46.CATALOG_PARSED_COLUMNS:
+    reason = rees46.ingest_reject_reason(columns, parsed_columns).when(F.col(key).isNull(), F.lit(f"missing_{key}"))
+    for column in (*parsed_columns, *required):
+        if column not in rees46.CATALOG_PARSED_COLUMNS and column != key:
             reason = reason.when(rees46.typed(column).isNull(), F.lit(f"missing_{column}"))
     if "base_price" in columns:
         reason = reason.when(rees46.typed("base_price") <= 0, F.lit("bad_base_price"))
+    if "latitude" in columns:
+        reason = reason.when(~rees46.typed("latitude").between(-90, 90) | ~rees46.typed("longitude").between(-180, 180),
+                             F.lit("bad_coordinates"))
     typed = split.select(*[rees46.typed(c).alias(c) for c in columns], F.col("value").alias("raw_line"),
                          *LINEAGE_COLUMNS, reason.alias("_reject_reason"))
     accepted = F.col("_reject_reason").isNull()
-    line_of_product = Window.partitionBy("product_id", accepted).orderBy("_source_file", "raw_line")
-    duplicate = accepted & (F.row_number().over(line_of_product) > 1)
-    return typed.withColumn("_reject_reason", F.when(duplicate, F.lit("duplicate_product_id"))
+    line_of_key = Window.partitionBy(key, accepted).orderBy("_source_file", "raw_line")
+    duplicate = accepted & (F.row_number().over(line_of_key) > 1)
+    return typed.withColumn("_reject_reason", F.when(duplicate, F.lit(f"duplicate_{key}"))
                             .otherwise(F.col("_reject_reason")))
 
 

@@ -30,6 +30,11 @@ CATALOG_PARSED_COLUMNS = ("product_id", "category_id", "base_price")
 # which image shows each product (image_id as in bronze/product_images).
 PRODUCT_IMAGE_COLUMNS = ("product_id", "image_id")
 PRODUCT_IMAGE_HEADER = ",".join(PRODUCT_IMAGE_COLUMNS)
+# The customer master (customers/customers.csv from `generate --conf generate.regions=true`).
+CUSTOMER_COLUMNS = ("user_id", "signup_date", "region", "city", "latitude", "longitude")
+CUSTOMER_PARSED_COLUMNS = ("user_id", "signup_date", "latitude", "longitude")
+DATE_COLUMNS = ("signup_date",)
+COORDINATE_COLUMNS = ("latitude", "longitude")
 _COMMAS_OUTSIDE_QUOTES = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
 
 
@@ -39,8 +44,10 @@ def typed(column: str) -> Column:
         return F.expr(f"try_to_timestamp(nullif(trim(`{column}`), ''), '{TIMESTAMP_PATTERN}')")
     if column in LONG_COLUMNS:
         return F.expr(f"try_cast(nullif(trim(`{column}`), '') as bigint)")
-    if column in PRICE_COLUMNS:
+    if column in PRICE_COLUMNS or column in COORDINATE_COLUMNS:
         return F.expr(f"try_cast(nullif(trim(`{column}`), '') as double)")
+    if column in DATE_COLUMNS:
+        return F.expr(f"to_date(try_to_timestamp(nullif(trim(`{column}`), ''), 'yyyy-MM-dd'))")
     return F.nullif(F.trim(F.col(column)), F.lit(""))
 
 

