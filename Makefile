@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 
 WHEEL_DIR ?= dist
 
-.PHONY: monitor monitor-quiet bench-monitor release bench-release graph cold-start risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+.PHONY: regional monitor monitor-quiet bench-monitor release bench-release graph cold-start risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -122,6 +122,15 @@ test-unit: env
 # A differentially private release of the daily funnel from the lake `make pipeline` built (the
 # week before SCORE_AS_OF, epsilon release.epsilon = 1); its accuracy against epsilon, measured on
 # a 200k-event lake of its own (README table).
+# Regions (issue 16 section 1): a lake of its own whose generated data has a customer master
+# (generate.regions: region, city, coordinates) and planted regional differences (a weekend-heavy
+# region, a regional promotion week, a more price-sensitive region), the ETL, then `regional`.
+REGIONAL_DIR ?= lakehouse-regional
+REGIONAL_ARGS = --lake $(REGIONAL_DIR)/lake --conf generate.output=$(REGIONAL_DIR)/data --conf generate.regions=true
+regional: env
+	./spark-submit.sh pipeline $(REGIONAL_ARGS) $(ARGS)
+	./spark-submit.sh regional --as-of $(SCORE_AS_OF) $(REGIONAL_ARGS) $(ARGS)
+
 # Monitoring (issue 16 section 2): a lake of its own with a planted bot surge (2019-11-07..09) and
 # price shock (headphones x1.4, 2019-11-19..23) (generate.change_points); the ETL; a propensity
 # model trained as of 2019-11-03 and scored then and on 11-17 (whose labels are in by 12-01); then

@@ -52,3 +52,51 @@ def test_customers_ingest_quarantine_pseudonymise_and_forget(spark, make_config,
     # ... and the next clean, which rebuilds silver/customers from the smaller bronze, keeps them out.
     clean.run(spark, config)
     assert lake.read_table(spark, root, tables.SILVER_CUSTOMERS).count() == customers - 1
+
+
+def test_regional_demand_by_hand_and_the_planted_promotion_week(spark, make_config):
+    """Two regions, 30 days: 10 sessions a day each, 1 of them buys, except in south's promotion
+    week (days 20-26), when 5 do; a user without a customer record is 'unknown'. A region's last 7
+    days convert k of 70 sessions against 7 of 70 before; with no spread in that history the scale
+    is the binomial floor sqrt(0.1 x 0.9 / 70) = 0.0359, so a week alerts (z > 4) from k = 18 on:
+    k = 7 + 4 x (promotion days in the week), the weeks ending on days 22 to 29."""
+    from datetime import date, timedelta
+
+    from ecomlake.jobs import regional as job
+
+    config = make_config("monitor.min_history_days=10")
+    root = config["lake_root"]
+    start, promo = date(2019, 10, 1), range(20, 27)
+    rows = []
+    for i in range(30):
+        day = start + timedelta(days=i)
+        for region in ("north", "south"):
+            buyers = 5 if (region == "south" and i in promo) else 1
+            for s in range(10):
+                session = f"{region}-{i}-{s}"
+                rows.append((day, "view", 10.0, f"{region}{s}", session, "electronics.phone"))
+                if s < buyers:
+                    rows.append((day, "purchase", 10.0, f"{region}{s}", session, "electronics.phone"))
+        rows.append((day, "view", 5.0, "stranger", f"x-{i}", None))
+    events = spark.createDataFrame(rows, "event_date date, event_type string, price double, user_key string, "
+                                         "user_session string, category_code string")
+    lake.overwrite_table(events, root, tables.SILVER_EVENTS, partition_by=["event_date"])
+    customers = spark.createDataFrame([(f"{r}{s}", r) for r in ("north", "south") for s in range(10)],
+                                      "user_key string, region string")
+    lake.overwrite_table(customers, root, tables.SILVER_CUSTOMERS)
+    out = job.run(spark, config, "2019-10-31")
+    demand = {(r.region, r.event_date, r.top_category): r for r in
+              lake.read_table(spark, root, tables.GOLD_REGIONAL_DEMAND).collect()}
+    south = demand[("south", start + timedelta(days=21), "electronics")]
+    assert (south.units, south.revenue, south.sessions, south.buying_sessions, south.conversion) == (
+        5, 50.0, 10, 5, 0.5)
+    stranger = demand[("unknown", start + timedelta(days=3), "unknown")]
+    assert (stranger.sessions, stranger.units) == (1, 0)
+    daily = lake.read_table(spark, root, tables.GOLD_REGIONAL_DAILY)
+    week = daily.where((F.col("region") == "south") & (F.col("event_date") == start + timedelta(days=25))).first()
+    assert (week.sessions_7d, week.conversion_7d) == (70, round(31 / 70, 6))   # days 19-25: 6 of promotion
+    assert [(r.region, r.event_date) for r in daily.where("alert").orderBy("event_date").collect()] == [
+        ("south", start + timedelta(days=d)) for d in range(22, 30)]
+    assert out["regional_alerts"] == 8 and out["against_planted"] is None
+    again = job.run(spark, config, "2019-10-31")     # replaced, not added
+    assert again["demand_rows"] == out["demand_rows"] == len(demand)

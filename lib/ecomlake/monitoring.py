@@ -213,16 +213,17 @@ def _noise_floor(columns: list[str]) -> Column:
 
 def robust_anomalies(daily: DataFrame, keys: list[str], value: str = "value", date: str = "event_date",
                      history_days: int = 28, min_history: int = 14, threshold: float = 4.0,
-                     min_scale_share: float = 0.01) -> DataFrame:
+                     min_scale_share: float = 0.01, gap_days: int = 0) -> DataFrame:
     """Each row of `daily` (one per series and day) with the trailing median and MAD of the same
     series over the previous `history_days` days (the day itself excluded; missing days are not
     filled), z = (value - median) / scale with scale = 1.4826 MAD (1.2533 times the mean absolute
     deviation when the MAD is 0: Iglewicz and Hoaglin's modified z-score) (at least min_scale_share of
     |median|, so a constant history does not make every small change infinite, and at least the
     noise floor of the metric's kind when rows carry `kind` and `n`), and `alert`
-    when |z| > threshold with at least `min_history` days of history."""
+    when |z| > threshold with at least `min_history` days of history. gap_days leaves out the days
+    just before (a value over the last 7 days compares with windows that do not overlap it: gap 6)."""
     day_number = F.datediff(F.col(date), F.lit("1970-01-01"))
-    trailing = (Window.partitionBy(*keys).orderBy(day_number).rangeBetween(-history_days, -1))
+    trailing = Window.partitionBy(*keys).orderBy(day_number).rangeBetween(-history_days - gap_days, -1 - gap_days)
     with_history = daily.withColumn("_history", F.collect_list(F.col(value).cast("double")).over(trailing))
     median = _array_median(F.col("_history"))
     out = (with_history
