@@ -1,5 +1,6 @@
 """The customer master end to end: generated with planted dirty rows, ingested with quarantine and
 reconciliation, pseudonymised in silver with the events' key, rebuilt only when it changed, erased."""
+import html
 import json
 
 import pytest
@@ -81,8 +82,9 @@ def test_regional_demand_by_hand_and_the_planted_promotion_week(spark, make_conf
     events = spark.createDataFrame(rows, "event_date date, event_type string, price double, user_key string, "
                                          "user_session string, category_code string")
     lake.overwrite_table(events, root, tables.SILVER_EVENTS, partition_by=["event_date"])
-    customers = spark.createDataFrame([(f"{r}{s}", r) for r in ("north", "south") for s in range(10)],
-                                      "user_key string, region string")
+    customers = spark.createDataFrame([(f"{r}{s}", r, 54.0 if r == "north" else 50.0, 19.0)
+                                       for r in ("north", "south") for s in range(10)],
+                                      "user_key string, region string, latitude double, longitude double")
     lake.overwrite_table(customers, root, tables.SILVER_CUSTOMERS)
     out = job.run(spark, config, "2019-10-31")
     demand = {(r.region, r.event_date, r.top_category): r for r in
@@ -100,3 +102,12 @@ def test_regional_demand_by_hand_and_the_planted_promotion_week(spark, make_conf
     assert out["regional_alerts"] == 8 and out["against_planted"] is None
     again = job.run(spark, config, "2019-10-31")     # replaced, not added
     assert again["demand_rows"] == out["demand_rows"] == len(demand)
+
+    # The report: a heatmap, a map, the regions and their alerts, and what to do.
+    from ecomlake.report import build_report
+
+    page, sections = build_report(spark, root)
+    section = {s.key: s for s in sections}["regions"]
+    assert section.skipped is None and section.images == 2
+    assert html.escape("'south' converted above its usual rate in the weeks ending 2019-10-23 .. 2019-10-30: find "
+                       "out what ran there and repeat it.") in page

@@ -339,9 +339,9 @@ def test_report_has_every_section_image_and_suggestion(spark, trained, analytics
     for title in SECTION_TITLES:
         assert f"<h2>{title}</h2>" in page
     assert page.count('src="data:image/png;base64,') == out["images"] >= 9
-    # Everything but the reviews and their aspects (no review data in this lake) and monitoring (tested in
-    # test_monitor) is built; they say how to add them.
-    assert [k for k, built in out["sections"].items() if not built] == ["reviews", "aspects", "monitoring"]
+    # Everything but the reviews and their aspects (no review data in this lake), regions (tested in
+    # test_customers) and monitoring (tested in test_monitor) is built; they say how to add them.
+    assert [k for k, built in out["sections"].items() if not built] == ["reviews", "aspects", "regions", "monitoring"]
     assert "Skipped: gold/review_sentiment is missing: run `sentiment`" in page
     assert page.count('<div class="suggest">') == 8
     assert "win-back coupon" in page and "Restock first" in page and "test the price of" in page

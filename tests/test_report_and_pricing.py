@@ -174,7 +174,7 @@ def test_risk_and_inventory_sections_from_a_small_lake(spark, tmp_path):
     built = {s.key: (s.images, s.suggestions) for s in sections if not s.skipped}
     assert built == {"risk": (1, risk["suggestions"]),
                      "inventory": (1, data.inventory(spark, root, "2019-12-01")["suggestions"])}
-    assert page.count('src="data:image/png;base64,') == 2 and page.count("Skipped:") == 9
+    assert page.count('src="data:image/png;base64,') == 2 and page.count("Skipped:") == 10
     assert "Highest reorder points as of 2019-12-01 (lead time 5 days)" in page
     assert "<li>Top of the list: p9 (reorder points 150 units).</li>" in page
 

@@ -4,7 +4,8 @@
 
 Sections: funnel and conversion over time; sessions and cohort retention; segments and customer
 value; recommendation and model quality; forecasts against actuals; price elasticities; risk
-alerts; review sentiment; inventory suggestions; data and model monitoring (the newest `monitor` run). Each ends with plain-language suggestions
+alerts; review sentiment; inventory suggestions; demand by region (a region x week heatmap and a map);
+data and model monitoring (the newest `monitor` run). Each ends with plain-language suggestions
 computed from the data (who to target with a coupon, what to restock, which price to test).
 A section whose tables are missing is skipped with a note naming the job to run. --as-of picks
 the forecasts and inventory of that date (default: the newest). The file is written through

@@ -29,6 +29,7 @@ SECTIONS = [
     ("reviews", "Review sentiment", data.reviews, render.reviews),
     ("aspects", "Review aspects and service triage", data.aspects, render.aspects),
     ("inventory", "Inventory suggestions", data.inventory, render.inventory),
+    ("regions", "Demand by region", data.regions, render.regions),
     ("monitoring", "Data and model monitoring", data.monitoring, render.monitoring),
 ]
 SECTION_TITLES = [title for _, title, _, _ in SECTIONS]

@@ -261,3 +261,26 @@ def monitoring(spark, root, as_of) -> dict:
     total = int(rows.where("alert").count())
     return {"as_of": day, "per_day": per_day, "alerts": alerts, "drift": drift, "decay": decay, "total": total,
             "suggestions": rules.monitoring_suggestions(alerts, drift, decay, total)}
+
+
+def regions(spark, root, as_of) -> dict:
+    """weekly: region x week units and revenue; totals: per region revenue, units, sessions,
+    conversion, customers and the mean coordinates of its customers (the map's points); alerts:
+    the region-days whose last-7-day conversion left the region's norm (gold/regional_daily)."""
+    demand = _read(spark, root, tables.GOLD_REGIONAL_DEMAND)
+    weekly = (demand.groupBy("region", F.date_trunc("week", "event_date").cast("date").alias("week"))
+              .agg(F.sum("units").alias("units"), F.sum("revenue").alias("revenue"))
+              .orderBy("region", "week").toPandas())   # regions x weeks
+    places = (_read(spark, root, tables.SILVER_CUSTOMERS).groupBy("region")
+              .agg(F.count(F.lit(1)).alias("customers"), F.avg("latitude").alias("latitude"),
+                   F.avg("longitude").alias("longitude")))
+    totals = (demand.groupBy("region").agg(F.round(F.sum("revenue"), 0).alias("revenue"), F.sum("units").alias("units"),
+                                           F.sum("sessions").alias("sessions"),
+                                           F.sum("buying_sessions").alias("buying_sessions"))
+              .withColumn("conversion", F.round(F.col("buying_sessions") / F.col("sessions"), 4))
+              .join(places, "region", "left").orderBy(F.desc("revenue")).toPandas())   # one row per region
+    alerts = (_read(spark, root, tables.GOLD_REGIONAL_DAILY).where("alert").orderBy("event_date", "region").limit(20)
+              .select("region", F.col("event_date").cast("string").alias("day"), "conversion_7d",
+                      F.col("trailing_median_conversion_7d").alias("usual"), F.round("z", 1).alias("z")).toPandas())
+    return {"weekly": weekly, "totals": totals, "alerts": alerts,
+            "suggestions": rules.regional_suggestions(totals, alerts)}

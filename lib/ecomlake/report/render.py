@@ -252,3 +252,30 @@ def monitoring(s: Section, d: dict) -> None:
         s.table(d["drift"], "Largest drift of model inputs and scores (PSI; above 0.25 alerts)")
     if len(d["decay"]):
         s.table(d["decay"], "Models on dates whose labels have arrived")
+
+
+def regions(s: Section, d: dict) -> None:
+    weekly = d["weekly"]
+    if len(weekly):
+        grid = weekly.pivot_table(index="region", columns="week", values="revenue", aggfunc="sum").fillna(0)
+        fig, ax = _figure(8, 0.4 * len(grid) + 1.2)
+        image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis")
+        ax.set_yticks(range(len(grid.index)), list(grid.index))
+        ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns], rotation=45, fontsize=7)
+        ax.set_title("Revenue by region and week", fontsize=9)
+        fig.colorbar(image, ax=ax)
+        s.plot(fig)
+    placed = d["totals"].dropna(subset=["latitude", "longitude"])
+    if len(placed):
+        fig, ax = _figure(5, 4)
+        sizes = 1500 * placed["revenue"] / max(placed["revenue"].max(), 1e-9)
+        ax.scatter(placed["longitude"], placed["latitude"], s=sizes, alpha=0.5, color="tab:blue")
+        for _, row in placed.iterrows():
+            ax.annotate(row["region"], (row["longitude"], row["latitude"]), ha="center", fontsize=8)
+        ax.set_xlabel("longitude"), ax.set_ylabel("latitude")
+        ax.set_title("Regions at their customers' mean coordinates, sized by revenue", fontsize=9)
+        s.plot(fig)
+    s.table(d["totals"].drop(columns=["latitude", "longitude"], errors="ignore"), "Regions",
+            {"revenue": "{:,.0f}", "conversion": "{:.2%}"})
+    if len(d["alerts"]):
+        s.table(d["alerts"], "Weeks whose conversion left the region's norm")

@@ -197,3 +197,22 @@ def monitoring_suggestions(alerts: pd.DataFrame, drift: pd.DataFrame, decay: pd.
         out.append(f"The {row['model']} model's AUC on {row['scored_on']} fell to {row['auc_now']:.3f} "
                    f"(test AUC {row['auc_at_training']:.3f}): retrain it.")
     return out
+
+
+def regional_suggestions(totals: pd.DataFrame, alerts: pd.DataFrame) -> list[str]:
+    """totals: region, revenue, conversion (known regions first by revenue); alerts: region, day,
+    conversion_7d, usual."""
+    known = totals[totals["region"] != "unknown"]
+    out = []
+    if len(known):
+        top, share = known.iloc[0], known.iloc[0]["revenue"] / max(known["revenue"].sum(), 1e-9)
+        best = known.sort_values("conversion", ascending=False, kind="stable").iloc[0]
+        out.append(f"'{top['region']}' brings {share:.0%} of revenue: stock it first; '{best['region']}' converts "
+                   f"best ({best['conversion']:.1%} of sessions buy).")
+    if len(alerts):
+        for region, group in alerts.groupby("region", sort=False):
+            up = (group["conversion_7d"] > group["usual"]).all()
+            out.append(f"'{region}' converted {'above' if up else 'below'} its usual rate in the weeks ending "
+                       f"{group['day'].iloc[0]} .. {group['day'].iloc[-1]}: find out what ran there"
+                       f"{' and repeat it' if up else ' and fix it'}.")
+    return out
