@@ -124,13 +124,15 @@ test-unit: env
 # a 200k-event lake of its own (README table).
 # Regions (issue 16 section 1): a lake of its own whose generated data has a customer master
 # (generate.regions: region, city, coordinates) and planted regional differences (a weekend-heavy
-# region, a regional promotion week, a more price-sensitive region), the ETL, `regional`, and the
-# report (lakehouse-regional/lake/reports/report.html: its "Demand by region" section).
+# region, a regional promotion week, a more price-sensitive region), the ETL, `regional` (demand,
+# alerts, price response, reconciled forecasts), a differentially private regional-demand release
+# and the report (lakehouse-regional/lake/reports/report.html: its "Demand by region" section).
 REGIONAL_DIR ?= lakehouse-regional
 REGIONAL_ARGS = --lake $(REGIONAL_DIR)/lake --conf generate.output=$(REGIONAL_DIR)/data --conf generate.regions=true
 regional: env
 	./spark-submit.sh pipeline $(REGIONAL_ARGS) $(ARGS)
 	./spark-submit.sh regional --as-of $(SCORE_AS_OF) $(REGIONAL_ARGS) $(ARGS)
+	./spark-submit.sh release regional_demand --as-of $(SCORE_AS_OF) $(REGIONAL_ARGS) $(ARGS)
 	./spark-submit.sh report $(REGIONAL_ARGS) $(ARGS)
 
 # Monitoring (issue 16 section 2): a lake of its own with a planted bot surge (2019-11-07..09) and
@@ -168,6 +170,7 @@ release: env
 
 bench-release: env
 	$(PY) benchmarks/release.py $(ARGS)
+	$(PY) benchmarks/release.py --regional $(ARGS)
 
 bench-etl: env
 	$(PY) benchmarks/etl.py $(ARGS)

@@ -1,5 +1,8 @@
 """Differentially private releases: numbers that may leave the company (job `release`).
 
+Two releases: the daily funnel (users who viewed, carted, bought per day x category) and regional
+demand (units bought and revenue per day x region x category, from the customer master).
+
 The privacy unit is the user: a release protects everything one user contributes to it, every
 event of the window, not one event. PipelineDP (on its Spark RDD backend, with python-dp's secure
 noise) does the two steps that make that true:
@@ -8,6 +11,12 @@ noise) does the two steps that make that true:
   2. Laplace noise of scale max_cells / epsilon on each cell's count of users.
 The cells are public (the window's days x the catalogue's top-level categories x the three
 steps), so no cell's presence depends on the data and no budget is spent on choosing them.
+Regional demand bounds a user the same way (at most `max_cells` day x region x category cells, or
+region x category cells of the whole window,
+and at most `max_units` purchases in a cell, each price clamped to [0, max_price]) and spends half
+of epsilon on the units and half on the revenue (PipelineDP splits a query's budget equally
+between its metrics). Its regions are public too: the configured list (release.regions), every
+other region, and users without a customer record, under 'other'.
 Everything after the noise (rounding, clamping at 0, rates between steps) is post-processing,
 which costs no privacy. Releases add up: the ledger (ops/privacy_ledger) sums their epsilons.
 """
@@ -107,3 +116,81 @@ def users_over_bound(cells: DataFrame, max_cells: int) -> DataFrame:
                         F.sum((F.col("n") > max_cells).cast("long")).alias("over_bound"),
                         F.sum("n").alias("cells"),
                         F.sum(F.least(F.col("n"), F.lit(max_cells))).alias("cells_kept"))
+
+
+OTHER_REGION = "other"   # a region outside the public list, or no customer record
+REGIONAL_CELL_COLUMNS = ("event_date", "region", "category")
+
+
+def regional_purchases(events: DataFrame, customers: DataFrame, first_day: str, as_of: str,
+                       regions: list[str], whole_window: bool = False) -> DataFrame:
+    """(user_key, event_date 'YYYY-MM-DD', region, category, price): every purchase in
+    [first_day, as_of), its user's region from the customer master (OTHER_REGION when that is not
+    one of the public `regions`, or unknown). whole_window: event_date is first_day for every
+    purchase (one cell per region and category for the window: public_regional_cells([first_day], ...))."""
+    public = F.col("region").isin(*regions) if regions else F.lit(False)
+    day = F.lit(first_day) if whole_window else F.date_format("event_date", "yyyy-MM-dd")
+    return (events
+            .where((F.col("event_date") >= F.lit(first_day).cast("date"))
+                   & (F.col("event_date") < F.lit(as_of).cast("date")) & (F.col("event_type") == "purchase"))
+            .join(customers.select("user_key", "region"), "user_key", "left")
+            .select("user_key", day.alias("event_date"),
+                    F.when(public, F.col("region")).otherwise(F.lit(OTHER_REGION)).alias("region"),
+                    top_category(F.col("category_code")).alias("category"), F.col("price").cast("double")))
+
+
+def public_regional_cells(days: list[str], regions: list[str], categories: list[str]) -> list[tuple[str, str, str]]:
+    return [(day, region, category) for day in days for region in [*sorted(set(regions)), OTHER_REGION]
+            for category in sorted(categories)]
+
+
+def regional_scales(epsilon: float, max_cells: int, max_units: int, max_price: float) -> dict[str, float]:
+    """The Laplace scale of each released number: one user moves at most max_cells cells, each by
+    at most max_units units and max_units x max_price revenue; each metric has epsilon / 2."""
+    return {"units": max_cells * max_units / (epsilon / 2),
+            "revenue": max_cells * max_units * max_price / (epsilon / 2)}
+
+
+def noisy_regional_demand(purchases: DataFrame, keys: list[tuple[str, str, str]], epsilon: float, max_cells: int,
+                          max_units: int, max_price: float) -> DataFrame:
+    """(event_date, region, category, units, revenue): each public cell's purchases and their
+    revenue, bounded and noised by PipelineDP (pure epsilon-DP, Laplace); raw noisy numbers (see
+    regional_table)."""
+    from pipeline_dp import dataframes as pdp
+    from pipeline_dp.aggregate_params import NoiseKind
+
+    query = (pdp.QueryBuilder(purchases.select("user_key", *REGIONAL_CELL_COLUMNS, "price"), "user_key")
+             .groupby(list(REGIONAL_CELL_COLUMNS), max_groups_contributed=max_cells,
+                      max_contributions_per_group=max_units, public_keys=keys)
+             .count(name="units")
+             .sum("price", min_value=0.0, max_value=float(max_price), name="revenue")
+             .build_query())
+    return query.run_query(pdp.Budget(epsilon=epsilon, delta=0.0), noise_kind=NoiseKind.LAPLACE)
+
+
+def regional_table(noisy: DataFrame) -> DataFrame:
+    """The released rows: units rounded, revenue to the cent, neither below 0 (post-processing)."""
+    return noisy.select(F.to_date("event_date").alias("event_date"), "region", "category",
+                        F.greatest(F.round("units"), F.lit(0.0)).cast("long").alias("units"),
+                        F.greatest(F.round("revenue", 2), F.lit(0.0)).alias("revenue"))
+
+
+def exact_regional_demand(purchases: DataFrame) -> DataFrame:
+    """The same table without bounding or noise (benchmarks and tests only; never released)."""
+    return (purchases.groupBy(*REGIONAL_CELL_COLUMNS)
+            .agg(F.count(F.lit(1)).alias("units"), F.round(F.sum("price"), 2).alias("revenue"))
+            .withColumn("event_date", F.to_date("event_date")))
+
+
+def regional_over_bound(purchases: DataFrame, max_cells: int, max_units: int) -> DataFrame:
+    """(users, over_bound, units, units_kept_at_most): users whose purchases reach more cells than
+    the bound or more units in a cell, and the units left after the per-cell bound (the cell bound
+    drops more: PipelineDP keeps a random max_cells of a user's cells)."""
+    per_cell = (purchases.groupBy("user_key", *REGIONAL_CELL_COLUMNS).agg(F.count(F.lit(1)).alias("n"))
+                .withColumn("kept", F.least(F.col("n"), F.lit(max_units))))
+    per_user = per_cell.groupBy("user_key").agg(
+        F.count(F.lit(1)).alias("cells"), F.max("n").alias("most"), F.sum("n").alias("units"),
+        F.sum("kept").alias("kept"))
+    over = (F.col("cells") > max_cells) | (F.col("most") > max_units)
+    return per_user.agg(F.count(F.lit(1)).alias("users"), F.sum(over.cast("long")).alias("over_bound"),
+                        F.sum("units").alias("units"), F.sum("kept").alias("units_kept_at_most"))

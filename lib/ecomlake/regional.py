@@ -6,6 +6,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ecomlake.errors import require_columns
+from ecomlake.models import elasticity
+from ecomlake.sessionize import top_category
 
 UNKNOWN_REGION = "unknown"
 
@@ -18,7 +20,7 @@ def events_with_region(events: DataFrame, customers: DataFrame) -> DataFrame:
     require_columns(customers, ["user_key", "region"], "silver/customers")
     return (events.join(customers.select("user_key", "region"), "user_key", "left")
             .withColumn("region", F.coalesce("region", F.lit(UNKNOWN_REGION)))
-            .withColumn("top_category", F.coalesce(F.split("category_code", r"\.")[0], F.lit(UNKNOWN_REGION))))
+            .withColumn("top_category", top_category(F.col("category_code"))))
 
 
 def _demand(frame: DataFrame, keys: list[str]) -> DataFrame:
@@ -51,3 +53,12 @@ def with_trailing_week(daily: DataFrame, days: int = 7) -> DataFrame:
     return (daily.withColumn("sessions_7d", F.sum("sessions").over(week))
             .withColumn("buying_sessions_7d", F.sum("buying_sessions").over(week))
             .withColumn("conversion_7d", F.round(F.col("buying_sessions_7d") / F.col("sessions_7d"), 6)))
+
+
+def price_response_by_region(located: DataFrame) -> DataFrame:
+    """Per region and category the price elasticity of conversion (elasticity.price_bins and
+    elasticities, split by region), next to the category's over every region (pooled_elasticity)."""
+    per_region = elasticity.elasticities(elasticity.price_bins(located, by=("region",)), by=("region",))
+    pooled = elasticity.elasticities(elasticity.price_bins(located)).select(
+        "category_code", F.col("elasticity").alias("pooled_elasticity"))
+    return per_region.join(pooled, "category_code", "left")

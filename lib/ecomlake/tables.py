@@ -91,9 +91,12 @@ GOLD_INVENTORY = Table("gold", "inventory_suggestions", "pricing")
 GOLD_STORE_ELASTICITY = Table("gold", "store_elasticity", "pricing")
 # Differentially private releases (issue 16 section 3); their budget is OPS_PRIVACY_LEDGER.
 GOLD_DP_DAILY_FUNNEL = Table("gold", "dp_daily_funnel", "release daily_funnel")
+GOLD_DP_REGIONAL_DEMAND = Table("gold", "dp_regional_demand", "release regional_demand")
 # Demand by region (issue 16 section 1).
 GOLD_REGIONAL_DEMAND = Table("gold", "regional_demand", "regional")
 GOLD_REGIONAL_DAILY = Table("gold", "regional_daily", "regional")
+GOLD_REGIONAL_FORECASTS = Table("gold", "regional_forecasts", "regional")
+GOLD_REGIONAL_ELASTICITY = Table("gold", "regional_elasticity", "regional")
 # Data and model monitoring (issue 16 section 2).
 GOLD_MONITORING = Table("gold", "monitoring", "monitor")
 # Daily operation: what each run consumed and wrote, file-level quarantine, job leases.

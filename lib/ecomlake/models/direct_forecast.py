@@ -102,15 +102,16 @@ def forecast_rows(daily: DataFrame, origin: str, horizon_days: int) -> DataFrame
     return horizon_rows(origin_rows(before).where(F.col("origin_date") == F.lit(origin).cast("date")), horizon_days)
 
 
-def fit(train: DataFrame, seed: int = 7, max_iter: int = 40, max_depth: int = 4) -> dict:
-    """{level: GBT regression of the scaled target on FEATURES (squared loss)} for each of LEVELS
-    with training rows."""
+def fit(train: DataFrame, seed: int = 7, max_iter: int = 40, max_depth: int = 4,
+        levels: tuple[str, ...] | None = LEVELS) -> dict:
+    """{level: GBT regression of the scaled target on FEATURES (squared loss)} for each of `levels`
+    with training rows; levels None: {None: one model for every row}."""
     models = {}
     # The rows come from window functions over every series: computed once for both levels.
     train = train.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        for level in LEVELS:
-            rows = train.where(F.col("level") == level)
+        for level in (levels if levels is not None else (None,)):
+            rows = train if level is None else train.where(F.col("level") == level)
             if rows.limit(1).count() == 0:
                 continue
             models[level] = Pipeline(stages=[

@@ -17,26 +17,28 @@ RESULT_SCHEMA = ("category_code string, elasticity double, ci_low double, ci_hig
                  "std_error double, bins long, views long, purchases long")
 
 
-def price_bins(events: DataFrame, min_views: int = 30) -> DataFrame:
+def price_bins(events: DataFrame, min_views: int = 30, by: tuple[str, ...] = ()) -> DataFrame:
+    """(*by, category_code, bin, views, purchases, log_price): `by` splits each category further
+    (by region: each region's own price response)."""
     cells = (events.where(F.col("event_type").isin("view", "purchase"))
-             .groupBy(F.coalesce(F.col("category_code"), F.lit("unknown")).alias("category_code"),
+             .groupBy(*by, F.coalesce(F.col("category_code"), F.lit("unknown")).alias("category_code"),
                       "product_id", F.date_trunc("week", F.col("event_time")).alias("week"))
              .agg(F.sum(F.when(F.col("event_type") == "view", 1).otherwise(0)).alias("views"),
                   F.sum(F.when(F.col("event_type") == "purchase", 1).otherwise(0)).alias("purchases"),
                   F.avg(F.when(F.col("event_type") == "view", F.col("price"))).alias("price"))
              .where((F.col("views") > 0) & (F.col("price") > 0)))
     return (cells.withColumn("bin", F.round(F.log(F.col("price")) * 10))
-            .groupBy("category_code", "bin")
+            .groupBy(*by, "category_code", "bin")
             .agg(F.sum("views").alias("views"), F.sum("purchases").alias("purchases"),
                  (F.sum(F.log(F.col("price")) * F.col("views")) / F.sum("views")).alias("log_price"))
             .where((F.col("views") >= min_views) & (F.col("purchases") > 0)))
 
 
-def _fit_category(pdf: pd.DataFrame) -> pd.DataFrame:
+def _fit_category(pdf: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
     from scipy import stats
 
     n = len(pdf)
-    out = {"category_code": pdf["category_code"].iloc[0], "elasticity": np.nan, "ci_low": np.nan,
+    out = {**{k: pdf[k].iloc[0] for k in by}, "category_code": pdf["category_code"].iloc[0], "elasticity": np.nan, "ci_low": np.nan,
            "ci_high": np.nan, "std_error": np.nan, "bins": n, "views": int(pdf["views"].sum()),
            "purchases": int(pdf["purchases"].sum())}
     if n >= 3 and pdf["log_price"].nunique() >= 2:
@@ -56,5 +58,24 @@ def _fit_category(pdf: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([out])
 
 
-def elasticities(bins: DataFrame) -> DataFrame:
-    return bins.groupBy("category_code").applyInPandas(_fit_category, RESULT_SCHEMA)
+def elasticities(bins: DataFrame, by: tuple[str, ...] = ()) -> DataFrame:
+    """One fit per category (and per value of `by`, string columns): RESULT_SCHEMA after them."""
+    schema = ", ".join([*(f"{k} string" for k in by), RESULT_SCHEMA])
+    return bins.groupBy(*by, "category_code").applyInPandas(lambda pdf: _fit_category(pdf, by), schema)
+
+
+def relative_to_pooled(by_group: DataFrame, pooled: DataFrame, group: str) -> DataFrame:
+    """Per value of `group`: how strongly it answers prices against every group together. Each
+    category's ratio elasticity(group, category) / elasticity(category), averaged over the
+    categories with inverse-variance weights (the ratio's variance ~ (std_error / pooled
+    elasticity)^2): group, ratio, ratio_std_error, categories. 1.5 = the group's buyers answer a
+    price change 1.5 times as strongly."""
+    ratio = F.col("elasticity") / F.col("pooled")
+    weight = (F.col("pooled") / F.col("std_error")) ** 2
+    cells = (by_group.where(~F.isnan("elasticity") & ~F.isnan("std_error") & (F.col("std_error") > 0))
+             .join(pooled.where(~F.isnan("elasticity") & (F.col("elasticity") < 0))
+                   .select("category_code", F.col("elasticity").alias("pooled")), "category_code")
+             .select(group, ratio.alias("ratio"), weight.alias("w")))
+    return (cells.groupBy(group)
+            .agg((F.sum(F.col("ratio") * F.col("w")) / F.sum("w")).alias("ratio"),
+                 (1 / F.sqrt(F.sum("w"))).alias("ratio_std_error"), F.count(F.lit(1)).alias("categories")))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -282,5 +283,32 @@ def regions(spark, root, as_of) -> dict:
     alerts = (_read(spark, root, tables.GOLD_REGIONAL_DAILY).where("alert").orderBy("event_date", "region").limit(20)
               .select("region", F.col("event_date").cast("string").alias("day"), "conversion_7d",
                       F.col("trailing_median_conversion_7d").alias("usual"), F.round("z", 1).alias("z")).toPandas())
-    return {"weekly": weekly, "totals": totals, "alerts": alerts,
-            "suggestions": rules.regional_suggestions(totals, alerts)}
+    out = {"weekly": weekly, "totals": totals, "alerts": alerts, "next_week": None, "backtest": None,
+           "price_response": None}
+    if lake.table_exists(spark, tables.GOLD_REGIONAL_FORECASTS.path(root)):
+        forecasts, origin = _latest(_read(spark, root, tables.GOLD_REGIONAL_FORECASTS))
+        out["next_week"] = (forecasts.where(F.col("level").isin("region", "total"))
+                            .groupBy(F.when(F.col("region") == "*", "all regions").otherwise(F.col("region"))
+                                     .alias("region")).agg(F.min("event_date").cast("string").alias("from"),
+                                                   F.max("event_date").cast("string").alias("to"),
+                                                   *(F.round(F.sum(m), 0).alias(m) for m in
+                                                     ("forecast", "top_down", "seasonal_naive")))
+                            .orderBy(F.desc("forecast")).toPandas())   # one row per region
+    if lake.table_exists(spark, tables.GOLD_MODEL_RUNS.path(root)):
+        model_runs = _read(spark, root, tables.GOLD_MODEL_RUNS)
+        backtest = model_runs.where(F.col("task") == "regional_forecast")
+        if backtest.limit(1).count():
+            latest, _ = _latest(backtest)
+            levels = ("total", "region", "category", "region_category")
+            out["backtest"] = (latest.select("model", *(F.round(F.col("metrics")[f"{lv}_wape"], 3).alias(lv)
+                                                        for lv in levels)).orderBy("model").toPandas())
+        response = model_runs.where(F.col("task") == "regional_elasticity")
+        if response.limit(1).count():
+            latest, _ = _latest(response)
+            metrics = latest.first()["metrics"]
+            out["price_response"] = pd.DataFrame(
+                [{"region": k[: -len("_ratio")], "price_response": round(v, 2),
+                  "standard_error": round(metrics.get(f"{k}_std_error", float("nan")), 2)}
+                 for k, v in sorted(metrics.items()) if k.endswith("_ratio")])
+    out["suggestions"] = rules.regional_suggestions(totals, alerts, out["next_week"], out["price_response"])
+    return out

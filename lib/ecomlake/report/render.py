@@ -279,3 +279,12 @@ def regions(s: Section, d: dict) -> None:
             {"revenue": "{:,.0f}", "conversion": "{:.2%}"})
     if len(d["alerts"]):
         s.table(d["alerts"], "Weeks whose conversion left the region's norm")
+    if d["next_week"] is not None and len(d["next_week"]):
+        s.table(d["next_week"], "Units forecast for the next days per region (forecast: reconciled, the regions add "
+                "up to the total; top_down: the total split by the last 28 days' shares)",
+                {m: "{:,.0f}" for m in ("forecast", "top_down", "seasonal_naive")})
+    if d["backtest"] is not None and len(d["backtest"]):
+        s.table(d["backtest"], "Forecast error per level in the rolling-origin backtest (WAPE, lower is better)")
+    if d["price_response"] is not None and len(d["price_response"]):
+        s.table(d["price_response"], "How strongly each region answers prices, against all regions together (1 = "
+                "the same)")

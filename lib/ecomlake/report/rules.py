@@ -199,9 +199,11 @@ def monitoring_suggestions(alerts: pd.DataFrame, drift: pd.DataFrame, decay: pd.
     return out
 
 
-def regional_suggestions(totals: pd.DataFrame, alerts: pd.DataFrame) -> list[str]:
+def regional_suggestions(totals: pd.DataFrame, alerts: pd.DataFrame, next_week: pd.DataFrame | None = None,
+                         price_response: pd.DataFrame | None = None) -> list[str]:
     """totals: region, revenue, conversion (known regions first by revenue); alerts: region, day,
-    conversion_7d, usual."""
+    conversion_7d, usual; next_week: region ('all regions': the total), from, to, forecast (units);
+    price_response: region, price_response, standard_error."""
     known = totals[totals["region"] != "unknown"]
     out = []
     if len(known):
@@ -215,4 +217,18 @@ def regional_suggestions(totals: pd.DataFrame, alerts: pd.DataFrame) -> list[str
             out.append(f"'{region}' converted {'above' if up else 'below'} its usual rate in the weeks ending "
                        f"{group['day'].iloc[0]} .. {group['day'].iloc[-1]}: find out what ran there"
                        f"{' and repeat it' if up else ' and fix it'}.")
+    if next_week is not None and len(next_week):
+        regions = next_week[~next_week["region"].isin(["all regions", "unknown"])]
+        total = next_week[next_week["region"] == "all regions"]
+        if len(regions) and len(total) and total.iloc[0]["forecast"] > 0:
+            top = regions.iloc[0]
+            out.append(f"{top['from']} .. {top['to']}: '{top['region']}' should sell {top['forecast']:,.0f} units, "
+                       f"{top['forecast'] / total.iloc[0]['forecast']:.0%} of the {total.iloc[0]['forecast']:,.0f} "
+                       "forecast in all: place stock by these regional forecasts (they add up to the total).")
+    if price_response is not None and len(price_response):
+        known = price_response[price_response["region"] != "unknown"]
+        strong = known[known["price_response"] - 2 * known["standard_error"] > 1]
+        for _, row in strong.iterrows():
+            out.append(f"'{row['region']}' answers prices {row['price_response']:.2f} times as strongly as the "
+                       "regions together: discounts pay most there, and price rises cost most.")
     return out
