@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.1, 1.0, 10.0])
     parser.add_argument("--max-cells", type=int, nargs="+", default=None,
-                        help="contribution bounds to compare (cells per user; default 2 4 10, --regional 1 2 4)")
+                        help="contribution bounds to compare (cells per user; default 2 4 10, --regional 1 2)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--min-viewers", type=int, default=50)
     parser.add_argument("--regional", action="store_true", help="measure the regional_demand release")

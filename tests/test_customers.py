@@ -122,6 +122,8 @@ def test_regional_demand_by_hand_and_the_planted_promotion_week(spark, make_conf
         assert by_node[("region_category", "north", "electronics", day)].top_down == pytest.approx(total.top_down / 3)
         assert by_node[("region_category", "unknown", "unknown", day)].top_down == 0.0
         assert total.top_down == pytest.approx(total.base)
+    # From a date past the data the model would read the missing days as no sales: no forecast.
+    assert job.forecast(spark, config, "2019-11-05", {}) is None
     model_runs = {r.model: r for r in lake.read_table(spark, root, tables.GOLD_MODEL_RUNS)
                   .where(F.col("task") == "regional_forecast").collect()}
     assert sorted(model_runs) == sorted(["mint_wls", "bottom_up", "top_down", "base", "seasonal_naive"])

@@ -30,3 +30,18 @@ def test_mint_structural_weights_by_hand():
     assert list(zip(out["region"], out["mint_wls"].round(9))) == [("a", 4.0), ("b", 5.0)]
     negative = frame.assign(base=[0.0, -6.0, 1.0, 0.0, -6.0, 1.0])
     assert hierarchical._mint_group(negative)["mint_wls"].min() == 0.0
+
+
+def test_mint_through_spark_gives_the_hand_solved_bottom_forecasts(spark):
+    """The same hierarchy as above, as rows of two origin days (the second with every base
+    forecast doubled, so its answer doubles: 8 and 10), through the grouped Spark path."""
+    from datetime import date
+
+    nodes = [("total", "*", "*", 10.0), ("region", "a", "*", 3.0), ("region", "b", "*", 5.0),
+             ("category", "*", "c", 10.0), ("region_category", "a", "c", 4.0), ("region_category", "b", "c", 4.0)]
+    rows = [(date(2019, 11, 1), date(2019, 11, day), level, region, category, base * factor)
+            for day, factor in ((2, 1.0), (3, 2.0)) for level, region, category, base in nodes]
+    base = spark.createDataFrame(rows, "origin_date date, event_date date, level string, region string, "
+                                       "top_category string, base double")
+    got = {(r.event_date.day, r.region): round(r.mint_wls, 9) for r in hierarchical.mint_wls(base).collect()}
+    assert got == {(2, "a"): 4.0, (2, "b"): 5.0, (3, "a"): 8.0, (3, "b"): 10.0}

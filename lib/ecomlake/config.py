@@ -165,14 +165,16 @@ SCHEMA: dict[str, Key] = {
     "release.regions": Key(list, ["north", "south", "east", "west", "central"],
                            "the public regions of the regional_demand release; customers elsewhere or without a "
                            "record count under 'other'"),
-    "release.regional_max_cells_per_user": Key(int, 1, "regional_demand: a user counts in at most this many region x "
-                                               "category cells (per day at the day grain); more are dropped at random", minimum=1),
+    "release.regional_max_cells_per_user": Key(int, 1, "regional_demand: a user counts in at most this many cells of a "
+                                               "release (region x category, or day x region x category at the day "
+                                               "grain); more are dropped at random", minimum=1),
     "release.regional_grain": Key(str, "window", "regional_demand: one cell per region x category for the whole "
                                   "window ('window') or per day ('day')", ("window", "day")),
     "release.max_units_per_cell": Key(int, 1, "regional_demand: a user's purchases count at most this many times "
-                                      "in a day x region x category cell", minimum=1),
-    "release.max_price": Key(float, 800.0, "regional_demand: each purchase's price is clamped to 0 .. this in "
-                             "the revenue (the revenue noise grows with it)", minimum=0, exclusive=True),
+                                      "in one cell", minimum=1),
+    "release.max_price": Key(float, 1000.0, "regional_demand: each purchase's price is clamped to 0 .. this in "
+                             "the revenue (the revenue noise grows with it); set it from public prices (the "
+                             "catalogue's list), never from the purchases released", minimum=0, exclusive=True),
     "regional.forecast_days": Key(int, 7, "days `regional` forecasts per region and category (0: no forecasts)",
                                   minimum=0),
     "regional.backtest_folds": Key(int, 3, "rolling-origin backtest windows of the regional forecasts (weekly "

@@ -15,8 +15,8 @@ UNKNOWN_REGION = "unknown"
 def events_with_region(events: DataFrame, customers: DataFrame) -> DataFrame:
     """events + region (the user's, from the customer master) + top_category (category_code's
     first word, 'unknown' when uncoded)."""
-    require_columns(events, ["event_date", "event_type", "price", "user_key", "user_session", "category_code"],
-                    "silver/events")
+    require_columns(events, ["event_date", "event_time", "event_type", "product_id", "price", "user_key",
+                             "user_session", "category_code"], "silver/events")
     require_columns(customers, ["user_key", "region"], "silver/customers")
     return (events.join(customers.select("user_key", "region"), "user_key", "left")
             .withColumn("region", F.coalesce("region", F.lit(UNKNOWN_REGION)))

@@ -88,7 +88,9 @@ def run(spark: SparkSession, config: dict, as_of: str) -> dict:
     ops.record_run(spark, root, run_id=run_id, job=JOB, started_at=started, status="succeeded",
                    args={"as_of": as_of}, input_versions=versions, counts=counts,
                    output_versions={t.id: lake.table_version(spark, root, t)
-                                    for t in (tables.GOLD_REGIONAL_DEMAND, tables.GOLD_REGIONAL_DAILY)},
+                                    for t in (tables.GOLD_REGIONAL_DEMAND, tables.GOLD_REGIONAL_DAILY,
+                                              tables.GOLD_REGIONAL_ELASTICITY, tables.GOLD_REGIONAL_FORECASTS)
+                                    if lake.table_exists(spark, t.path(root))},
                    details={"against_planted": measured, "forecast_backtest": forecasts,
                             "price_response": price_response})
     log.info("regional: %d region x day x category rows, %d region x day rows, %d alert(s)", counts["demand_rows"],
@@ -134,6 +136,14 @@ def forecast(spark: SparkSession, config: dict, as_of: str, versions: dict) -> d
     root, horizon, folds = config["lake_root"], config["regional"]["forecast_days"], config["regional"]["backtest_folds"]
     seed, max_iter = config["train"]["seed"], config["train"]["forecast_gbt_max_iter"]
     demand = lake.read_table(spark, root, tables.GOLD_REGIONAL_DEMAND)
+    last_day = demand.agg(F.max("event_date")).first()[0]
+    if last_day is None or last_day < date.fromisoformat(as_of) - timedelta(days=1):
+        # A forecast from as_of starts from the day before it: without that day's sales the model
+        # would read the missing days as no sales.
+        log.warning("regional: no forecasts: silver/events ends on %s, before the day before --as-of %s (run the "
+                    "ETL for the missing days, or use --as-of %s)", last_day, as_of,
+                    (last_day + timedelta(days=1)).isoformat() if last_day else "a date within the data")
+        return None
     daily = hierarchical.hierarchy_daily(demand.select("region", "top_category", "event_date", "units")).persist(
         StorageLevel.MEMORY_AND_DISK)
     actual = daily.select(*hierarchical.KEYS, "event_date", F.col("units").alias("actual"))
@@ -148,9 +158,11 @@ def forecast(spark: SparkSession, config: dict, as_of: str, versions: dict) -> d
             StorageLevel.MEMORY_AND_DISK))
     latest = hierarchical.forecast_hierarchy(daily, as_of, horizon, seed, max_iter)
     if latest is None or not folds_run:
+        for frame in folds_run:
+            frame.unpersist()
+        daily.unpersist()
         log.warning("regional: no forecasts: the sales history before %s is too short to train on (the backtest "
                     "needs %d days before its first window)", as_of, direct_forecast.MIN_HISTORY_DAYS + horizon)
-        daily.unpersist()
         return None
     pooled = functools.reduce(DataFrame.unionByName, folds_run)
     by_level = hierarchical.wape_by(pooled, ["level"])

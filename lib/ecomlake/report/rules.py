@@ -226,9 +226,11 @@ def regional_suggestions(totals: pd.DataFrame, alerts: pd.DataFrame, next_week: 
                        f"{top['forecast'] / total.iloc[0]['forecast']:.0%} of the {total.iloc[0]['forecast']:,.0f} "
                        "forecast in all: place stock by these regional forecasts (they add up to the total).")
     if price_response is not None and len(price_response):
-        known = price_response[price_response["region"] != "unknown"]
-        strong = known[known["price_response"] - 2 * known["standard_error"] > 1]
-        for _, row in strong.iterrows():
-            out.append(f"'{row['region']}' answers prices {row['price_response']:.2f} times as strongly as the "
-                       "regions together: discounts pay most there, and price rises cost most.")
+        # The regional fits are noisier than their standard errors say (README: unplanted regions
+        # spread from 0.44 to 0.94): name only the strongest, and as a lead to test, not a finding.
+        known = price_response[price_response["region"] != "unknown"].sort_values("price_response", ascending=False)
+        if len(known) and known.iloc[0]["price_response"] - 3 * known.iloc[0]["standard_error"] > 1:
+            top = known.iloc[0]
+            out.append(f"'{top['region']}' seems to answer prices most strongly ({top['price_response']:.2f} times "
+                       "the regions together): test a regional discount there before relying on it.")
     return out
