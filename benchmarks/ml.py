@@ -6,6 +6,8 @@ Generates N events and runs the pipeline and `features` (as of 2019-11-17) unles
 already holds them, then times `train <task>` for every task with one ALS configuration (rank 32,
 regParam 0.1, alpha 1, 10 iterations), and fits `implicit`'s ALS with the same parameters on the
 same gold/interactions, scoring both on the same held-out users with the same metrics.
+With --als-grid it only fits Spark ALS under several of its own settings (blocks, storage levels,
+checkpointing; ALS_SETTINGS) and implicit on the same cached pairs: fit seconds and NDCG@10 each.
 Not a test: numbers (the interactions are brought to the driver for `implicit`, by design).
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
@@ -56,10 +59,63 @@ def implicit_als(spark, interactions, truth_users, k):
     return seconds, spark.createDataFrame(recs, "user_key long, product_id long, rank int, score double")
 
 
+# Spark ALS's own settings (Spark's defaults first): blocks per side, where the factor blocks live
+# between iterations, and the checkpoint that cuts the lineage (the benchmark sets a checkpoint folder).
+ALS_SETTINGS = {
+    "Spark defaults (10 x 10 blocks, MEMORY_AND_DISK, checkpoint every 10)": {},
+    "2 x 2 blocks": {"numUserBlocks": 2, "numItemBlocks": 2},
+    "4 x 4 blocks": {"numUserBlocks": 4, "numItemBlocks": 4},
+    "20 x 20 blocks": {"numUserBlocks": 20, "numItemBlocks": 20},
+    "4 x 4 blocks, MEMORY_ONLY": {"numUserBlocks": 4, "numItemBlocks": 4, "intermediateStorageLevel": "MEMORY_ONLY",
+                                  "finalStorageLevel": "MEMORY_ONLY"},
+    "4 x 4 blocks, MEMORY_ONLY, no checkpoint": {"numUserBlocks": 4, "numItemBlocks": 4,
+                                                 "intermediateStorageLevel": "MEMORY_ONLY",
+                                                 "finalStorageLevel": "MEMORY_ONLY", "checkpointInterval": -1},
+}
+
+
+def als_grid(spark, config: dict, events: int) -> None:
+    """Fit seconds and NDCG@10 of Spark ALS under each of ALS_SETTINGS, and of implicit, on the same
+    pairs. The input is indexed and cached first, so every fit times ALS alone."""
+    inter = lake.read_partition(spark, config["lake_root"], tables.GOLD_INTERACTIONS, "as_of_date", AS_OF, "features")
+    events_table = lake.read_table(spark, config["lake_root"], tables.SILVER_EVENTS)
+    truth = recommend.truth_items(events_table, AS_OF, HORIZON).join(inter.select("user_key").distinct(), "user_key").cache()
+    users, items = recommend.index_frames(spark, inter)
+    users, items = users.cache(), items.cache()
+    inter = inter.select("user_key", "product_id", "strength").cache()
+    k, catalogue, pairs = 20, inter.select("product_id").distinct().count(), inter.count()
+    users.count(), items.count(), truth.count()
+    results = {"events": events, "pairs": pairs, "als": ALS, "settings": {}}
+    print(f"\n== Spark ALS settings, {pairs:,} pairs, {ALS} ==")
+    for name, options in ALS_SETTINGS.items():
+        started = time.time()
+        model = recommend.fit_als(inter, users, items, ALS["rank"], ALS["reg_param"], ALS["alpha"], ALS["max_iter"], 7,
+                                  **options)
+        seconds = time.time() - started
+        recs = recommend.als_recommend(model, users, items, truth, k)
+        ndcg = evaluation.ranking_metrics(recs, truth, 10, catalogue, "user_key", "product_id")["ndcg@10"]
+        results["settings"][name] = {"options": options, "fit_seconds": seconds, "ndcg@10": ndcg}
+        print(f"  {name:<48} fit {seconds:6.1f} s  NDCG@10 {ndcg:.4f}", flush=True)
+    implicit_seconds, implicit_recs = implicit_als(spark, inter, truth.select("user_key").distinct(), k)
+    ndcg = evaluation.ranking_metrics(implicit_recs, truth, 10, catalogue, "user_key", "product_id")["ndcg@10"]
+    results["implicit"] = {"fit_seconds": implicit_seconds, "ndcg@10": ndcg}
+    best = min(results["settings"].values(), key=lambda r: r["fit_seconds"])
+    default = next(iter(results["settings"].values()))
+    print(f"  {'implicit ' + version('implicit'):<48} fit {implicit_seconds:6.1f} s  NDCG@10 {ndcg:.4f}")
+    print(f"  Spark / implicit: defaults {default['fit_seconds'] / implicit_seconds:.1f}x, "
+          f"best setting {best['fit_seconds'] / implicit_seconds:.1f}x")
+    out = Path(__file__).with_name(f"results-als-{events}.json")
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nraw numbers: {out}")
+    spark.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workdir", default="/tmp/ecomlake-bench-ml")
+    parser.add_argument("--als-grid", action="store_true",
+                        help="only Spark ALS's own settings (blocks, storage levels, checkpoints) against implicit")
     args = parser.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     root = Path(args.workdir) / f"n{args.events}"
@@ -72,6 +128,8 @@ def main() -> None:
     if not lake.table_exists(spark, tables.GOLD_INTERACTIONS.path(config["lake_root"])):
         pipeline.run(spark, config, events=args.events)
         features.run(spark, config, AS_OF)
+    if args.als_grid:
+        return als_grid(spark, config, args.events)
     results = {"events": args.events, "train_seconds": {}, "metrics": {}}
     print(f"\n== fit time per model, {args.events:,} generated events, as of {AS_OF} ==")
     for task in train.TASKS:

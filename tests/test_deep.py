@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 
+from ecomlake import config as cfg
 from ecomlake.deep import distributed, encode
 
 N_NUMERIC = 3
@@ -38,7 +39,8 @@ def spec_for(path, tmp_path, epochs):
     return {"numeric_columns": [f"x{i}" for i in range(N_NUMERIC)], "vocabulary": ["c0", "c1", "c2"],
             "train_url": f"file://{path}", "train_rows": 4000, "epochs": epochs, "batch_size": 64,
             "learning_rate": 0.01, "warmup_epochs": 1, "seed": 7, "threads": 1, "audit_shards": True,
-            "checkpoint_dir": str(tmp_path / "checkpoints"), "model_path": str(tmp_path / "model.h5")}
+            "checkpoint_dir": str(tmp_path / "checkpoints"), "model_path": str(tmp_path / "model.h5"),
+            "horovod": cfg.horovod_tuning(cfg.defaults())}  # what train_deep passes
 
 
 @pytest.mark.horovod

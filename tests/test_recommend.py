@@ -101,6 +101,18 @@ def test_dense_index_is_contiguous_and_sorted(spark, interactions):
     assert sorted((r.product_id, r.item_index) for r in index.collect()) == [(1, 0), (2, 1), (3, 2)]
 
 
+def test_als_blocks_from_config_reach_spark_als(spark, interactions):
+    from ecomlake.jobs.train import _als_blocks
+
+    assert _als_blocks({"als_blocks": 0}) == {}                      # Spark's default (10)
+    options = _als_blocks({"als_blocks": 3})
+    assert options == {"numUserBlocks": 3, "numItemBlocks": 3}
+    users, items = recommend.index_frames(spark, interactions)
+    model = recommend.fit_als(interactions, users, items, 2, 0.1, 1.0, 2, 1, **options)
+    # ALS keeps each side's factors in one partition per block
+    assert model.userFactors.rdd.getNumPartitions() == 3 and model.itemFactors.rdd.getNumPartitions() == 3
+
+
 @pytest.mark.e2e
 def test_movielens_adapter_on_a_slice_of_the_real_file(spark, tmp_path, make_config):
     real = pq.read_table(str(datasets.MOVIELENS_100K.locate())).slice(0, 500).to_pydict()

@@ -93,6 +93,8 @@ SCHEMA: dict[str, Key] = {
     "train.als_reg_params": Key(list, [0.01, 0.1], "ALS regParam values tried when tuning", minimum=0),
     "train.als_alphas": Key(list, [1.0, 10.0], "ALS alpha values tried when tuning", minimum=0),
     "train.als_max_iter": Key(int, 10, "ALS iterations", minimum=1),
+    "train.als_blocks": Key(int, 0, "Spark ALS's user and item blocks each (0: Spark's default, 10); about the "
+                            "cores of the cluster is faster on small clusters (README, ALS settings)", minimum=0),
     "train.ease_lambdas": Key(list, [100.0, 250.0, 500.0, 1000.0], "EASE L2 strengths tried when tuning",
                               minimum=0, exclusive=True),
     "train.ease_max_items": Key(int, 10_000, "EASE models at most this many items, those with the most users "
@@ -221,6 +223,22 @@ SCHEMA: dict[str, Key] = {
         str, "", "local or FUSE folder (e.g. /dbfs/ecomlake/deep) for train_deep's Petastorm data, Horovod "
         "checkpoints and models; empty: <lake_root>/models, which then must be a local path"
     ),
+    "deep.petastorm_fixes": Key(
+        bool, True, "train_deep's workers patch Petastorm 0.13.1's batch reader (no copy of every row group, "
+        "numeric columns straight to numpy; ecomlake.deep.petastorm_fixes)"
+    ),
+    "deep.horovod_sparse_as_dense": Key(
+        bool, True, "embedding gradients allreduced as dense tensors (fused with the rest) instead of allgathered"
+    ),
+    "deep.horovod_groups": Key(
+        int, 1, "gradients allreduced in this many grouped operations per step (0: Horovod fuses what is "
+        "ready each cycle)", minimum=0
+    ),
+    "deep.horovod_cycle_time_ms": Key(
+        float, 5.0, "HOROVOD_CYCLE_TIME: how long Horovod's background thread gathers requests (0: Horovod's "
+        "default)", minimum=0
+    ),
+    "deep.horovod_compression": Key(str, "none", "gradient compression on the wire", ("none", "fp16")),
     "maintain.retention_hours": Key(
         float, 168.0, "VACUUM keeps removed files this long (never shorter than incremental reads need)"
     , minimum=0),
@@ -411,6 +429,13 @@ def is_uri(path: str) -> bool:
     scheme = path.split(":", 1)[0] if ":" in path else ""
     return len(scheme) > 1 and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum() \
         and scheme.lower() != "file"
+
+
+def horovod_tuning(config: dict) -> dict:
+    """The deep.horovod_* keys as train_deep's worker spec takes them (distributed.optimizer_options)."""
+    deep = config["deep"]
+    return {"sparse_as_dense": deep["horovod_sparse_as_dense"], "groups": deep["horovod_groups"],
+            "cycle_time_ms": deep["horovod_cycle_time_ms"], "compression": deep["horovod_compression"]}
 
 
 def deep_local_dir(config: dict) -> str:

@@ -173,6 +173,12 @@ def train_worker(spec: dict) -> dict:
     from petastorm.tf_utils import make_petastorm_dataset
 
     dropped_placeholders = drop_launcher_placeholders(os.environ)
+    if spec.get("petastorm_fixes", True):
+        from ecomlake.deep import petastorm_fixes
+
+        petastorm_fixes.apply()
+    tuning = spec.get("horovod", {})
+    os.environ.update(horovod_environment(tuning))
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     gpus = tf.config.list_physical_devices("GPU")
@@ -187,7 +193,7 @@ def train_worker(spec: dict) -> dict:
     architecture = for_model(spec)
     model = architecture.build(spec)
     scaled_lr = spec["learning_rate"] * size
-    optimizer = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr))
+    optimizer = hvd.DistributedOptimizer(tf.keras.optimizers.Adam(learning_rate=scaled_lr), **optimizer_options(tuning, hvd))
     # Every rank loads the checkpoint (weights and optimizer state); rank 0's are broadcast anyway.
     initial_epoch = restore_checkpoint(checkpoint_dir, model, optimizer)
     if initial_epoch:
@@ -284,6 +290,29 @@ def drop_launcher_placeholders(environ) -> list[str]:
     for key in dropped:
         del environ[key]
     return dropped
+
+
+def horovod_environment(tuning: dict) -> dict[str, str]:
+    """The Horovod variables a tuning spec sets (read by hvd.init()): cycle time in ms, fusion
+    buffer in MB. Unset keys keep Horovod's defaults."""
+    environment = {}
+    if tuning.get("cycle_time_ms"):
+        environment["HOROVOD_CYCLE_TIME"] = str(tuning["cycle_time_ms"])
+    if tuning.get("fusion_threshold_mb"):
+        environment["HOROVOD_FUSION_THRESHOLD"] = str(int(tuning["fusion_threshold_mb"] * 1024 * 1024))
+    return environment
+
+
+def optimizer_options(tuning: dict, hvd) -> dict:
+    """hvd.DistributedOptimizer's arguments from a tuning spec: sparse_as_dense (embedding gradients
+    allreduced as dense tensors instead of allgathered), groups (all gradients in that many grouped
+    allreduces; 0: Horovod fuses what is ready each cycle), compression (none or fp16)."""
+    compression = tuning.get("compression", "none")
+    if compression not in ("none", "fp16"):
+        raise ValueError(f"horovod compression '{compression}': none or fp16")
+    return {"sparse_as_dense": bool(tuning.get("sparse_as_dense", False)),
+            "num_groups": int(tuning.get("groups", 0)),
+            "compression": hvd.Compression.fp16 if compression == "fp16" else hvd.Compression.none}
 
 
 def launch(spec: dict, num_proc: int, launcher: str) -> list[dict]:

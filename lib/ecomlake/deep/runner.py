@@ -233,7 +233,8 @@ def train(spark: SparkSession, config: dict, deep_task: DeepTask, as_of: str | N
         spec = {**params, **prepared.spec, "model": deep_task.model, "train_url": f"file://{model_dir}/data/train",
                 "train_rows": prepared.train_rows, "checkpoint_dir": f"{model_dir}/checkpoints",
                 "model_path": f"{model_dir}/model.h5", "audit_shards": options.audit_shards,
-                "threads": max(1, (os.cpu_count() or 1) // options.num_proc)}
+                "threads": max(1, (os.cpu_count() or 1) // options.num_proc),
+                "horovod": cfg.horovod_tuning(config), "petastorm_fixes": config["deep"]["petastorm_fixes"]}
         spec["seed"] = worker_seed(params)
         with open(f"{model_dir}/spec.json", "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=2)

@@ -70,7 +70,13 @@ def _print_metrics(task: str, results: list[dict]) -> None:
 
 def _als_grid(tc: dict) -> dict:
     return {"ranks": tc["als_ranks"], "reg_params": tc["als_reg_params"], "alphas": tc["als_alphas"],
-            "max_iter": tc["als_max_iter"], "seed": tc["seed"]}
+            "max_iter": tc["als_max_iter"], "seed": tc["seed"], **_als_blocks(tc)}
+
+
+def _als_blocks(tc: dict) -> dict:
+    """train.als_blocks as Spark ALS's user and item block counts (0: Spark's default, 10)."""
+    blocks = tc["als_blocks"]
+    return {"numUserBlocks": blocks, "numItemBlocks": blocks} if blocks else {}
 
 
 def _movielens_interactions(spark: SparkSession, root: str):
@@ -88,7 +94,7 @@ def _movielens_recommenders(spark: SparkSession, tc: dict, seen: DataFrame, want
     k for the users of `wanted`, their seen items removed; and the catalogue size."""
     users, items = recommend.index_frames(spark, seen)
     als = recommend.fit_als(seen, users, items, best["rank"], best["reg_param"], best["alpha"],
-                            tc["als_max_iter"], tc["seed"])
+                            tc["als_max_iter"], tc["seed"], **_als_blocks(tc))
     ease_items, _, ease_weights = ease.fit(seen, [best_ease["lambda"]], tc["ease_max_items"])
     ease_model = ease.EaseModel(ease_items, ease_weights[best_ease["lambda"]], best_ease["lambda"])
     candidates = {
@@ -203,7 +209,7 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
     user_index.persist(StorageLevel.MEMORY_AND_DISK)
     item_index.persist(StorageLevel.MEMORY_AND_DISK)
     als = recommend.fit_als(inter, user_index, item_index, best["rank"], best["reg_param"], best["alpha"],
-                            tc["als_max_iter"], tc["seed"])
+                            tc["als_max_iter"], tc["seed"], **_als_blocks(tc))
     params = {"k": k, "horizon_days": horizon, "max_iter": tc["als_max_iter"], "seed": tc["seed"],
               "rank": best["rank"], "reg_param": best["reg_param"], "alpha": best["alpha"]}
     results = {"als": {}, "popularity": {}, "co_occurrence": {}}

@@ -117,15 +117,16 @@ def next_after_last(sequences: DataFrame, time_column: str, users: DataFrame, k:
 
 
 def fit_als(interactions: DataFrame, user_index: DataFrame, item_index: DataFrame, rank: int,
-            reg_param: float, alpha: float, max_iter: int, seed: int):
-    """ALS (implicit feedback) on integer indexes of users and items."""
+            reg_param: float, alpha: float, max_iter: int, seed: int, **spark_options):
+    """ALS (implicit feedback) on integer indexes of users and items. spark_options go to Spark's
+    ALS as they are (numUserBlocks, numItemBlocks, intermediateStorageLevel, checkpointInterval...)."""
     from pyspark.ml.recommendation import ALS
 
     data = (interactions.join(user_index, "user_key").join(item_index, "product_id")
             .select("user_index", "item_index", "strength"))
     als = ALS(rank=rank, regParam=reg_param, alpha=alpha, maxIter=max_iter, seed=seed,
               implicitPrefs=True, userCol="user_index", itemCol="item_index", ratingCol="strength",
-              coldStartStrategy="drop", nonnegative=False)
+              coldStartStrategy="drop", nonnegative=False, **spark_options)
     return als.fit(data)
 
 
@@ -155,10 +156,11 @@ def stratified_split(interactions: DataFrame, ratio: float, seed: int) -> DataFr
 
 
 def tune_als(fit_on: DataFrame, truth: DataFrame, k: int, ranks: list, reg_params: list, alphas: list,
-             max_iter: int, seed: int, exclude: bool = False) -> tuple[dict, list[dict]]:
+             max_iter: int, seed: int, exclude: bool = False, **spark_options) -> tuple[dict, list[dict]]:
     """Grid search over ranks x reg_params x alphas by validation NDCG@k: fit on `fit_on`
     (interactions), score the users of `truth` (user_key, product_id). Returns the best point and
-    the whole grid with each point's NDCG. exclude: leave out items seen in fit_on (MovieLens)."""
+    the whole grid with each point's NDCG. exclude: leave out items seen in fit_on (MovieLens).
+    spark_options: Spark ALS settings for every fit (fit_als)."""
     fit_on = fit_on.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
     truth = truth.persist(StorageLevel.MEMORY_AND_DISK)
     users, items = index_frames(fit_on.sparkSession, fit_on)
@@ -166,7 +168,7 @@ def tune_als(fit_on: DataFrame, truth: DataFrame, k: int, ranks: list, reg_param
     seen = fit_on if exclude else None
     grid = []
     for rank, reg, alpha in itertools.product(ranks, reg_params, alphas):
-        model = fit_als(fit_on, users, items, int(rank), float(reg), float(alpha), max_iter, seed)
+        model = fit_als(fit_on, users, items, int(rank), float(reg), float(alpha), max_iter, seed, **spark_options)
         recs = als_recommend(model, users, items, truth, k, seen)
         ndcg = evaluation.ranking_metrics(recs, truth, k, catalogue, "user_key", "product_id")[f"ndcg@{k}"]
         grid.append({"rank": int(rank), "reg_param": float(reg), "alpha": float(alpha), f"ndcg@{k}": ndcg})
