@@ -130,7 +130,8 @@ def input_stages(path: Path, rows: int, source: str, passes: int = 20) -> dict:
             for _ in range(passes * per_pass):
                 next(elements)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        result[stage] = {"rows_per_s": passes * rows / wall, "cpu_s_per_pass": cpu / passes, "startup_s": startup}
+        rows_per_pass = per_pass * INPUT_BATCH if depth >= 3 else rows  # rebatch drops the last partial batch
+        result[stage] = {"rows_per_s": passes * rows_per_pass / wall, "cpu_s_per_pass": cpu / passes, "startup_s": startup}
     petastorm_fixes.remove()
     return result
 
@@ -158,7 +159,7 @@ def reader_profile(path: Path, rows: int, passes: int = 10) -> dict:
         return sum(v[3] if cumulative else v[2] for k, v in stats.items() if fragment in k[2]) / total
 
     return {"read Parquet pages (read_row_group)": share("'read_row_group'"),
-            "copy in unchanged order (Table.take)": share("call_function"),
+            "copy in unchanged order (Table.take, pyarrow.compute)": share("call_function"),
             "columns through pandas (to_pandas)": share("'to_pandas'", cumulative=True)}
 
 
@@ -211,15 +212,20 @@ def train_once(url: str, rows: int, workers: int, batch: int, hidden: list[int],
 
 def train_concurrently(copies: int, kwargs: dict) -> list[float]:
     """`copies` independent one-worker trainings started at the same time (separate processes)."""
-    procs = [subprocess.Popen([sys.executable, __file__, "--one-run", json.dumps({**kwargs, "tag": f"-copy{i}"})],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(copies)]
-    rates = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"a concurrent training run failed (exit {proc.returncode})")
-        rates.append(float(out.strip().splitlines()[-1]))
-    return rates
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        outputs = [Path(folder) / f"copy{i}.out" for i in range(copies)]
+        procs = []
+        for i, output in enumerate(outputs):
+            with open(output, "w") as out:  # files, not pipes: a full pipe would stall one copy
+                procs.append(subprocess.Popen([sys.executable, __file__, "--one-run",
+                                               json.dumps({**kwargs, "tag": f"-copy{i}"})],
+                                              stdout=out, stderr=subprocess.DEVNULL, text=True))
+        for proc in procs:
+            if proc.wait():
+                raise RuntimeError(f"a concurrent training run failed (exit {proc.returncode})")
+        return [float(output.read_text().strip().splitlines()[-1]) for output in outputs]
 
 
 def one_run(arguments: str) -> None:

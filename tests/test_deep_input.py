@@ -75,11 +75,34 @@ def test_shuffled_rows_still_go_through_the_stock_code(mixed_parquet):
 def test_remove_puts_the_stock_functions_back():
     from petastorm import arrow_reader_worker
 
-    stock = arrow_reader_worker.convert_arrow_table_to_numpy_dict
+    stock_convert = arrow_reader_worker.convert_arrow_table_to_numpy_dict
+    stock_read = arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop
+    petastorm_fixes.apply()
     petastorm_fixes.apply()
     assert arrow_reader_worker.convert_arrow_table_to_numpy_dict is petastorm_fixes.convert_numeric_directly
+    assert arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop is petastorm_fixes.read_without_identity_take
     petastorm_fixes.remove()
-    assert arrow_reader_worker.convert_arrow_table_to_numpy_dict is stock
+    assert arrow_reader_worker.convert_arrow_table_to_numpy_dict is stock_convert
+    assert arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop is stock_read
+
+
+def test_a_partitioned_dataset_and_integer_nulls_read_the_same(tmp_path):
+    """Hive partitions (a column pyarrow adds to each piece) and an int column with nulls (the
+    stock code turns it into float with NaN) both keep the stock result."""
+    for country in ("de", "fr"):
+        folder = tmp_path / f"country={country}"
+        folder.mkdir()
+        pq.write_table(pa.table({"row_id": pa.array(np.arange(30, dtype=np.int64)),
+                                 "count": pa.array([None if i % 4 == 0 else i for i in range(30)], pa.int32()),
+                                 "x": pa.array(np.linspace(0, 1, 30, dtype=np.float32))}),
+                       folder / "part-0.parquet", row_group_size=15)
+    url = f"file://{tmp_path}"
+    stock = read_all(url)
+    petastorm_fixes.apply()
+    fixed = read_all(url)
+    assert_same_batches(stock, fixed)
+    assert stock[0]["count"].dtype == np.float64 and np.isnan(stock[0]["count"][0])
+    assert {str(c) for b in fixed for c in b["country"]} == {"de", "fr"}
 
 
 def test_the_horovod_keys_become_its_environment_and_optimizer_arguments():
@@ -94,8 +117,8 @@ def test_the_horovod_keys_become_its_environment_and_optimizer_arguments():
             none, fp16 = "no compression", "half precision"
 
     options = distributed.optimizer_options({**tuning, "compression": "fp16"}, FakeHorovod)
-    assert options == {"sparse_as_dense": True, "num_groups": 1, "compression": "half precision"}
+    assert options == {"sparse_as_dense": True, "groups": 1, "compression": "half precision"}
     assert distributed.optimizer_options({}, FakeHorovod) == {
-        "sparse_as_dense": False, "num_groups": 0, "compression": "no compression"}
+        "sparse_as_dense": False, "groups": None, "compression": "no compression"}
     with pytest.raises(ValueError, match="bf16"):
         distributed.optimizer_options({"compression": "bf16"}, FakeHorovod)

@@ -311,7 +311,7 @@ def optimizer_options(tuning: dict, hvd) -> dict:
     if compression not in ("none", "fp16"):
         raise ValueError(f"horovod compression '{compression}': none or fp16")
     return {"sparse_as_dense": bool(tuning.get("sparse_as_dense", False)),
-            "num_groups": int(tuning.get("groups", 0)),
+            "groups": int(tuning.get("groups", 0)) or None,
             "compression": hvd.Compression.fp16 if compression == "fp16" else hvd.Compression.none}
 
 

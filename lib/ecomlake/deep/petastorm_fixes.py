@@ -2,10 +2,10 @@
 workers before the reader starts. Petastorm is the newest release and no longer maintained, so
 they live here. Both return exactly what the stock code returns (tests/test_deep_input.py).
 
-Measured with `benchmarks/deep.py` (profile of the stock reader over 4M rows): the reader spent
-22 % of its time in `Table.take(np.arange(n))` — a full copy of every row group in unchanged
-order, made whenever rows are not shuffled — and 27 % turning each column into a pandas Series
-and back into numpy, against 30 % reading the Parquet pages themselves:
+Measured with `benchmarks/deep.py` (its profile of the stock reader on train_deep-shaped shards):
+the reader spent 37 % of its time in `Table.take(np.arange(n))` — a full copy of every row group
+in unchanged order, made whenever rows are not shuffled — and 12 % turning each column into a
+pandas Series and back into numpy, against 39 % reading the Parquet pages themselves:
 - `_read_with_shuffle_row_drop` skips the take when it would keep the order (no row shuffling,
   no row-drop partitions) and defers to the stock code otherwise;
 - `convert_arrow_table_to_numpy_dict` converts integer and floating columns without nulls with
@@ -15,11 +15,13 @@ and back into numpy, against 30 % reading the Parquet pages themselves:
 from __future__ import annotations
 
 import logging
+import threading
 
 log = logging.getLogger(__name__)
 
 FIXED_VERSION = "0.13.1"
 _stock: dict = {}
+_lock = threading.Lock()
 
 
 def convert_numeric_directly(result_table, schema):
@@ -57,18 +59,20 @@ def apply() -> bool:
     if petastorm.__version__ != FIXED_VERSION:
         log.warning("Petastorm %s: the reader fixes are for %s, not applied", petastorm.__version__, FIXED_VERSION)
         return False
-    if not _stock:
-        _stock["convert"] = arrow_reader_worker.convert_arrow_table_to_numpy_dict
-        _stock["read"] = arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop
-        arrow_reader_worker.convert_arrow_table_to_numpy_dict = convert_numeric_directly
-        arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop = read_without_identity_take
+    with _lock:  # never save a patched function as the stock one
+        if arrow_reader_worker.convert_arrow_table_to_numpy_dict is not convert_numeric_directly:
+            _stock["convert"] = arrow_reader_worker.convert_arrow_table_to_numpy_dict
+            _stock["read"] = arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop
+            arrow_reader_worker.convert_arrow_table_to_numpy_dict = convert_numeric_directly
+            arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop = read_without_identity_take
     return True
 
 
 def remove() -> None:
-    """Put the stock functions back (benchmarks measure both)."""
+    """Put the stock functions back (benchmarks measure both); not while a reader is running."""
     from petastorm import arrow_reader_worker
 
-    if _stock:
-        arrow_reader_worker.convert_arrow_table_to_numpy_dict = _stock.pop("convert")
-        arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop = _stock.pop("read")
+    with _lock:
+        if arrow_reader_worker.convert_arrow_table_to_numpy_dict is convert_numeric_directly:
+            arrow_reader_worker.convert_arrow_table_to_numpy_dict = _stock["convert"]
+            arrow_reader_worker.ArrowReaderWorker._read_with_shuffle_row_drop = _stock["read"]

@@ -211,7 +211,8 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
     als = recommend.fit_als(inter, user_index, item_index, best["rank"], best["reg_param"], best["alpha"],
                             tc["als_max_iter"], tc["seed"], **_als_blocks(tc))
     params = {"k": k, "horizon_days": horizon, "max_iter": tc["als_max_iter"], "seed": tc["seed"],
-              "rank": best["rank"], "reg_param": best["reg_param"], "alpha": best["alpha"]}
+              "rank": best["rank"], "reg_param": best["reg_param"], "alpha": best["alpha"],
+              **({"als_blocks": tc["als_blocks"]} if tc["als_blocks"] else {})}  # recorded only when set
     results = {"als": {}, "popularity": {}, "co_occurrence": {}}
     if features.horizon_covered(events, as_of, horizon):
         truth = recommend.truth_items(events, as_of, horizon)
