@@ -32,6 +32,7 @@ ml: env
 	./spark-submit.sh features --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh train forecast --as-of $(SCORE_AS_OF) $(ARGS)
 	./spark-submit.sh score --as-of $(SCORE_AS_OF) $(ARGS)
+	./spark-submit.sh score --as-of $(SCORE_AS_OF) --task two_stage $(ARGS)
 
 # The deep models through Petastorm + Horovod (2 workers here), after `make ml`.
 deep: env

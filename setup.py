@@ -46,7 +46,8 @@ setup(
     entry_points={"console_scripts": ["ecomlake=ecomlake.submit:main",
                                       *(f"ecomlake-{job.replace('_', '-')}=ecomlake.entry_points:{job}"
                                         for job in JOBS)]},
-    install_requires=["pyspark", "delta-spark", "pyyaml", "numpy", "pandas", "pyarrow"],
+    # xgboost-cpu: the two-stage recommender's ranker (train recommend, score --task two_stage)
+    install_requires=["pyspark", "delta-spark", "pyyaml", "numpy", "pandas", "pyarrow", "xgboost-cpu"],
     extras_require={
         # The deep-model path (Horovod is built separately by `make env`: it needs build flags).
         "deep": ["tensorflow-cpu", "petastorm"],

@@ -148,3 +148,26 @@ def test_movielens_as_a_next_item_task_on_a_slice(spark, tmp_path, make_config):
     for r in records.values():
         assert 0 <= r["metrics"]["ndcg@10"] <= r["metrics"]["hr@10"] <= 1
     assert records["popularity"]["metrics"]["hr@10"] > 0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow  # `make movielens` runs the task on the whole file; `make test-slow` runs this slice
+def test_movielens_two_stage_on_a_slice(spark, tmp_path, make_config):
+    from ecomlake.jobs import train
+
+    real = pq.read_table(str(datasets.MOVIELENS_100K.locate())).slice(0, 3000)
+    sliced = tmp_path / "ml-slice.parquet"
+    pq.write_table(real, str(sliced))
+    config = make_config("train.als_ranks=[8]", "train.als_reg_params=[0.1]", "train.als_alphas=[1.0]",
+                         "train.als_max_iter=3", "train.ease_lambdas=[100.0]", "train.ranker_folds=2",
+                         "train.ranker_trees=20", "train.ranker_depth=20")
+    ingest.run(spark, config, "movielens100k", str(sliced))
+    records = {r["model"]: r for r in train.run(spark, config, "movielens", None)}
+    assert set(records) == {"als", "ease", "popularity", "co_occurrence", "two_stage"}
+    stage = records["two_stage"]["metrics"]
+    # the ranker reorders stage one's union: it cannot find more than the candidates hold
+    assert 0 < stage["recall@10"] <= stage["candidate_recall"] <= 1
+    assert stage["users_evaluated"] == records["ease"]["metrics"]["users_evaluated"]
+    assert stage["ndcg@10"] > records["popularity"]["metrics"]["ndcg@10"]
+    assert records["two_stage"]["params"]["folds"] == 2
+    assert set(records["two_stage"]["details"]["feature_total_gain"]) >= {"ease_z", "days_from_user"}

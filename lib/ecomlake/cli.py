@@ -49,11 +49,14 @@ def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None
     try:
         config = cfg.load(args.env, args.config_file, args.conf, args.lake)
         logs.configure(job, args.log_level or config["logging"]["level"])
-        from ecomlake.spark import get_spark
+        from ecomlake.spark import cancel_barrier_timer, get_spark
 
         spark = get_spark(config, job)
         spark.sparkContext.setLogLevel("WARN")
-        result = body(spark, config, args)
+        try:
+            result = body(spark, config, args)
+        finally:
+            cancel_barrier_timer(spark)
     except EcomlakeError as exc:
         log.error("%s: error: %s", job, exc)
         return finish("failed", 2, error=str(exc))

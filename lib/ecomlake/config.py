@@ -99,6 +99,20 @@ SCHEMA: dict[str, Key] = {
                               minimum=0, exclusive=True),
     "train.ease_max_items": Key(int, 10_000, "EASE models at most this many items, those with the most users "
                                 "(its item x item matrices are dense on the driver: 8 n^2 bytes each)", minimum=1),
+    "train.two_stage": Key(bool, True, "train recommend also trains the two-stage ranker (EASE and category "
+                           "popularity join ALS, co-occurrence and popularity as candidate generators)"),
+    "train.ranker_depth": Key(int, 50, "candidates each generator proposes per user to the two-stage ranker",
+                              minimum=1),
+    "train.ranker_folds": Key(int, 3, "training worlds of the two-stage ranker on MovieLens (inner splits of the "
+                              "training part, each a different seed); on shop data: weeks before the cutoff",
+                              minimum=1),
+    "train.ranker_trees": Key(int, 300, "boosting rounds of the two-stage ranker (LambdaMART, rank:ndcg)",
+                              minimum=1),
+    "train.ranker_max_depth": Key(int, 5, "tree depth of the two-stage ranker", minimum=1),
+    "train.ranker_learning_rate": Key(float, 0.05, "learning rate of the two-stage ranker", minimum=0,
+                                      exclusive=True),
+    "train.ranker_min_child_weight": Key(float, 20.0, "smallest hessian sum in a leaf of the two-stage ranker "
+                                         "(larger: smoother)", minimum=0),
     "train.recommend_k": Key(int, 20, "recommendations per user (metrics at 10 and at this k)", minimum=1),
     "train.forecast_holdout_days": Key(int, 14, "days held out at the end of the sales history", minimum=1),
     "train.forecast_backtest_folds": Key(int, 3, "rolling-origin backtest windows (weekly steps back from the "

@@ -96,11 +96,14 @@ def record(spark: SparkSession, lake_root: str, runs: list[dict]) -> None:
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
-def find(spark: SparkSession, lake_root: str, task: str, run_id: str | None = None) -> dict:
-    """A named run, or the newest non-baseline run of a task that saved a model."""
+def find(spark: SparkSession, lake_root: str, task: str, run_id: str | None = None, model: str | None = None) -> dict:
+    """A named run, or the newest non-baseline run of a task that saved a model (with `model`: the
+    newest run of that model of the task)."""
     runs = lake.read_table(spark, lake_root, tables.GOLD_MODEL_RUNS).where(F.col("task") == task)
     if run_id:
         runs = runs.where(F.col("run_id") == run_id)
+    elif model:
+        runs = runs.where(F.col("model") == model)
     else:
         runs = runs.where(~F.col("is_baseline") & F.col("model_path").isNotNull())
     row = runs.orderBy(F.desc("created_at"), F.desc("as_of_date"), "run_id").limit(1).collect()

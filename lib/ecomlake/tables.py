@@ -48,6 +48,7 @@ GOLD_CHURN_RISK = Table("gold", "churn_risk", "score")
 GOLD_SEGMENTS = Table("gold", "segments", "score")
 GOLD_FORECASTS = Table("gold", "forecasts", "score")
 GOLD_NEXT_ITEM = Table("gold", "next_item_recommendations", "score --task next_item")
+GOLD_TWO_STAGE_RECOMMENDATIONS = Table("gold", "two_stage_recommendations", "score --task two_stage")
 # Real data adapters (job `ingest --source ...`).
 BRONZE_MOVIELENS_RATINGS = Table("bronze", "movielens_ratings", "ingest --source movielens100k")
 QUARANTINE_MOVIELENS_RATINGS = Table("quarantine", "movielens_ratings", "ingest --source movielens100k")

@@ -16,6 +16,10 @@ as_of_date and replaced on a re-run (idempotent), every row tagged with the mode
                            seasonal naive, the recent level (last 7 days' mean), the band of
                            the model's backtest errors (forecast_low..forecast_high, 90 %) and
                            departs_recent_level: the band leaves out the recent level (check it)
+--task two_stage (not part of `all`: heavier; needs a `train recommend` run with train.two_stage) writes
+  gold/two_stage_recommendations   top-k products per user from the two-stage recommender (its
+                           generators refitted as of the date, its ranker ordering them), each
+                           with top_features: the 3 features that pushed it (SHAP contributions)
 --task next_item (not part of `all`: it needs a `train_deep session_gru` run) writes
   gold/next_item_recommendations   for each user active in the 7 days before the date, the
                            session GRU's top-k next products after their newest session
@@ -29,12 +33,12 @@ import sys
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import lake, runs, tables
+from ecomlake import features, lake, runs, tables
 from ecomlake.cli import exit_with, job_parser, parse_as_of, run_job
 from ecomlake.dates import add_days
 from ecomlake.deep import encode, forecast_windows, scoring, sequences
 from ecomlake.errors import EcomlakeError
-from ecomlake.models import classify, direct_forecast, forecast, recommend, segments
+from ecomlake.models import classify, direct_forecast, forecast, ranker, recommend, segments, two_stage
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ TASKS = ("recommend", "propensity", "churn", "segments", "forecast")
 NEXT_ITEM_ACTIVE_DAYS = 7
 OUTPUT = {"recommend": tables.GOLD_RECOMMENDATIONS, "propensity": tables.GOLD_PROPENSITY_SCORES,
           "churn": tables.GOLD_CHURN_RISK, "segments": tables.GOLD_SEGMENTS, "forecast": tables.GOLD_FORECASTS,
-          "next_item": tables.GOLD_NEXT_ITEM}
+          "next_item": tables.GOLD_NEXT_ITEM, "two_stage": tables.GOLD_TWO_STAGE_RECOMMENDATIONS}
 
 
 def _decile(df: DataFrame, column: str) -> Column:
@@ -72,6 +76,28 @@ def score_recommend(spark, root, run, as_of, user_features) -> DataFrame:
     unseen = users.join(user_index, "user_key", "left_anti")
     popular = recommend.popularity(interactions, unseen, k).withColumn("source", F.lit("popularity"))
     return als.unionByName(popular)
+
+
+def score_two_stage(spark, root, run, as_of, user_features) -> DataFrame:
+    """The two-stage recommender at as_of: its generators refitted on the interactions as of the
+    date (at the settings the run recorded), its ranker (saved by `train recommend`) ordering their
+    union; each item with the TOP_CONTRIBUTIONS features that pushed it (SHAP contributions)."""
+    from xgboost.spark import SparkXGBRankerModel
+
+    params, details = run["params"], run["details"]
+    inter = lake.read_partition(spark, root, tables.GOLD_INTERACTIONS, "as_of_date", as_of,
+                                f"features --as-of {as_of}").select("user_key", "product_id", "strength")
+    events = lake.read_table(spark, root, tables.SILVER_EVENTS)
+    categories = recommend.item_categories(features.events_before(events, as_of))
+    users = user_features.select("user_key").join(inter.select("user_key").distinct(), "user_key")
+    als = params["als"]
+    settings = two_stage.Generators(als["rank"], als["reg_param"], als["alpha"], params["als_max_iter"],
+                                    params["ranker_seed"], params["ease_lambda"])
+    depth = params["depth"]
+    lists, _, user_index, item_index = two_stage.shop_lists(inter, categories, users, depth, settings)
+    rows = two_stage.shop_candidates(lists, inter, categories, depth)
+    model = SparkXGBRankerModel.load(f"{details['ranker_path']}/ranker")
+    return ranker.rerank(model, rows, details["feature_columns"], params["k"], explain=True)
 
 
 def score_classifier(spark, root, run, as_of, user_features, task) -> DataFrame:
@@ -186,9 +212,12 @@ def run(spark: SparkSession, config: dict, as_of: str, task: str = "all", run_id
                                          f"features --as-of {as_of}") if needs_users else None)
     counts = {}
     for name in wanted:
-        model_run = runs.find(spark, root, name, run_id)
+        model_run = (runs.find(spark, root, "recommend", run_id, model="two_stage") if name == "two_stage"
+                     else runs.find(spark, root, name, run_id))
         if name == "recommend":
             scored = score_recommend(spark, root, model_run, as_of, user_features)
+        elif name == "two_stage":
+            scored = score_two_stage(spark, root, model_run, as_of, user_features)
         elif name in ("propensity", "churn"):
             scored = score_classifier(spark, root, model_run, as_of, user_features, name)
         elif name == "segments":
@@ -212,7 +241,7 @@ def run(spark: SparkSession, config: dict, as_of: str, task: str = "all", run_id
 def main(argv=None) -> int:
     parser = job_parser("score", __doc__)
     parser.add_argument("--as-of", required=True, help="date of the features to score (YYYY-MM-DD)")
-    parser.add_argument("--task", default="all", choices=(*TASKS, "next_item", "all"),
+    parser.add_argument("--task", default="all", choices=(*TASKS, "next_item", "two_stage", "all"),
                         help="which scores to write (all = every task but next_item)")
     parser.add_argument("--run-id", help="score with this run of gold/model_runs instead of the latest")
     return run_job("score", parser, lambda spark, config, a: run(spark, config, a.as_of, a.task, a.run_id), argv)

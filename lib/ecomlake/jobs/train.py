@@ -46,7 +46,8 @@ from ecomlake import generate as gen
 from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
 from ecomlake.dates import add_days
 from ecomlake.errors import ConfigError, InputError
-from ecomlake.models import classify, direct_forecast, ease, elasticity, forecast, recommend, segments
+from ecomlake.models import (classify, direct_forecast, ease, elasticity, forecast, ranker, recommend, segments,
+                            two_stage)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,59 @@ def _movielens_recommenders(spark: SparkSession, tc: dict, seen: DataFrame, want
     return candidates, seen.select("product_id").distinct().count()
 
 
+def _ranker_settings(tc: dict) -> dict:
+    return {"trees": tc["ranker_trees"], "max_depth": tc["ranker_max_depth"],
+            "learning_rate": tc["ranker_learning_rate"], "min_child_weight": tc["ranker_min_child_weight"],
+            "seed": tc["seed"]}
+
+
+def _ranker_params(tc: dict) -> dict:
+    """What a two-stage run records of its settings."""
+    return {"depth": tc["ranker_depth"], "folds": tc["ranker_folds"],
+            **{f"ranker_{key}": value for key, value in _ranker_settings(tc).items()}}
+
+
+def _feature_gains(model, feature_columns: list[str]) -> dict[str, float]:
+    """The ranker's total gain per feature (XGBoost names the assembled vector's slots f0, f1...)."""
+    gains = model.get_booster().get_score(importance_type="total_gain")
+    return {name: round(gains.get(f"f{i}", 0.0), 1) for i, name in enumerate(feature_columns)}
+
+
+MOVIELENS_RANKER_FEATURES = ["user_items", "item_users", "days_from_user"]
+
+
+def _movielens_candidates(spark: SparkSession, tc: dict, seen: DataFrame, wanted: DataFrame, best: dict,
+                          best_ease: dict) -> tuple[dict, DataFrame, int]:
+    """Stage one on MovieLens: every generator's top train.ranker_depth for the users of `wanted`
+    (seen items removed), their union with the ranker's features, and the catalogue size."""
+    depth = tc["ranker_depth"]
+    lists, catalogue = _movielens_recommenders(spark, tc, seen, wanted, depth, best, best_ease)
+    rows = ranker.interaction_features(ranker.candidates(lists, depth), seen, "rated_at")
+    return lists, rows, catalogue
+
+
+def _movielens_ranker(spark: SparkSession, tc: dict, train_part: DataFrame, best: dict, best_ease: dict,
+                      seed: int) -> tuple[object, list[str]]:
+    """The two-stage ranker, trained on train.ranker_folds inner stratified splits of the training
+    part (seeds seed + 1, + 2, ...): generators fitted on the inner training part propose
+    candidates, the inner test part labels them. The test part is never seen."""
+    worlds = []
+    for fold in range(tc["ranker_folds"]):
+        inner = recommend.stratified_split(train_part, 0.75, seed + 1 + fold)
+        inner_train, inner_test = inner.where("_is_train").drop("_is_train"), inner.where("NOT _is_train")
+        lists, rows, _ = _movielens_candidates(spark, tc, inner_train, inner_test, best, best_ease)
+        labelled = ranker.with_labels(rows, inner_test).withColumn("fold", F.lit(fold))
+        worlds.append(labelled.persist(StorageLevel.MEMORY_AND_DISK))
+        log.info(f"  ranker fold {fold}: {worlds[-1].count()} candidates, "
+                 f"{worlds[-1].where('label = 1').count()} relevant")
+    training = functools.reduce(DataFrame.unionByName, worlds)
+    columns = ranker.generator_columns(sorted(lists)) + MOVIELENS_RANKER_FEATURES
+    model = ranker.fit(training, columns, **_ranker_settings(tc))
+    for world in worlds:
+        world.unpersist()
+    return model, columns
+
+
 def _ranking_metrics_per_model(candidates: dict[str, DataFrame], truth: DataFrame, ks: list[int],
                                catalogue: int) -> dict[str, dict]:
     """evaluation.ranking_metrics @ each of ks of each model's lists (user_key, product_id, rank),
@@ -122,7 +176,7 @@ def _ranking_metrics_per_model(candidates: dict[str, DataFrame], truth: DataFram
     return out
 
 
-TUNED_MODELS = ("als", "ease")  # the MovieLens rows that are models; the others are baselines
+TUNED_MODELS = ("als", "ease", "two_stage")  # the MovieLens rows that are models; the others are baselines
 
 
 def _tuned(model: str, best_als: dict, best_ease: dict) -> dict:
@@ -150,14 +204,23 @@ def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
     best, grid = recommend.tune_als(inner_train, inner_test, k, **_als_grid(tc), exclude=True)
     best_ease, ease_grid = recommend.tune_ease(inner_train, inner_test, k, tc["ease_lambdas"], tc["ease_max_items"],
                                                exclude=True)
-    candidates, catalogue = _movielens_recommenders(spark, tc, train_part, test_part, k, best, best_ease)
+    model, columns = _movielens_ranker(spark, tc, train_part, best, best_ease, seed)
+    candidates, rows, catalogue = _movielens_candidates(spark, tc, train_part, test_part, best, best_ease)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    candidates["two_stage"] = ranker.rerank(model, rows, columns, k)
     out = []
     params = {"protocol": "stratified 75/25 per user, seed 42, ratings as implicit, seen items removed", "k": k}
     measured = _ranking_metrics_per_model(candidates, test_part, [k], catalogue)
+    measured["two_stage"]["candidate_recall"] = ranker.candidate_recall(rows, test_part)
     for name in candidates:
-        out.append(runs.model_run("recommend_movielens", name, None, {**params, **_tuned(name, best, best_ease)},
-                                  versions, measured[name], _tuning(name, grid, ease_grid),
-                                  baseline=name not in TUNED_MODELS))
+        details = _tuning(name, grid, ease_grid)
+        if name == "two_stage":
+            details = {"feature_total_gain": _feature_gains(model, columns)}
+        out.append(runs.model_run("recommend_movielens", name, None,
+                                  {**params, **_tuned(name, best, best_ease),
+                                   **(_ranker_params(tc) if name == "two_stage" else {})},
+                                  versions, measured[name], details, baseline=name not in TUNED_MODELS))
+    rows.unpersist()
     split.unpersist()
     return out
 
@@ -191,6 +254,39 @@ def train_movielens_sequential(spark: SparkSession, config: dict) -> list[dict]:
     return out
 
 
+def _generators(tc: dict, best: dict, best_ease: dict | None) -> two_stage.Generators:
+    return two_stage.Generators(best["rank"], best["reg_param"], best["alpha"], tc["als_max_iter"], tc["seed"],
+                                best_ease["lambda"] if best_ease else None, tc["ease_max_items"], _als_blocks(tc))
+
+
+def _shop_ranker(events: DataFrame, as_of: str, tc: dict, fc: dict, best: dict, best_ease: dict) -> tuple[object, list]:
+    """The two-stage ranker on shop data, trained on train.ranker_folds weeks before as_of: for the
+    week starting as_of - 7w, generators fitted on the interactions before it propose candidates and
+    what users touched in it labels them."""
+    weights, half_life, depth = dict(fc["interaction_weights"]), fc["interaction_half_life_days"], tc["ranker_depth"]
+    worlds = []
+    for fold in range(tc["ranker_folds"]):
+        week = add_days(as_of, -7 * (fold + 1))
+        inter = features.interactions(events, week, weights, half_life).persist(StorageLevel.MEMORY_AND_DISK)
+        truth = recommend.truth_items(events, week, 7)
+        users = truth.select("user_key").distinct().join(inter.select("user_key").distinct(), "user_key")
+        categories = recommend.item_categories(features.events_before(events, week))
+        lists, _, user_index, item_index = two_stage.shop_lists(inter, categories, users, depth,
+                                                                _generators(tc, best, best_ease))
+        labelled = (ranker.with_labels(two_stage.shop_candidates(lists, inter, categories, depth), truth)
+                    .withColumn("fold", F.lit(fold)))
+        worlds.append(labelled.persist(StorageLevel.MEMORY_AND_DISK))
+        log.info(f"  ranker week from {week}: {worlds[-1].count()} candidates, "
+                 f"{worlds[-1].where('label = 1').count()} relevant")
+        for df in (inter, user_index, item_index):
+            df.unpersist()
+    columns = two_stage.feature_columns(list(lists))
+    model = ranker.fit(functools.reduce(DataFrame.unionByName, worlds), columns, **_ranker_settings(tc))
+    for world in worlds:
+        world.unpersist()
+    return model, columns
+
+
 def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int) -> list[dict]:
     root, tc, fc = config["lake_root"], config["train"], config["features"]
     k = tc["recommend_k"]
@@ -201,40 +297,68 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
 
     # Tuning: fit on interactions before as_of - 7 days, score on what users touch in that week.
     val_as_of = add_days(as_of, -7)
-    best, grid = recommend.tune_als(features.interactions(events, val_as_of, weights, half_life),
-                                    recommend.truth_items(events, val_as_of, 7), k, **_als_grid(tc))
+    val_inter = features.interactions(events, val_as_of, weights, half_life)
+    val_truth = recommend.truth_items(events, val_as_of, 7)
+    best, grid = recommend.tune_als(val_inter, val_truth, k, **_als_grid(tc))
+    with_ranker = tc["two_stage"] and features.horizon_covered(events, as_of, horizon)
+    if with_ranker:
+        best_ease, ease_grid = recommend.tune_ease(val_inter, val_truth, k, tc["ease_lambdas"], tc["ease_max_items"])
+        model, columns = _shop_ranker(events, as_of, tc, fc, best, best_ease)
 
     inter = inter.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
-    user_index, item_index = recommend.index_frames(spark, inter)
-    user_index.persist(StorageLevel.MEMORY_AND_DISK)
-    item_index.persist(StorageLevel.MEMORY_AND_DISK)
-    als = recommend.fit_als(inter, user_index, item_index, best["rank"], best["reg_param"], best["alpha"],
-                            tc["als_max_iter"], tc["seed"], **_als_blocks(tc))
     params = {"k": k, "horizon_days": horizon, "max_iter": tc["als_max_iter"], "seed": tc["seed"],
               "rank": best["rank"], "reg_param": best["reg_param"], "alpha": best["alpha"],
               **({"als_blocks": tc["als_blocks"]} if tc["als_blocks"] else {})}  # recorded only when set
     results = {"als": {}, "popularity": {}, "co_occurrence": {}}
+    depth = max(k, tc["ranker_depth"]) if with_ranker else k
     if features.horizon_covered(events, as_of, horizon):
         truth = recommend.truth_items(events, as_of, horizon)
         known = truth.join(inter.select("user_key").distinct(), "user_key").persist(StorageLevel.MEMORY_AND_DISK)
         catalogue = inter.select("product_id").distinct().count()
-        candidates = {
-            "als": recommend.als_recommend(als, user_index, item_index, known, k),
-            "popularity": recommend.popularity(inter, known, k),
-            "co_occurrence": recommend.co_occurrence(inter, known, k),
-        }
+        categories = recommend.item_categories(features.events_before(events, as_of))
+        candidates, als, user_index, item_index = two_stage.shop_lists(
+            inter, categories, known, depth, _generators(tc, best, best_ease if with_ranker else None))
+        if not with_ranker:
+            candidates = {name: candidates[name] for name in results}
+        else:
+            rows = two_stage.shop_candidates(candidates, inter, categories, tc["ranker_depth"])
+            rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+            candidates["two_stage"] = ranker.rerank(model, rows, columns, k)
         results = _ranking_metrics_per_model(candidates, known, [10, k], catalogue)
+        if with_ranker:
+            results["two_stage"]["candidate_recall"] = ranker.candidate_recall(rows, known)
+            rows.unpersist()
         known.unpersist()
     else:
         log.info(f"train recommend: no test metrics: events do not cover {horizon} days after {as_of}")
+        user_index, item_index = recommend.index_frames(spark, inter)
+        user_index.persist(StorageLevel.MEMORY_AND_DISK)
+        item_index.persist(StorageLevel.MEMORY_AND_DISK)
+        als = recommend.fit_als(inter, user_index, item_index, best["rank"], best["reg_param"], best["alpha"],
+                                tc["als_max_iter"], tc["seed"], **_als_blocks(tc))
     run = runs.model_run("recommend", "als", as_of, params, versions, results["als"], {"tuning": grid})
     path = runs.new_attempt_dir(root, "recommend", run["run_id"])
     als.write().save(f"{path}/als")
     user_index.write.parquet(f"{path}/user_index")
     item_index.write.parquet(f"{path}/item_index")
     run["model_path"] = path
+    baselines = [name for name in results if name not in ("als", "ease", "two_stage")]
     out = [run] + [runs.model_run("recommend", name, as_of, {"k": k, "horizon_days": horizon}, versions, results[name],
-                                  baseline=True) for name in ("popularity", "co_occurrence")]
+                                  baseline=True) for name in baselines]
+    if with_ranker:
+        out.append(runs.model_run("recommend", "ease", as_of, {"k": k, "horizon_days": horizon,
+                                                               "lambda": best_ease["lambda"]},
+                                  versions, results["ease"], {"tuning": ease_grid}))
+        stage_params = {"k": k, "horizon_days": horizon, **_ranker_params(tc),
+                        "als": {key: best[key] for key in ("rank", "reg_param", "alpha")}, "als_max_iter": tc["als_max_iter"],
+                        "ease_lambda": best_ease["lambda"]}
+        stage_run = runs.model_run("recommend", "two_stage", as_of, stage_params, versions, results["two_stage"])
+        # The ranker's path is in details, not model_path: runs.find(task "recommend") keeps meaning ALS.
+        stage_path = runs.new_attempt_dir(root, "recommend_two_stage", stage_run["run_id"])
+        model.write().save(f"{stage_path}/ranker")
+        stage_run["details"] = {"ranker_path": stage_path, "feature_columns": columns,
+                                "feature_total_gain": _feature_gains(model, columns)}
+        out.append(stage_run)
     for df in (inter, user_index, item_index):
         df.unpersist()
     return out

@@ -86,6 +86,39 @@ def co_occurrence(interactions: DataFrame, users: DataFrame, k: int, exclude: Da
     return _top_k(scored, k, exclude)
 
 
+CATEGORY_POPULARITY_CATEGORIES = 3  # a user's strongest categories that category_popularity draws from
+
+
+def item_categories(events: DataFrame) -> DataFrame:
+    """product_id -> category_id, price: each product's latest category and its median price in
+    `events` (the caller passes events before its cutoff)."""
+    return (events.where(F.col("category_id").isNotNull()).groupBy("product_id")
+            .agg(F.max_by("category_id", "event_time").alias("category_id"),
+                 F.percentile_approx("price", 0.5).alias("price")))
+
+
+def category_popularity(interactions: DataFrame, categories: DataFrame, users: DataFrame, k: int,
+                        exclude: DataFrame | None = None) -> DataFrame:
+    """Popularity in the user's own categories: the user's CATEGORY_POPULARITY_CATEGORIES strongest
+    categories (by their share of the user's strength) and, in each, the items with the most users;
+    score = the category's share x the item's users. categories: product_id, category_id."""
+    attributed = interactions.join(categories.select("product_id", "category_id"), "product_id")
+    per_user = Window.partitionBy("user_key")
+    strongest = Window.partitionBy("user_key").orderBy(F.desc("_s"), "category_id")
+    user_categories = (attributed.join(users.select("user_key").distinct(), "user_key")
+                       .groupBy("user_key", "category_id").agg(F.sum("strength").alias("_s"))
+                       .withColumn("share", F.col("_s") / F.sum("_s").over(per_user))
+                       .withColumn("_r", F.row_number().over(strongest))
+                       .where(F.col("_r") <= CATEGORY_POPULARITY_CATEGORIES))
+    most_users = Window.partitionBy("category_id").orderBy(F.desc("n_users"), "product_id")
+    top_items = (attributed.groupBy("category_id", "product_id").agg(F.countDistinct("user_key").alias("n_users"))
+                 .withColumn("_r", F.row_number().over(most_users))
+                 .where(F.col("_r") <= _candidates(k, exclude)))
+    scored = user_categories.join(top_items, "category_id").select(
+        "user_key", "product_id", (F.col("share") * F.col("n_users")).alias("score"))
+    return _top_k(scored, k, exclude)
+
+
 NEXT_ITEM_STEPS = 3  # a user's last items whose successors are scored (weights 1, 1/2, 1/3)
 
 
