@@ -100,3 +100,38 @@ def test_item_categories_take_the_latest_category_and_median_price(spark):
         "product_id", "category_id", "price", "CAST(event_time AS timestamp) AS event_time")
     rows = {r.product_id: r for r in recommend.item_categories(events).collect()}
     assert set(rows) == {10} and (rows[10].category_id, rows[10].price) == (2, 7.0)
+
+
+BARRIER_JOB = """
+import sys
+from pyspark import BarrierTaskContext
+from pyspark.sql import SparkSession
+from ecomlake.cli import exit_with
+
+spark = SparkSession.builder.master("local[1]").getOrCreate()
+def wait_all(rows):
+    BarrierTaskContext.get().barrier()   # what xgboost.spark's training does
+    return rows
+print(spark.sparkContext.parallelize([1], 1).barrier().mapPartitions(wait_all).collect())
+exit_with(0)
+"""
+
+
+@pytest.mark.subprocess
+def test_a_job_that_ran_a_barrier_stage_ends_its_spark_submit(tmp_path):
+    # Spark 3.5 leaves a non-daemon timer thread after a barrier stage; under spark-submit (the
+    # JVM is the parent) the job finished but the process never ended until exit_with cancelled it.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyspark
+
+    script = tmp_path / "barrier_job.py"
+    script.write_text(BARRIER_JOB)
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    done = subprocess.run([str(submit), "--driver-java-options", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+                           str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "[1]" in done.stdout

@@ -49,14 +49,11 @@ def run_job(job: str, parser: argparse.ArgumentParser, body: Callable, argv=None
     try:
         config = cfg.load(args.env, args.config_file, args.conf, args.lake)
         logs.configure(job, args.log_level or config["logging"]["level"])
-        from ecomlake.spark import cancel_barrier_timer, get_spark
+        from ecomlake.spark import get_spark
 
         spark = get_spark(config, job)
         spark.sparkContext.setLogLevel("WARN")
-        try:
-            result = body(spark, config, args)
-        finally:
-            cancel_barrier_timer(spark)
+        result = body(spark, config, args)
     except EcomlakeError as exc:
         log.error("%s: error: %s", job, exc)
         return finish("failed", 2, error=str(exc))
@@ -96,5 +93,9 @@ def shifted_as_of(as_of: str | None, minus_days: int) -> str | None:
 
 
 def exit_with(code: int) -> None:
+    """End a job's process with its status (every job's __main__ comes here)."""
+    from ecomlake.spark import cancel_barrier_timer
+
+    cancel_barrier_timer()  # only now: a cancelled timer fails any later barrier stage in this JVM
     if code:
         sys.exit(code)

@@ -82,13 +82,19 @@ def get_spark(config: dict, app: str):
     return builder.getOrCreate()
 
 
-def cancel_barrier_timer(spark) -> None:
+def cancel_barrier_timer() -> None:
     """Spark 3.5's BarrierTaskContext starts a non-daemon Timer thread ("Barrier task timer for
     barrier() calls.") once a barrier stage ran in this JVM: with a local master (executors inside
     the driver's JVM) a job that trained with xgboost.spark finished but its spark-submit never
-    exited. Cancelling the timer lets the JVM end; a no-op where no barrier stage ran."""
+    exited. Cancelling the timer lets the JVM end. Call it only when the process ends: a barrier
+    stage after it fails ("Timer already cancelled"). A no-op without a SparkContext."""
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is None:
+        return
     try:
-        module = getattr(getattr(spark.sparkContext._jvm.org.apache.spark, "BarrierTaskContext$"), "MODULE$")
+        module = getattr(getattr(context._jvm.org.apache.spark, "BarrierTaskContext$"), "MODULE$")
         getattr(module, "org$apache$spark$BarrierTaskContext$$timer")().cancel()
     except Exception as exc:  # another Spark version may not have it: nothing to cancel then
         log.debug("no barrier timer to cancel: %s", exc)
