@@ -135,3 +135,24 @@ def test_a_job_that_ran_a_barrier_stage_ends_its_spark_submit(tmp_path):
     done = subprocess.run([str(submit), "--driver-java-options", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
                            str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "[1]" in done.stdout
+
+
+def test_graph_features_from_bought_after_and_viewed_next_edges(spark):
+    from ecomlake.models import two_stage
+
+    def at(day, minute=0):
+        return f"2019-10-{day:02d} 10:{minute:02d}:00"
+    rows = [(1, "s1", "purchase", 1, at(1)), (1, "s1b", "view", 3, at(8)),
+            (2, "s2", "purchase", 1, at(1)), (2, "s2b", "view", 2, at(2)),
+            (3, "s3", "purchase", 1, at(1)), (3, "s3b", "view", 2, at(2)),
+            (4, "s4", "view", 3, at(3)), (4, "s4", "view", 2, at(3, 1)),
+            (5, "s5", "view", 3, at(4)), (5, "s5", "view", 2, at(4, 1))]
+    events = spark.createDataFrame(rows, "user_key long, user_session string, event_type string, product_id long, "
+                                         "t string").selectExpr("*", "CAST(t AS timestamp) AS event_time").drop("t")
+    cands = spark.createDataFrame([(1, 2), (1, 4)], "user_key long, product_id long")
+    got = {r.product_id: r for r in two_stage.graph_features(cands, events, window_days=7).collect()}
+    # bought 1 -> met 2 within 7 days: users 2 and 3 of 3 buyers of 1; 4 of the 5 users met 2:
+    # lift = 2 * 5 / (3 * 4). Viewed 3 -> next 2: both steps from 3 go to 2, both steps end at 2: lift 1.
+    assert got[2].complement_lift == pytest.approx(2 * 5 / (3 * 4))
+    assert got[2].next_view_lift == pytest.approx(1.0)     # user 1 viewed 3 in the last 7 days
+    assert (got[4].complement_lift, got[4].next_view_lift) == (0.0, 0.0)

@@ -88,14 +88,16 @@ def score_two_stage(spark, root, run, as_of, user_features) -> DataFrame:
     inter = lake.read_partition(spark, root, tables.GOLD_INTERACTIONS, "as_of_date", as_of,
                                 f"features --as-of {as_of}").select("user_key", "product_id", "strength")
     events = lake.read_table(spark, root, tables.SILVER_EVENTS)
-    categories = recommend.item_categories(features.events_before(events, as_of))
+    history = features.events_before(events, as_of)
+    categories = recommend.item_categories(history)
     users = user_features.select("user_key").join(inter.select("user_key").distinct(), "user_key")
     als = params["als"]
     settings = two_stage.Generators(als["rank"], als["reg_param"], als["alpha"], params["als_max_iter"],
                                     params["ranker_seed"], params["ease_lambda"])
     depth = params["depth"]
     lists, _, user_index, item_index = two_stage.shop_lists(inter, categories, users, depth, settings)
-    rows = two_stage.shop_candidates(lists, inter, categories, depth)
+    window_days = params.get("graph_window_days", 7)  # runs recorded before it was a param: the default
+    rows = two_stage.shop_candidates(lists, inter, categories, history, depth, window_days)
     model = SparkXGBRankerModel.load(f"{details['ranker_path']}/ranker")
     return ranker.rerank(model, rows, details["feature_columns"], params["k"], explain=True)
 

@@ -259,7 +259,8 @@ def _generators(tc: dict, best: dict, best_ease: dict | None) -> two_stage.Gener
                                 best_ease["lambda"] if best_ease else None, tc["ease_max_items"], _als_blocks(tc))
 
 
-def _shop_ranker(events: DataFrame, as_of: str, tc: dict, fc: dict, best: dict, best_ease: dict) -> tuple[object, list]:
+def _shop_ranker(events: DataFrame, as_of: str, tc: dict, fc: dict, graph_window_days: int, best: dict,
+                 best_ease: dict) -> tuple[object, list]:
     """The two-stage ranker on shop data, trained on train.ranker_folds weeks before as_of: for the
     week starting as_of - 7w, generators fitted on the interactions before it propose candidates and
     what users touched in it labels them."""
@@ -270,16 +271,23 @@ def _shop_ranker(events: DataFrame, as_of: str, tc: dict, fc: dict, best: dict, 
         inter = features.interactions(events, week, weights, half_life).persist(StorageLevel.MEMORY_AND_DISK)
         truth = recommend.truth_items(events, week, 7)
         users = truth.select("user_key").distinct().join(inter.select("user_key").distinct(), "user_key")
-        categories = recommend.item_categories(features.events_before(events, week))
+        history = features.events_before(events, week)
+        categories = recommend.item_categories(history)
         lists, _, user_index, item_index = two_stage.shop_lists(inter, categories, users, depth,
                                                                 _generators(tc, best, best_ease))
-        labelled = (ranker.with_labels(two_stage.shop_candidates(lists, inter, categories, depth), truth)
-                    .withColumn("fold", F.lit(fold)))
-        worlds.append(labelled.persist(StorageLevel.MEMORY_AND_DISK))
-        log.info(f"  ranker week from {week}: {worlds[-1].count()} candidates, "
-                 f"{worlds[-1].where('label = 1').count()} relevant")
+        rows = two_stage.shop_candidates(lists, inter, categories, history, depth, graph_window_days)
+        labelled = ranker.with_labels(rows, truth).withColumn("fold", F.lit(fold)).persist(StorageLevel.MEMORY_AND_DISK)
+        relevant = labelled.where("label = 1").count()
+        log.info(f"  ranker week from {week}: {labelled.count()} candidates, {relevant} relevant")
         for df in (inter, user_index, item_index):
             df.unpersist()
+        if relevant:
+            worlds.append(labelled)
+        else:
+            labelled.unpersist()
+    if not worlds:
+        raise InputError(f"the two-stage ranker has nothing to learn from: no user touched a candidate in the "
+                         f"{tc['ranker_folds']} week(s) before {as_of} (train.ranker_folds; or train.two_stage=false)")
     columns = two_stage.feature_columns(list(lists))
     model = ranker.fit(functools.reduce(DataFrame.unionByName, worlds), columns, **_ranker_settings(tc))
     for world in worlds:
@@ -303,7 +311,7 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
     with_ranker = tc["two_stage"] and features.horizon_covered(events, as_of, horizon)
     if with_ranker:
         best_ease, ease_grid = recommend.tune_ease(val_inter, val_truth, k, tc["ease_lambdas"], tc["ease_max_items"])
-        model, columns = _shop_ranker(events, as_of, tc, fc, best, best_ease)
+        model, columns = _shop_ranker(events, as_of, tc, fc, config["graph"]["window_days"], best, best_ease)
 
     inter = inter.select("user_key", "product_id", "strength").persist(StorageLevel.MEMORY_AND_DISK)
     params = {"k": k, "horizon_days": horizon, "max_iter": tc["als_max_iter"], "seed": tc["seed"],
@@ -315,13 +323,15 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
         truth = recommend.truth_items(events, as_of, horizon)
         known = truth.join(inter.select("user_key").distinct(), "user_key").persist(StorageLevel.MEMORY_AND_DISK)
         catalogue = inter.select("product_id").distinct().count()
-        categories = recommend.item_categories(features.events_before(events, as_of))
+        history = features.events_before(events, as_of)
+        categories = recommend.item_categories(history)
         candidates, als, user_index, item_index = two_stage.shop_lists(
             inter, categories, known, depth, _generators(tc, best, best_ease if with_ranker else None))
         if not with_ranker:
             candidates = {name: candidates[name] for name in results}
         else:
-            rows = two_stage.shop_candidates(candidates, inter, categories, tc["ranker_depth"])
+            rows = two_stage.shop_candidates(candidates, inter, categories, history, tc["ranker_depth"],
+                                             config["graph"]["window_days"])
             rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
             candidates["two_stage"] = ranker.rerank(model, rows, columns, k)
         results = _ranking_metrics_per_model(candidates, known, [10, k], catalogue)
@@ -351,7 +361,7 @@ def train_recommend(spark: SparkSession, config: dict, as_of: str, horizon: int)
                                   versions, results["ease"], {"tuning": ease_grid}))
         stage_params = {"k": k, "horizon_days": horizon, **_ranker_params(tc),
                         "als": {key: best[key] for key in ("rank", "reg_param", "alpha")}, "als_max_iter": tc["als_max_iter"],
-                        "ease_lambda": best_ease["lambda"]}
+                        "ease_lambda": best_ease["lambda"], "graph_window_days": config["graph"]["window_days"]}
         stage_run = runs.model_run("recommend", "two_stage", as_of, stage_params, versions, results["two_stage"])
         # The ranker's path is in details, not model_path: runs.find(task "recommend") keeps meaning ALS.
         stage_path = runs.new_attempt_dir(root, "recommend_two_stage", stage_run["run_id"])

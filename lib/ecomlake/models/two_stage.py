@@ -7,10 +7,14 @@ from dataclasses import dataclass
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
-from ecomlake.models import ease, ranker, recommend
+from ecomlake.models import ease, item_graph, ranker, recommend
 
-SHOP_FEATURES = ["user_items", "item_users", "item_strength", "own_strength", "category_share", "price_ratio"]
+SHOP_FEATURES = ["user_items", "item_users", "item_strength", "own_strength", "category_share", "price_ratio",
+                 "complement_lift", "next_view_lift"]
+GRAPH_MIN_COUNT = 2        # item-graph edges seen fewer times than this are noise, not features
+RECENT_VIEW_DAYS = 7       # the user's views whose viewed-next edges count (next_view_lift)
 
 
 @dataclass
@@ -53,7 +57,31 @@ def feature_columns(generators: list[str]) -> list[str]:
     return ranker.generator_columns(sorted(generators)) + SHOP_FEATURES
 
 
-def shop_candidates(lists: dict, inter: DataFrame, categories: DataFrame, depth: int) -> DataFrame:
-    """The union of the lists with every column of feature_columns(lists)."""
+def graph_features(candidate_rows: DataFrame, history: DataFrame, window_days: int) -> DataFrame:
+    """Adds what the item graph of `history` (events before the cutoff) says about each candidate:
+    complement_lift, the largest bought-after lift from a product the user bought to it (users who
+    bought that product met this one within window_days more often than chance), and
+    next_view_lift, the largest viewed-next lift to it from a product the user viewed in the last
+    RECENT_VIEW_DAYS days of the history. 0 where no edge of at least GRAPH_MIN_COUNT leads there."""
+    def strongest(edges: DataFrame, sources: DataFrame, name: str) -> DataFrame:
+        edges = edges.where(F.col("count") >= GRAPH_MIN_COUNT).select("src", F.col("dst").alias("product_id"), "lift")
+        return (sources.join(edges, "src").groupBy("user_key", "product_id").agg(F.max("lift").alias(name)))
+
+    bought = history.where(F.col("event_type") == "purchase").select("user_key", F.col("product_id").alias("src"))
+    last = history.agg(F.max("event_time")).head()[0]
+    recent = history.where((F.col("event_type") == "view")
+                           & (F.col("event_time") > F.lit(last) - F.expr(f"INTERVAL {RECENT_VIEW_DAYS} DAYS")))
+    viewed = recent.select("user_key", F.col("product_id").alias("src"))
+    complements = strongest(item_graph.bought_after(history, window_days), bought.distinct(), "complement_lift")
+    next_views = strongest(item_graph.viewed_next(history), viewed.distinct(), "next_view_lift")
+    return (candidate_rows.join(complements, ["user_key", "product_id"], "left")
+            .join(next_views, ["user_key", "product_id"], "left")
+            .fillna(0.0, ["complement_lift", "next_view_lift"]))
+
+
+def shop_candidates(lists: dict, inter: DataFrame, categories: DataFrame, history: DataFrame, depth: int,
+                    window_days: int) -> DataFrame:
+    """The union of the lists with every column of feature_columns(lists). history: the events
+    before the cutoff (for the item-graph features)."""
     rows = ranker.interaction_features(ranker.candidates(lists, depth), inter)
-    return ranker.category_features(rows, inter, categories)
+    return graph_features(ranker.category_features(rows, inter, categories), history, window_days)
