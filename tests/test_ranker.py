@@ -156,3 +156,14 @@ def test_graph_features_from_bought_after_and_viewed_next_edges(spark):
     assert got[2].complement_lift == pytest.approx(2 * 5 / (3 * 4))
     assert got[2].next_view_lift == pytest.approx(1.0)     # user 1 viewed 3 in the last 7 days
     assert (got[4].complement_lift, got[4].next_view_lift) == (0.0, 0.0)
+
+
+def test_blend_ranks_by_the_weighted_standardised_scores(spark):
+    rows = spark.createDataFrame([(1, 10, 1.0, -1.0), (1, 11, 0.0, 2.0), (1, 12, -1.0, 0.0)],
+                                 "user_key long, product_id long, ease_z double, als_z double")
+    # weights 0.7 / 0.3: 10 -> 0.4, 11 -> 0.6, 12 -> -0.7; ALS alone: 11, 12, 10
+    top = ranker.blend(rows, {"ease": 0.7, "als": 0.3}, 2).orderBy("rank").collect()
+    got = [(r.product_id, round(r.score, 6)) for r in top]
+    assert got == [(11, 0.6), (10, 0.4)]
+    als_only = ranker.blend(rows, {"ease": 0.0, "als": 1.0}, 3).orderBy("rank").collect()
+    assert [r.product_id for r in als_only] == [11, 12, 10]

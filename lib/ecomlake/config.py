@@ -101,6 +101,8 @@ SCHEMA: dict[str, Key] = {
                                 "(its item x item matrices are dense on the driver: 8 n^2 bytes each)", minimum=1),
     "train.two_stage": Key(bool, True, "train recommend also trains the two-stage ranker (EASE and category "
                            "popularity join ALS, co-occurrence and popularity as candidate generators)"),
+    "train.blend_als_weights": Key(list, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "ALS's weights tried for the MovieLens "
+                                   "EASE + ALS blend (EASE gets 1 - w), tuned on the first inner split", minimum=0),
     "train.ranker_depth": Key(int, 50, "candidates each generator proposes per user to the two-stage ranker",
                               minimum=1),
     "train.ranker_folds": Key(int, 3, "training worlds of the two-stage ranker on MovieLens (inner splits of the "

@@ -6,7 +6,8 @@
 Needs `features --as-of DATE` (labels need events for the whole horizon after DATE).
   recommend   ALS (implicit; rank/regParam/alpha tuned on the week before DATE) vs most-popular
               and item co-occurrence; Precision/Recall/NDCG/MAP/coverage @10 and @k on what users
-              touch in the horizon after DATE
+              touch in the horizon after DATE; with train.two_stage (default) also EASE, category
+              popularity and the two-stage ranker over all five (trained on past weeks)
   propensity  logistic regression (scaled, class-weighted) on user features -> purchase in the
               horizon; AUC, PR-AUC, log-loss, top-decile lift, calibration; vs recency; on
               generated data also the oracle AUC from the generator's ground truth
@@ -18,8 +19,9 @@ Needs `features --as-of DATE` (labels need events for the whole horizon after DA
   segments    RFM scores and KMeans segments with a profile per segment
   elasticity  log-log regression of conversion on price per category with 95 % intervals (vs the
               planted elasticities on generated data)
-  movielens   ALS, most-popular and co-occurrence on MovieLens-100k (`ingest --source movielens100k`)
-              with the Microsoft Recommenders benchmark protocol (not part of `all`)
+  movielens   ALS, EASE, most-popular and co-occurrence on MovieLens-100k (`ingest --source
+              movielens100k`) with the Microsoft Recommenders benchmark protocol, then the two-stage
+              ranker over their candidates and an EASE + ALS blend (not part of `all`)
   movielens_sequential  MovieLens-100k as a next-item task: each user's ratings in time order,
               the last held out, the one before for validation (ALS tuned on it), full ranking
               of every item the user has not rated; HR@10 and nDCG@10 of ALS, most-popular,
@@ -143,21 +145,38 @@ def _movielens_ranker(spark: SparkSession, tc: dict, train_part: DataFrame, best
     """The two-stage ranker, trained on train.ranker_folds inner stratified splits of the training
     part (seeds seed + 1, + 2, ...): generators fitted on the inner training part propose
     candidates, the inner test part labels them. The test part is never seen."""
-    worlds = []
+    worlds, blend_grid = [], []
     for fold in range(tc["ranker_folds"]):
         inner = recommend.stratified_split(train_part, 0.75, seed + 1 + fold)
         inner_train, inner_test = inner.where("_is_train").drop("_is_train"), inner.where("NOT _is_train")
-        lists, rows, _ = _movielens_candidates(spark, tc, inner_train, inner_test, best, best_ease)
+        lists, rows, catalogue = _movielens_candidates(spark, tc, inner_train, inner_test, best, best_ease)
         labelled = ranker.with_labels(rows, inner_test).withColumn("fold", F.lit(fold))
         worlds.append(labelled.persist(StorageLevel.MEMORY_AND_DISK))
         log.info(f"  ranker fold {fold}: {worlds[-1].count()} candidates, "
                  f"{worlds[-1].where('label = 1').count()} relevant")
+        if fold == 0:  # the EASE + ALS blend's weight, on the split EASE and ALS were tuned on
+            blend_grid = _tune_blend(worlds[0], inner_test, catalogue, tc["blend_als_weights"])
     training = functools.reduce(DataFrame.unionByName, worlds)
     columns = ranker.generator_columns(sorted(lists)) + MOVIELENS_RANKER_FEATURES
     model = ranker.fit(training, columns, **_ranker_settings(tc))
     for world in worlds:
         world.unpersist()
-    return model, columns
+    return model, columns, blend_grid
+
+
+def _blend_weights(als_weight: float) -> dict[str, float]:
+    return {"ease": 1.0 - als_weight, "als": als_weight}
+
+
+def _tune_blend(rows: DataFrame, truth: DataFrame, catalogue: int, als_weights: list) -> list[dict]:
+    """Validation NDCG@10 of the EASE + ALS blend at each of ALS's weights (EASE: 1 - w)."""
+    grid = []
+    for weight in als_weights:
+        recs = ranker.blend(rows, _blend_weights(float(weight)), 10)
+        ndcg = evaluation.ranking_metrics(recs, truth, 10, catalogue, "user_key", "product_id")["ndcg@10"]
+        grid.append({"als_weight": float(weight), "ndcg@10": ndcg})
+        log.info(f"  tuning the EASE + ALS blend: ALS weight {weight}: validation ndcg@10={ndcg:.4f}")
+    return grid
 
 
 def _ranking_metrics_per_model(candidates: dict[str, DataFrame], truth: DataFrame, ks: list[int],
@@ -176,7 +195,7 @@ def _ranking_metrics_per_model(candidates: dict[str, DataFrame], truth: DataFram
     return out
 
 
-TUNED_MODELS = ("als", "ease", "two_stage")  # the MovieLens rows that are models; the others are baselines
+TUNED_MODELS = ("als", "ease", "two_stage", "ease_als_blend")  # MovieLens rows that are models, not baselines
 
 
 def _tuned(model: str, best_als: dict, best_ease: dict) -> dict:
@@ -204,21 +223,27 @@ def train_movielens(spark: SparkSession, config: dict) -> list[dict]:
     best, grid = recommend.tune_als(inner_train, inner_test, k, **_als_grid(tc), exclude=True)
     best_ease, ease_grid = recommend.tune_ease(inner_train, inner_test, k, tc["ease_lambdas"], tc["ease_max_items"],
                                                exclude=True)
-    model, columns = _movielens_ranker(spark, tc, train_part, best, best_ease, seed)
+    model, columns, blend_grid = _movielens_ranker(spark, tc, train_part, best, best_ease, seed)
+    best_blend = max(blend_grid, key=lambda g: g["ndcg@10"])
     candidates, rows, catalogue = _movielens_candidates(spark, tc, train_part, test_part, best, best_ease)
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     candidates["two_stage"] = ranker.rerank(model, rows, columns, k)
+    candidates["ease_als_blend"] = ranker.blend(rows, _blend_weights(best_blend["als_weight"]), k)
     out = []
     params = {"protocol": "stratified 75/25 per user, seed 42, ratings as implicit, seen items removed", "k": k}
     measured = _ranking_metrics_per_model(candidates, test_part, [k], catalogue)
     measured["two_stage"]["candidate_recall"] = ranker.candidate_recall(rows, test_part)
     for name in candidates:
         details = _tuning(name, grid, ease_grid)
+        extra = {}
         if name == "two_stage":
-            details = {"feature_total_gain": _feature_gains(model, columns)}
+            details, extra = {"feature_total_gain": _feature_gains(model, columns)}, _ranker_params(tc)
+        elif name == "ease_als_blend":
+            details = {"tuning": blend_grid}
+            extra = {"als_weight": best_blend["als_weight"], "ease_lambda": best_ease["lambda"],
+                     **{f"als_{key}": best[key] for key in ("rank", "reg_param", "alpha")}}
         out.append(runs.model_run("recommend_movielens", name, None,
-                                  {**params, **_tuned(name, best, best_ease),
-                                   **(_ranker_params(tc) if name == "two_stage" else {})},
+                                  {**params, **_tuned(name, best, best_ease), **extra},
                                   versions, measured[name], details, baseline=name not in TUNED_MODELS))
     rows.unpersist()
     split.unpersist()

@@ -55,6 +55,15 @@ def candidates(lists: dict[str, DataFrame], depth: int) -> DataFrame:
         sum((F.col(f"{g}_rank").isNotNull().cast("int") for g in names), F.lit(0)).alias("generators"))
 
 
+def blend(candidate_rows: DataFrame, weights: dict[str, float], k: int) -> DataFrame:
+    """A weighted sum of generators' standardised scores (the g_z columns of `candidates`) ranks
+    each user's candidates: the top k as user_key, product_id, rank, score."""
+    score = sum((F.col(f"{g}_z") * float(w) for g, w in weights.items()), F.lit(0.0))
+    order = Window.partitionBy("user_key").orderBy(F.desc("score"), "product_id")
+    return (candidate_rows.withColumn("score", score).withColumn("rank", F.row_number().over(order))
+            .where(F.col("rank") <= k).select("user_key", "product_id", "rank", "score"))
+
+
 def with_labels(candidate_rows: DataFrame, truth: DataFrame) -> DataFrame:
     """label 1 where the user interacted with the item in `truth` (user_key, product_id), else 0."""
     hits = truth.select("user_key", "product_id").distinct().withColumn("label", F.lit(1))
