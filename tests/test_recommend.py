@@ -128,17 +128,25 @@ def test_movielens_adapter_on_a_slice_of_the_real_file(spark, tmp_path, make_con
     assert lake.read_table(spark, config["lake_root"], tables.BRONZE_MOVIELENS_RATINGS).count() == 499
 
 
+SLICE_ALS = ("train.als_ranks=[8]", "train.als_reg_params=[0.1]", "train.als_alphas=[1.0]", "train.als_max_iter=3")
+
+
+def _ingest_movielens_slice(spark, tmp_path, config, rows: int = 3000):
+    """The first `rows` ratings of the real file, ingested into the config's lake; returns them."""
+    real = pq.read_table(str(datasets.MOVIELENS_100K.locate())).slice(0, rows)
+    sliced = tmp_path / "ml-slice.parquet"
+    pq.write_table(real, str(sliced))
+    ingest.run(spark, config, "movielens100k", str(sliced))
+    return real
+
+
 @pytest.mark.e2e
 @pytest.mark.slow  # `make movielens` runs the task on the whole file; `make test-slow` runs this slice
 def test_movielens_as_a_next_item_task_on_a_slice(spark, tmp_path, make_config):
     from ecomlake.jobs import train
 
-    real = pq.read_table(str(datasets.MOVIELENS_100K.locate())).slice(0, 3000)
-    sliced = tmp_path / "ml-slice.parquet"
-    pq.write_table(real, str(sliced))
-    config = make_config("train.als_ranks=[8]", "train.als_reg_params=[0.1]", "train.als_alphas=[1.0]",
-                         "train.als_max_iter=3")
-    ingest.run(spark, config, "movielens100k", str(sliced))
+    config = make_config(*SLICE_ALS)
+    real = _ingest_movielens_slice(spark, tmp_path, config)
     users = len(set(real.column("user_id").to_pylist()))
     records = {r["model"]: r for r in train.run(spark, config, "movielens_sequential", None)}
     assert set(records) == {"als", "ease", "popularity", "co_occurrence", "next_after_last"}
@@ -155,13 +163,9 @@ def test_movielens_as_a_next_item_task_on_a_slice(spark, tmp_path, make_config):
 def test_movielens_two_stage_on_a_slice(spark, tmp_path, make_config):
     from ecomlake.jobs import train
 
-    real = pq.read_table(str(datasets.MOVIELENS_100K.locate())).slice(0, 3000)
-    sliced = tmp_path / "ml-slice.parquet"
-    pq.write_table(real, str(sliced))
-    config = make_config("train.als_ranks=[8]", "train.als_reg_params=[0.1]", "train.als_alphas=[1.0]",
-                         "train.als_max_iter=3", "train.ease_lambdas=[100.0]", "train.ranker_folds=2",
+    config = make_config(*SLICE_ALS, "train.ease_lambdas=[100.0]", "train.ranker_folds=2",
                          "train.ranker_trees=20", "train.ranker_depth=20")
-    ingest.run(spark, config, "movielens100k", str(sliced))
+    _ingest_movielens_slice(spark, tmp_path, config)
     records = {r["model"]: r for r in train.run(spark, config, "movielens", None)}
     assert set(records) == {"als", "ease", "popularity", "co_occurrence", "two_stage", "ease_als_blend"}
     assert records["ease_als_blend"]["params"]["als_weight"] in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)

@@ -108,7 +108,8 @@ def find(spark: SparkSession, lake_root: str, task: str, run_id: str | None = No
         runs = runs.where(~F.col("is_baseline") & F.col("model_path").isNotNull())
     row = runs.orderBy(F.desc("created_at"), F.desc("as_of_date"), "run_id").limit(1).collect()
     if not row:
-        what = f"run {run_id} of task {task}" if run_id else f"a trained {task} model"
+        what = (f"run {run_id} of task {task}" if run_id else f"{model} run of task {task}" if model
+                else f"trained {task} model")
         raise InputError(f"gold/model_runs has no {what}: run `train {task} --as-of DATE` first")
     out = row[0].asDict()
     out["params"] = json.loads(out["params"])
