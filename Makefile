@@ -38,6 +38,7 @@ ml: env
 deep: env
 	./spark-submit.sh train_deep wide_deep --as-of $(TRAIN_AS_OF) --num-proc 2 $(ARGS)
 	./spark-submit.sh train_deep session_gru --as-of $(TRAIN_AS_OF) --num-proc 2 $(ARGS)
+	./spark-submit.sh train_deep session_attention --as-of $(TRAIN_AS_OF) --num-proc 2 $(ARGS)
 	./spark-submit.sh score --as-of $(SCORE_AS_OF) --task next_item $(ARGS)
 	./spark-submit.sh train_deep lstm_forecaster --as-of $(TRAIN_AS_OF) --num-proc 2 --history-days 14 $(ARGS)
 
@@ -45,10 +46,12 @@ deep: env
 # (leave-last-out by time) (README tables).
 MOVIELENS_ALS_GRID = --conf 'train.als_ranks=[16,64]' --conf 'train.als_reg_params=[0.01,0.1]' \
     --conf 'train.als_alphas=[1,10,40]' --conf train.als_max_iter=15
+MOVIELENS_ATTENTION = --epochs 20
 movielens: env
 	./spark-submit.sh ingest --source movielens100k $(ARGS)
 	./spark-submit.sh train movielens $(MOVIELENS_ALS_GRID) $(ARGS)
 	./spark-submit.sh train movielens_sequential $(MOVIELENS_ALS_GRID) $(ARGS)
+	./spark-submit.sh train_deep movielens_attention --num-proc 2 $(MOVIELENS_ATTENTION) $(ARGS)
 
 # Real public data (installed by `make env`) + customer value, reviews, risk, pricing and the report,
 # after `make ml` (the report also uses the generated lake's gold tables).

@@ -73,6 +73,12 @@ def movielens_ratings(raw: DataFrame) -> DataFrame:
                       reason.alias("_reject_reason"))
 
 
+def movielens_interactions(ratings: DataFrame) -> DataFrame:
+    """Every MovieLens-100k rating as an implicit interaction: user_key, product_id, strength 1, rated_at."""
+    return ratings.select(F.col("user_id").alias("user_key"), F.col("item_id").alias("product_id"),
+                          F.lit(1.0).alias("strength"), "rated_at")
+
+
 # --- CDNOW (lifetimes): customer_id, date (YYYYMMDD), number of CDs, dollar value; whitespace-separated.
 CDNOW = PackagedFile("lifetimes", "lifetimes", "datasets/CDNOW_master.txt")
 CDNOW_SAMPLE = PackagedFile("lifetimes", "lifetimes", "datasets/CDNOW_sample.txt")  # the 1/10 sample of the papers

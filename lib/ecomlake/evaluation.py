@@ -129,13 +129,16 @@ def forecast_metrics(df: DataFrame, actual: str = "actual", forecast: str = "for
 
 
 def next_item_metrics(df: DataFrame, k: int, predicted: str = "predicted", target: str = "target") -> dict[str, float]:
-    """Recall@k and MRR@k of `predicted` (array, best first; null = no prediction) against `target`."""
+    """Recall@k, MRR@k and nDCG@k (one relevant item: 1 / log2(1 + its rank)) of `predicted`
+    (array, best first; null = no prediction) against `target`."""
     # PySpark 3.5's array_position takes a literal value; the SQL function takes a column.
     position = F.coalesce(F.expr(f"array_position(slice(`{predicted}`, 1, {int(k)}), `{target}`)"), F.lit(0))
     row = df.agg(F.count(F.lit(1)).alias("n"),
                  F.avg(F.when(position > 0, 1.0).otherwise(0.0)).alias("recall"),
-                 F.avg(F.when(position > 0, 1.0 / position).otherwise(0.0)).alias("mrr")).head()
-    return {f"recall@{k}": row["recall"] or 0.0, f"mrr@{k}": row["mrr"] or 0.0, "examples": float(row["n"])}
+                 F.avg(F.when(position > 0, 1.0 / position).otherwise(0.0)).alias("mrr"),
+                 F.avg(F.when(position > 0, 1.0 / F.log2(position + 1)).otherwise(0.0)).alias("ndcg")).head()
+    return {f"recall@{k}": row["recall"] or 0.0, f"mrr@{k}": row["mrr"] or 0.0, f"ndcg@{k}": row["ndcg"] or 0.0,
+            "examples": float(row["n"])}
 
 
 def classification_metrics(predicted: DataFrame, label: str, prediction: str = "prediction") -> dict[str, float]:

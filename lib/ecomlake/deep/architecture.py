@@ -38,6 +38,10 @@ class Architecture:
     def build(self, spec: dict):
         raise NotImplementedError
 
+    def custom_objects(self) -> dict:
+        """The model's own Keras layers by name (what loading a saved model needs)."""
+        return {}
+
     def metrics(self) -> list:
         import tensorflow as tf
 
@@ -87,7 +91,9 @@ class Architecture:
 # model name -> the module whose `Architecture` class it is
 MODULES = {"wide_deep": "ecomlake.deep.wide_deep", "session_gru": "ecomlake.deep.session_gru",
            "lstm_forecaster": "ecomlake.deep.forecast_windows", "review_text": "ecomlake.deep.text",
-           "image_cnn": "ecomlake.deep.image_cnn"}
+           "image_cnn": "ecomlake.deep.image_cnn",
+           "session_attention": "ecomlake.deep.session_attention",
+           "movielens_attention": "ecomlake.deep.session_attention"}
 
 
 def for_model(spec: dict) -> Architecture:

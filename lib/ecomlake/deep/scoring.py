@@ -16,7 +16,7 @@ from ecomlake.deep.distributed import local_path
 _MODELS: dict = {}
 
 
-def _model(path: str, embedding_layer: str | None = None):
+def _model(path: str, embedding_layer: str | None = None, custom_objects: dict | None = None):
     """The saved model (cached per Python worker); with embedding_layer, a model with two outputs:
     that layer's activations and the original output."""
     if (path, embedding_layer) not in _MODELS:
@@ -25,7 +25,7 @@ def _model(path: str, embedding_layer: str | None = None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
-        model = tf.keras.models.load_model(path, compile=False)
+        model = tf.keras.models.load_model(path, compile=False, custom_objects=custom_objects)
         if embedding_layer:
             model = tf.keras.Model(model.inputs, [model.get_layer(embedding_layer).output, model.output])
         _MODELS[(path, embedding_layer)] = model
@@ -46,7 +46,7 @@ def predict(encoded: DataFrame, spec: dict, keep: tuple[str, ...], embedding: st
                         + ([StructField(embedding, ArrayType(FloatType()))] if embedding else []))
 
     def score(batches):
-        model = _model(path, layer)
+        model = _model(path, layer, model_architecture.custom_objects())
         for pdf in batches:
             if pdf.empty:
                 continue

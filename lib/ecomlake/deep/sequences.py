@@ -22,6 +22,27 @@ def item_name(i: int) -> str:
     return f"item_{i:03d}"
 
 
+def history_name(i: int) -> str:
+    return f"hist_{i:03d}"
+
+
+def left_padded(items, length: int, name) -> list:
+    """The last `length` items of an array column as `length` int columns, left-padded with 0."""
+    start = F.greatest(F.lit(1), F.size(items) - length + 1)
+    tail = F.slice(items, start, length)
+    padded = F.concat(F.array_repeat(F.lit(0), F.lit(length) - F.size(tail)), tail)
+    return [padded.getItem(i).cast("int").alias(name(i)) for i in range(length)]
+
+
+def with_user_history(sequences: DataFrame, history_len: int) -> DataFrame:
+    """Adds `history`: the user's last history_len items of the sessions before this one (time
+    order). A session holds at least one item, so the history_len sessions before are enough."""
+    earlier = Window.partitionBy("user_key").orderBy("session_start").rowsBetween(-history_len, -1)
+    before = F.flatten(F.collect_list("items").over(earlier))
+    return sequences.withColumn(
+        "history", F.slice(before, F.greatest(F.lit(1), F.size(before) - history_len + 1), history_len))
+
+
 def item_vocabulary(events: DataFrame, max_items: int) -> DataFrame:
     """product_id -> item (1..V) for the max_items most viewed products (ties: lower id)."""
     top = (events.where(F.col("event_type") == "view").groupBy("product_id").count()
@@ -43,28 +64,42 @@ def session_sequences(events: DataFrame, vocabulary: DataFrame, gap_minutes: int
             .where(F.size("items") >= min_items))
 
 
-def next_item_examples(sequences: DataFrame, max_len: int) -> DataFrame:
-    """user_key, session_start, position, item_000..item_{max_len-1} (left-padded prefix), target."""
-    exploded = sequences.select("user_key", "session_start", "items",
+def history_at_end(sequences: DataFrame, history_len: int) -> DataFrame:
+    """user_key, history: each user's last history_len items over all their sessions (time order):
+    what a model that is not updated after a cutoff knows of the user."""
+    newest_first = Window.partitionBy("user_key").orderBy(F.desc("session_start"))
+    recent = (sequences.withColumn("_r", F.row_number().over(newest_first)).where(F.col("_r") <= history_len)
+              .groupBy("user_key")
+              .agg(F.flatten(F.transform(F.array_sort(F.collect_list(F.struct("session_start", "items"))),
+                                         lambda s: s["items"])).alias("_all")))
+    start = F.greatest(F.lit(1), F.size("_all") - history_len + 1)
+    return recent.select("user_key", F.slice("_all", start, history_len).alias("history"))
+
+
+def next_item_examples(sequences: DataFrame, max_len: int, history_len: int = 0) -> DataFrame:
+    """user_key, session_start, position, item_000..item_{max_len-1} (left-padded prefix), target;
+    with history_len, also hist_000..hist_{history_len-1} from the `history` column
+    (`with_user_history`), left-padded."""
+    history = ["history"] if history_len else []
+    exploded = sequences.select("user_key", "session_start", "items", *history,
                                 F.posexplode("items").alias("position", "target")).where(F.col("position") >= 1)
-    start = F.greatest(F.lit(0), F.col("position") - max_len)
-    prefix = F.slice("items", start + 1, F.col("position") - start)
-    padded = F.concat(F.array_repeat(F.lit(0), F.lit(max_len) - F.size(prefix)), prefix)
+    prefix = F.slice("items", F.lit(1), F.col("position"))
     return exploded.select("user_key", "session_start", "position",
-                           *[padded.getItem(i).cast("int").alias(item_name(i)) for i in range(max_len)],
+                           *(left_padded(F.col("history"), history_len, history_name) if history_len else []),
+                           *left_padded(prefix, max_len, item_name),
                            F.col("target").cast("int").alias("target"))
 
 
-def latest_session_prefixes(sequences: DataFrame, max_len: int) -> DataFrame:
+def latest_session_prefixes(sequences: DataFrame, max_len: int, history_len: int = 0) -> DataFrame:
     """Each user's newest session: user_key, session_start, item_000.. (its last max_len items,
-    left-padded): the input that asks the model for the item that comes next."""
-    newest = sequences.groupBy("user_key").agg(F.max_by(F.struct("session_start", "items"), "session_start").alias("s"))
-    items = F.col("s.items")
-    start = F.greatest(F.lit(1), F.size(items) - max_len + 1)
-    prefix = F.slice(items, start, F.lit(max_len))
-    padded = F.concat(F.array_repeat(F.lit(0), F.lit(max_len) - F.size(prefix)), prefix)
+    left-padded): the input that asks the model for the item that comes next; with history_len,
+    also hist_000.. from the `history` column (`with_user_history`)."""
+    history = [F.col("history")] if history_len else []
+    newest = sequences.groupBy("user_key").agg(
+        F.max_by(F.struct("session_start", "items", *history), "session_start").alias("s"))
     return newest.select("user_key", F.col("s.session_start").alias("session_start"),
-                         *[padded.getItem(i).cast("int").alias(item_name(i)) for i in range(max_len)])
+                         *(left_padded(F.col("s.history"), history_len, history_name) if history_len else []),
+                         *left_padded(F.col("s.items"), max_len, item_name))
 
 
 def popular_items(examples: DataFrame, k: int) -> list[int]:

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 REVIEW_MAX_LEN = 96  # tokens per review kept by review_text (the median review has ~60)
 FORECAST_HISTORY_DAYS = 28
-MODELS = ("wide_deep", "session_gru", "lstm_forecaster", "review_text", "image_cnn")
+MODELS = ("wide_deep", "session_gru", "session_attention", "lstm_forecaster", "review_text", "image_cnn",
+          "movielens_attention")
 
 
 class WideDeepPropensity(DeepTask):
@@ -84,22 +85,40 @@ class SessionGruNextItem(DeepTask):
     inputs = (tables.SILVER_EVENTS,)
     rows_name = "training session examples"
     rows_key = "train_examples"
+    history_len = 0  # items of the user's earlier sessions the model reads (session_attention)
 
     def __init__(self, max_items: int = 5000, max_len: int = 10):
         self.max_items, self.max_len = max_items, max_len
 
     def params(self, config, as_of):
-        return {"max_items": self.max_items, "max_len": self.max_len,
-                "horizon_days": config["features"]["label_horizon_days"]}
+        params = {"max_items": self.max_items, "max_len": self.max_len,
+                  "horizon_days": config["features"]["label_horizon_days"]}
+        return {**params, "history_len": self.history_len} if self.history_len else params
+
+    def _sequences(self, events, vocabulary, gap):
+        # With a history, one-item sessions count too: they give no example but are history.
+        return sequences.session_sequences(events, vocabulary, gap, min_items=1 if self.history_len else 2)
 
     def prepare(self, spark, config, as_of, params, model_dir, num_files, cache):
         events = lake.read_table(spark, config["lake_root"], tables.SILVER_EVENTS)
         gap = config["sessionize"]["gap_minutes"]
         history = features.events_before(events, as_of)
         vocabulary = cache.persist(sequences.item_vocabulary(history, self.max_items))
-        train = sequences.next_item_examples(sequences.session_sequences(history, vocabulary, gap), self.max_len)
-        horizon = features.events_in_horizon(events, as_of, params["horizon_days"])
-        test = sequences.next_item_examples(sequences.session_sequences(horizon, vocabulary, gap), self.max_len)
+        before = self._sequences(history, vocabulary, gap)
+        after = self._sequences(features.events_in_horizon(events, as_of, params["horizon_days"]), vocabulary, gap)
+        frames = {}
+        if self.history_len:
+            both = cache.persist(sequences.with_user_history(
+                before.withColumn("_after", F.lit(False)).unionByName(after.withColumn("_after", F.lit(True))),
+                self.history_len))
+            before, after = both.where(~F.col("_after")), both.where(F.col("_after"))
+            # The same test sessions with the history frozen at the cutoff: what ALS knows of the user.
+            at_cutoff = sequences.history_at_end(before, self.history_len)
+            frozen = after.drop("history").join(at_cutoff, "user_key", "left").withColumn(
+                "history", F.coalesce("history", F.array().cast("array<int>")))
+            frames["test_history_at_cutoff"] = sequences.next_item_examples(frozen, self.max_len, self.history_len)
+        train = sequences.next_item_examples(before, self.max_len, self.history_len)
+        test = sequences.next_item_examples(after, self.max_len, self.history_len)
         train_rows = write_shards(train.withColumn("row_id", F.xxhash64("user_key", "session_start", "position")),
                                   f"{model_dir}/data/train", num_files)
         test.write.mode("overwrite").parquet(f"{model_dir}/data/test")
@@ -110,7 +129,8 @@ class SessionGruNextItem(DeepTask):
         vocabulary_size = vocabulary.count()
         return Prepared(train_rows, {"vocabulary_size": vocabulary_size, "top_k": sequences.NEXT_ITEM_K},
                         {"vocabulary_size": vocabulary_size},
-                        {"vocabulary": vocabulary, "test": test, "train": spark.read.parquet(f"{model_dir}/data/train")})
+                        {"vocabulary": vocabulary, "test": test, "train": spark.read.parquet(f"{model_dir}/data/train"),
+                         **frames})
 
     def evaluate(self, spark, config, prepared, trained, cache):
         k, last_item = sequences.NEXT_ITEM_K, sequences.item_name(self.max_len - 1)
@@ -124,10 +144,23 @@ class SessionGruNextItem(DeepTask):
         als = _als_items(spark, config["lake_root"], test, prepared.frames["vocabulary"], k)
         if als is not None:
             candidates["als"] = als
-        gru = scoring.predict(test, trained.spec, keep=("user_key", "target", last_item))
-        return [trained.record(evaluation.next_item_metrics(gru, k)),
+        keep = ("user_key", "target", last_item)
+        metrics = evaluation.next_item_metrics(scoring.predict(test, trained.spec, keep=keep), k)
+        if "test_history_at_cutoff" in prepared.frames:
+            frozen = evaluation.next_item_metrics(
+                scoring.predict(prepared.frames["test_history_at_cutoff"], trained.spec, keep=keep), k)
+            metrics.update({f"{name}_history_at_cutoff": value for name, value in frozen.items() if name != "examples"})
+        return [trained.record(metrics),
                 *[trained.baseline(name, evaluation.next_item_metrics(predicted, k))
                   for name, predicted in candidates.items()]]
+
+
+class SessionAttentionNextItem(SessionGruNextItem):
+    """The session and the user's last history_len items from earlier sessions, read by
+    self-attention (ecomlake.deep.session_attention); the same test sessions and baselines as
+    session_gru, and the same metrics once more with the history frozen at the cutoff."""
+    model = "session_attention"
+    history_len = 50
 
 
 def _als_items(spark: SparkSession, root: str, test: DataFrame, vocabulary: DataFrame, k: int) -> DataFrame | None:
@@ -147,6 +180,56 @@ def _als_items(spark: SparkSession, root: str, test: DataFrame, vocabulary: Data
                 .agg(F.transform(F.array_sort(F.collect_list(F.struct("rank", "item"))), lambda s: s["item"])
                      .alias("predicted")))
     return test.join(per_user, "user_key", "left")
+
+
+class MovieLensAttention(DeepTask):
+    """MovieLens-100k as a next-item task, on the split of `train movielens_sequential`: each
+    user's ratings in time order (equal times by movie id), the last held out; the model trains on
+    every position of the rest (its last max_len ratings before each) and ranks every movie the
+    user has not rated. HR@10, nDCG@10 and coverage@10, as that job records for its baselines."""
+    model, task = "movielens_attention", "next_item_movielens"
+    inputs = (tables.BRONZE_MOVIELENS_RATINGS,)
+    needs_as_of = False
+    rows_name = "training positions"
+    rows_key = "train_examples"
+    k = 10
+
+    def __init__(self, max_len: int = 50):
+        self.max_len = max_len
+
+    def params(self, config, as_of):
+        return {"protocol": "leave-last-out by time, all unrated items ranked", "k": self.k, "max_len": self.max_len}
+
+    def prepare(self, spark, config, as_of, params, model_dir, num_files, cache):
+        ratings = datasets.movielens_interactions(
+            lake.read_table(spark, config["lake_root"], tables.BRONZE_MOVIELENS_RATINGS))
+        split = cache.persist(recommend.leave_last_out(ratings, "rated_at"))
+        seen = split.where(F.col("_from_end") >= 2)
+        vocabulary = cache.persist(recommend.dense_index(seen, "product_id", "item").withColumn("item", F.col("item") + 1))
+        in_order = F.array_sort(F.collect_list(F.struct("rated_at", "product_id", "item")))
+        user_sequences = cache.persist(
+            seen.join(vocabulary, "product_id").groupBy("user_key")
+            .agg(F.transform(in_order, lambda s: s["item"]).alias("items"))
+            .withColumn("session_start", F.lit(0)))
+        train = sequences.next_item_examples(user_sequences, self.max_len)
+        train_rows = write_shards(train.withColumn("row_id", F.xxhash64("user_key", "position")),
+                                  f"{model_dir}/data/train", num_files)
+        held_out = (split.where(F.col("_from_end") == 1).select("user_key", "product_id")
+                    .join(vocabulary, "product_id", "left"))
+        test = cache.persist(user_sequences.join(held_out, "user_key").select(
+            "user_key", *sequences.left_padded(F.col("items"), self.max_len, sequences.item_name),
+            F.coalesce("item", F.lit(-1)).alias("target"), F.col("items").alias("exclude")))
+        vocabulary_size = vocabulary.count()
+        return Prepared(train_rows, {"vocabulary_size": vocabulary_size, "top_k": self.k},
+                        {"vocabulary_size": vocabulary_size}, {"test": test, "vocabulary_size": vocabulary_size})
+
+    def evaluate(self, spark, config, prepared, trained, cache):
+        scored = cache.persist(scoring.predict(prepared.frames["test"], trained.spec, keep=("user_key", "target")))
+        measured = evaluation.next_item_metrics(scored, self.k)
+        shown = scored.select(F.explode("predicted")).distinct().count()
+        return [trained.record({f"hr@{self.k}": measured[f"recall@{self.k}"], f"ndcg@{self.k}": measured[f"ndcg@{self.k}"],
+                                f"coverage@{self.k}": shown / prepared.frames["vocabulary_size"],
+                                "users_evaluated": measured["examples"]})]
 
 
 class LstmForecast(DeepTask):
@@ -278,6 +361,7 @@ def deep_task(model: str, history_days: int = FORECAST_HISTORY_DAYS) -> DeepTask
     if model == "lstm_forecaster":
         return LstmForecast(history_days)
     classes = {"wide_deep": WideDeepPropensity, "session_gru": SessionGruNextItem,
+               "session_attention": SessionAttentionNextItem, "movielens_attention": MovieLensAttention,
                "review_text": ReviewTextRecommended, "image_cnn": ImageCnnProductClass}
     if model not in classes:
         raise ConfigError(f"unknown deep model '{model}'; models: {', '.join(MODELS)}")

@@ -20,9 +20,10 @@ as_of_date and replaced on a re-run (idempotent), every row tagged with the mode
   gold/two_stage_recommendations   top-k products per user from the two-stage recommender (its
                            generators refitted as of the date, its ranker ordering them), each
                            with top_features: the 3 features that pushed it (SHAP contributions)
---task next_item (not part of `all`: it needs a `train_deep session_gru` run) writes
+--task next_item (not part of `all`: it needs a `train_deep session_gru` or `session_attention`
+  run; the newest, or --run-id) writes
   gold/next_item_recommendations   for each user active in the 7 days before the date, the
-                           session GRU's top-k next products after their newest session
+                           session model's top-k next products after their newest session
 """
 from __future__ import annotations
 
@@ -187,16 +188,24 @@ def _forecast(spark, root, run, as_of) -> DataFrame:
 
 
 def score_next_item(spark, root, run, as_of, gap_minutes) -> DataFrame:
-    """The GRU's top-k products after each recently active user's newest session (before as_of)."""
+    """The session model's top-k products after each recently active user's newest session (before
+    as_of); a model that reads the user's history (session_attention) gets their earlier sessions."""
     from ecomlake import features
 
     spec = json.loads(lake.read_text_file(spark, f"{run['model_path']}/spec.json"))
     vocabulary = spark.read.parquet(f"{run['model_path']}/vocabulary")
-    since = add_days(as_of, -NEXT_ITEM_ACTIVE_DAYS)
-    recent = features.events_before(lake.read_table(spark, root, tables.SILVER_EVENTS), as_of) \
-        .where(F.col("event_time") >= features.cutoff(since))
-    prefixes = sequences.latest_session_prefixes(
-        sequences.session_sequences(recent, vocabulary, gap_minutes, min_items=1), spec["max_len"])
+    history_len = spec.get("history_len", 0)
+    since = features.cutoff(add_days(as_of, -NEXT_ITEM_ACTIVE_DAYS))
+    before = features.events_before(lake.read_table(spark, root, tables.SILVER_EVENTS), as_of)
+    if history_len:
+        active = before.where(F.col("event_time") >= since).select("user_key").distinct()
+        sessions = sequences.with_user_history(
+            sequences.session_sequences(before.join(active, "user_key"), vocabulary, gap_minutes, min_items=1),
+            history_len).where(F.col("session_start") >= since)
+    else:
+        sessions = sequences.session_sequences(before.where(F.col("event_time") >= since), vocabulary,
+                                               gap_minutes, min_items=1)
+    prefixes = sequences.latest_session_prefixes(sessions, spec["max_len"], history_len)
     top = scoring.predict(prefixes, spec, ("user_key", "session_start"))
     return (top.select("user_key", "session_start", F.posexplode("predicted").alias("position", "item"))
             .join(F.broadcast(vocabulary), "item")

@@ -43,7 +43,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ecomlake import config as cfg
-from ecomlake import evaluation, features, lake, logs, runs, tables
+from ecomlake import datasets, evaluation, features, lake, logs, runs, tables
 from ecomlake import generate as gen
 from ecomlake.cli import add_as_of_minus_days, exit_with, job_parser, parse_as_of, run_job, shifted_as_of
 from ecomlake.dates import add_days
@@ -87,8 +87,7 @@ def _movielens_interactions(spark: SparkSession, root: str):
     rated_at), and the input version."""
     ratings = lake.read_table(spark, root, tables.BRONZE_MOVIELENS_RATINGS)
     versions = runs.input_versions(spark, root, [tables.BRONZE_MOVIELENS_RATINGS])
-    return ratings.select(F.col("user_id").alias("user_key"), F.col("item_id").alias("product_id"),
-                          F.lit(1.0).alias("strength"), "rated_at"), versions
+    return datasets.movielens_interactions(ratings), versions
 
 
 def _movielens_recommenders(spark: SparkSession, tc: dict, seen: DataFrame, wanted: DataFrame, k: int,

@@ -29,6 +29,17 @@ on sessions before --as-of and evaluated on sessions in the label horizon after 
 MRR@20 against most-popular, item transitions (co-occurrence with the last item) and the user's
 ALS top-20 (the latest `train recommend` run). Recorded as task next_item.
 
+session_attention: the same task and test sessions, read by self-attention over the session and the
+user's last 50 items from earlier sessions (2 pre-norm transformer blocks, tied item embeddings,
+a learned weight on items already in the session or history); also scored with the history
+frozen at --as-of (what ALS knows). Recorded as task next_item; `score --task next_item` uses the
+newest next_item run.
+
+movielens_attention: the same model over each MovieLens-100k user's last 50 ratings (`ingest
+--source movielens100k`; no --as-of), on the split of `train movielens_sequential` (the last
+rating held out, every unrated movie ranked): HR@10, nDCG@10, coverage@10, recorded as task
+next_item_movielens beside that job's baselines.
+
 lstm_forecaster: a global LSTM over 28-day (--history-days) windows of every product and category series of
 gold/daily_sales (scaled by each series' mean), predicting the next train.forecast_holdout_days
 days at once; WAPE/RMSE/sMAPE on the same held-out days as `train forecast`, next to seasonal
@@ -74,7 +85,8 @@ def run(spark: SparkSession, config: dict, model_name: str, as_of: str | None, n
 def main(argv=None) -> int:
     parser = job_parser("train_deep", __doc__)
     parser.add_argument("model", choices=MODELS, help="which deep model to train")
-    parser.add_argument("--as-of", help="cutoff date of the features to train on (not for review_text, image_cnn)")
+    parser.add_argument("--as-of", help="cutoff date of the features to train on "
+                                             "(not for review_text, image_cnn, movielens_attention)")
     parser.add_argument("--num-proc", type=int, help="Horovod workers (default: the machine's cores)")
     parser.add_argument("--launcher", choices=("spark", "horovodrun"), default="spark")
     parser.add_argument("--epochs", type=int, default=8)
