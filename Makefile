@@ -46,7 +46,7 @@ deep: env
 # (leave-last-out by time) (README tables).
 MOVIELENS_ALS_GRID = --conf 'train.als_ranks=[16,64]' --conf 'train.als_reg_params=[0.01,0.1]' \
     --conf 'train.als_alphas=[1,10,40]' --conf train.als_max_iter=15
-MOVIELENS_ATTENTION = --epochs 20
+MOVIELENS_ATTENTION = --epochs 6
 movielens: env
 	./spark-submit.sh ingest --source movielens100k $(ARGS)
 	./spark-submit.sh train movielens $(MOVIELENS_ALS_GRID) $(ARGS)
