@@ -26,10 +26,14 @@ def history_name(i: int) -> str:
     return f"hist_{i:03d}"
 
 
+def _last(items, length: int):
+    """The last `length` elements of an array column (all of them when it is shorter)."""
+    return F.slice(items, F.greatest(F.lit(1), F.size(items) - length + 1), length)
+
+
 def left_padded(items, length: int, name) -> list:
     """The last `length` items of an array column as `length` int columns, left-padded with 0."""
-    start = F.greatest(F.lit(1), F.size(items) - length + 1)
-    tail = F.slice(items, start, length)
+    tail = _last(items, length)
     padded = F.concat(F.array_repeat(F.lit(0), F.lit(length) - F.size(tail)), tail)
     return [padded.getItem(i).cast("int").alias(name(i)) for i in range(length)]
 
@@ -38,9 +42,7 @@ def with_user_history(sequences: DataFrame, history_len: int) -> DataFrame:
     """Adds `history`: the user's last history_len items of the sessions before this one (time
     order). A session holds at least one item, so the history_len sessions before are enough."""
     earlier = Window.partitionBy("user_key").orderBy("session_start").rowsBetween(-history_len, -1)
-    before = F.flatten(F.collect_list("items").over(earlier))
-    return sequences.withColumn(
-        "history", F.slice(before, F.greatest(F.lit(1), F.size(before) - history_len + 1), history_len))
+    return sequences.withColumn("history", _last(F.flatten(F.collect_list("items").over(earlier)), history_len))
 
 
 def item_vocabulary(events: DataFrame, max_items: int) -> DataFrame:
@@ -72,8 +74,7 @@ def history_at_end(sequences: DataFrame, history_len: int) -> DataFrame:
               .groupBy("user_key")
               .agg(F.flatten(F.transform(F.array_sort(F.collect_list(F.struct("session_start", "items"))),
                                          lambda s: s["items"])).alias("_all")))
-    start = F.greatest(F.lit(1), F.size("_all") - history_len + 1)
-    return recent.select("user_key", F.slice("_all", start, history_len).alias("history"))
+    return recent.select("user_key", _last(F.col("_all"), history_len).alias("history"))
 
 
 def next_item_examples(sequences: DataFrame, max_len: int, history_len: int = 0) -> DataFrame:
