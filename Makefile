@@ -9,7 +9,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 
 WHEEL_DIR ?= dist
 
-.PHONY: regional monitor monitor-quiet bench-monitor release bench-release graph cold-start risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
+.PHONY: search regional monitor monitor-quiet bench-monitor release bench-release graph cold-start risk-hidden images bench-images wheel test-slow cluster-test airflow-env airflow-check spark4-env spark4-test env pipeline ml deep movielens analytics report-screenshot test test-unit bench-etl bench-ml bench-deep bench-daily crash-test clean-lake
 # The cutoff the models train on (labels need 14 days after it) and the date they score.
 TRAIN_AS_OF ?= 2019-11-17
 SCORE_AS_OF ?= 2019-12-01
@@ -100,6 +100,18 @@ GRAPH_ARGS = --lake $(GRAPH_DIR)/lake --conf generate.output=$(GRAPH_DIR)/data -
 graph: env
 	./spark-submit.sh pipeline $(GRAPH_ARGS) $(ARGS)
 	./spark-submit.sh graph --as-of $(TRAIN_AS_OF) $(GRAPH_ARGS) $(ARGS)
+
+# Product search: a lake of its own whose generated data has a search log (generate.searches: queries
+# from what users want, the shop's lexical results, clicks with a planted position bias and the true
+# relevance), then the search job (rankers on raw and on propensity-weighted clicks, nDCG@10 against
+# the planted relevance) and one query answered for a person to read.
+SEARCH_DIR ?= lakehouse-search
+SEARCH_ARGS = --lake $(SEARCH_DIR)/lake --conf generate.output=$(SEARCH_DIR)/data --conf generate.searches=30000
+SEARCH_QUERY ?= cheap samsung phone
+search: env
+	./spark-submit.sh pipeline $(SEARCH_ARGS) $(ARGS)
+	./spark-submit.sh search --as-of $(TRAIN_AS_OF) $(SEARCH_ARGS) $(ARGS)
+	./spark-submit.sh search --query "$(SEARCH_QUERY)" --user-id 512000141 $(SEARCH_ARGS) $(ARGS)
 
 # Fraud that hides (account takeovers, slow scrapers) among legitimate bulk buyers that trip the
 # rules: a lake of its own, generated with 3 % such users (1 % of each kind), then `risk`.

@@ -74,6 +74,8 @@ SCHEMA: dict[str, Key] = {
                                   "(dates and columns in the ground truth)"),
     "generate.regions": Key(bool, False, "write a customer master (customers/customers.csv: region, city, "
                             "coordinates) and plant regional differences (ground truth 'regions')"),
+    "generate.searches": Key(int, 0, "searches in a search log beside the events (search/<day>.csv, with "
+                             "true relevance and position bias planted); 0 = none", minimum=0),
     "generate.daily": Key(bool, False, "one CSV per day (events/2019-10-01.csv) instead of one per month"),
     "clean.max_price": Key(float, 50_000.0, "prices above this are quarantined as absurd_price",
                            minimum=0, exclusive=True),
@@ -156,6 +158,21 @@ SCHEMA: dict[str, Key] = {
     "graph.communities": Key(int, 15, "communities found by power iteration clustering of the co-view graph",
                              minimum=2),
     "graph.community_max_iter": Key(int, 20, "power iterations of the community clustering", minimum=1),
+    "search.k": Key(int, 10, "results per query (and the cutoff of nDCG@k)", minimum=1),
+    "search.candidates": Key(int, 100, "candidates each retriever (BM25, MiniLM) proposes per query", minimum=1),
+    "search.positions": Key(int, 10, "positions of the results page whose propensity is estimated", minimum=1),
+    "search.label_days": Key(int, 14, "days before the cutoff whose clicks train the ranker (earlier days give "
+                             "the click features)", minimum=1),
+    "search.max_weight": Key(float, 5.0, "largest inverse-propensity weight of a click (caps the variance)",
+                             minimum=1),
+    "search.serve_model": Key(str, "ranker_debiased_features", "the ranker `search --query` answers with",
+                              ("ranker_ipw", "ranker_debiased_features", "ranker_raw_clicks")),
+    "search.ctr_prior": Key(float, 20.0, "impressions of the log's mean click rate a click rate is shrunk with",
+                            minimum=0),
+    "search.trees": Key(int, 200, "boosting rounds of the search ranker (SparkXGBRanker)", minimum=1),
+    "search.max_depth": Key(int, 5, "tree depth of the search ranker", minimum=1),
+    "search.learning_rate": Key(float, 0.1, "learning rate of the search ranker", minimum=0, exclusive=True),
+    "search.min_child_weight": Key(float, 5.0, "smallest hessian sum in a leaf of the search ranker", minimum=0),
     "intents.human_queue_below": Key(float, 0.4, "a message whose action confidence is below this goes to "
                                      "the human queue", minimum=0),
     "intents.aspect_method": Key(str, "keyword_rules", "which method's aspects go to gold/review_aspects",

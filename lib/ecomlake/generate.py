@@ -155,6 +155,35 @@ REGION_ELASTICITY = ("east", 1.5)  # east's buyers answer prices 1.5x as strongl
 # Dirty customer rows (generate.dirty_fraction of them) and the quarantine reason each must get.
 CUSTOMER_DIRTY_KINDS = {"missing_region": "missing_region", "bad_coordinates": "unparseable_latitude",
                         "duplicate_customer": "duplicate_user_id"}
+# Product search (generate.searches > 0): a search log beside the events, one line per result shown.
+# A searcher wants a category (the user's first preferred category with SEARCH_PREFERRED_SHARE, else
+# any coded one), with SEARCH_BRAND_SHARE a brand and with SEARCH_PRICE_SHARE a price band; the query
+# says so in words: the category's own word (the last part of its code) or, with SEARCH_SYNONYM_SHARE,
+# a synonym no product text holds; the brand; a price word. True relevance of a product to the query
+# (0-3): 0 outside the wanted category, else [brand as asked or none asked] + [price band as asked or
+# none asked] + [the product is one of the SEARCH_GOOD_SHARE good ones], capped at 3: goodness is
+# seen only in what people click. The shop's search (the logging policy) is lexical, noisy and
+# merchandised: score = SEARCH_LOG_WEIGHTS . (category word matched, brand matched, price band
+# matched, product promoted) + N(0, 1) noise, over the whole catalogue; its top SEARCH_RESULTS are
+# shown. SEARCH_PROMOTED_SHARE of the products are promoted (a business boost: not more relevant). Clicks follow the position-based model:
+# a result at position k is examined with probability k ** -SEARCH_EXAMINATION_POWER (the planted
+# position bias) and clicked, once examined, with probability SEARCH_CLICK_FLOOR + (SEARCH_CLICK_TOP -
+# SEARCH_CLICK_FLOOR) * (2 ** relevance - 1) / 7; a click buys with probability
+# SEARCH_BUY_PER_RELEVANCE * relevance.
+SEARCH_SYNONYMS = {0: ("phone", "mobile"), 1: ("earbuds", "headset"), 2: ("television",), 3: ("laptop",),
+                   4: ("washing machine",), 5: ("hoover",), 7: ("sneakers", "trainers"), 8: ("tee", "blouse"),
+                   9: ("couch",), 11: ("bike",), 13: ("inkjet",)}
+SEARCH_PRICE_WORDS = {"cheap": ("cheap", "budget"), "premium": ("premium", "luxury")}
+SEARCH_PRICE_BAND = 0.15   # |log(base price / category reference price)| above it: cheap or premium
+SEARCH_PREFERRED_SHARE, SEARCH_BRAND_SHARE, SEARCH_PRICE_SHARE, SEARCH_SYNONYM_SHARE = 0.6, 0.5, 0.3, 0.4
+SEARCH_GOOD_SHARE, SEARCH_PROMOTED_SHARE = 0.4, 0.1
+SEARCH_LOG_WEIGHTS = (2.0, 1.0, 0.5, 1.5)
+SEARCH_RESULTS = 10
+SEARCH_EXAMINATION_POWER = 1.0
+SEARCH_CLICK_FLOOR, SEARCH_CLICK_TOP, SEARCH_BUY_PER_RELEVANCE = 0.03, 0.9, 0.05
+# Dirty search-log lines (generate.dirty_fraction of them) and the quarantine reason each must get.
+SEARCH_DIRTY_KINDS = {"malformed_line": "wrong_column_count", "bad_search_time": "unparseable_search_time",
+                      "bad_position": "unparseable_position"}
 # Bumped whenever the same parameters would give different rows, so earlier output is regenerated.
 GENERATOR_VERSION = 2
 
@@ -174,6 +203,7 @@ class GeneratorParams:
     item_relations: bool = False
     change_points: bool = False
     regions: bool = False
+    searches: int = 0
 
     def __post_init__(self):
         if self.events < 1000:
@@ -191,6 +221,8 @@ class GeneratorParams:
             raise ValueError(f"new_product_fraction must be in [0, 0.5], got {self.new_product_fraction}")
         if not 0 <= self.style_affinity <= 1:
             raise ValueError(f"style_affinity must be in [0, 1], got {self.style_affinity}")
+        if self.searches < 0:
+            raise ValueError(f"searches must be 0 (no search log) or more, got {self.searches}")
         date.fromisoformat(self.start_date)
         if self.change_points and self.days < 28:
             raise ValueError(f"change_points need at least 28 days (a monitor's history before them), got {self.days}")
@@ -882,6 +914,18 @@ def events(sessions_df: DataFrame, p: GeneratorParams) -> DataFrame:
     )
 
 
+def _dirty_kind(p: GeneratorParams, purpose: str, kinds: list[str], *key: Column) -> Column:
+    """Which dirty kind a line is made (null: it stays clean): p.dirty_fraction of the lines, the
+    kind drawn evenly from `kinds`."""
+    return F.when(uniform(p.seed, purpose, *key) < p.dirty_fraction,
+                  _pick(_lit_array(kinds), F.floor(uniform(p.seed, f"{purpose}_kind", *key) * len(kinds))))
+
+
+def _utc_text(epoch_second: Column) -> Column:
+    """Seconds since the epoch as REES46 writes times: 2019-10-01 00:00:00 UTC."""
+    return F.from_unixtime(epoch_second, "yyyy-MM-dd HH:mm:ss 'UTC'")
+
+
 def _session_uuid(seed: int, key: Column) -> Column:
     h = F.lower(F.concat(F.lpad(F.hex(F.xxhash64(F.lit(seed), F.lit("uuid1"), key)), 16, "0"),
                          F.lpad(F.hex(F.xxhash64(F.lit(seed), F.lit("uuid2"), key)), 16, "0")))
@@ -896,13 +940,8 @@ def csv_lines(events_df: DataFrame, p: GeneratorParams, daily: bool = False) -> 
     is null for clean rows; the job counts lines per kind as ground truth. The file label is the
     event's month (2019-Oct) or, with daily=True, its day (2019-10-01): the lines are the same.
     """
-    seed = p.seed
-    key = (F.col("session_key"), F.col("event_index"))
-    kinds = list(DIRTY_KINDS)
-    dirty_kind = F.when(uniform(seed, "dirty", *key) < p.dirty_fraction,
-                        _pick(_lit_array(kinds), F.floor(uniform(seed, "dirty_kind", *key) * len(kinds))))
-    ts = F.from_unixtime(F.col("epoch_second"), "yyyy-MM-dd HH:mm:ss 'UTC'")
-    e = events_df.withColumn("dirty_kind", dirty_kind).withColumn("ts", ts)
+    dirty_kind = _dirty_kind(p, "dirty", list(DIRTY_KINDS), F.col("session_key"), F.col("event_index"))
+    e = events_df.withColumn("dirty_kind", dirty_kind).withColumn("ts", _utc_text(F.col("epoch_second")))
     kind = F.col("dirty_kind")
     price = F.col("price").cast("decimal(12,2)").cast("string")
     fields = {
@@ -981,3 +1020,135 @@ def oracle_auc(spark, generate_output: str, key: bytes, scored_users, as_of: str
     if joined.limit(1).count() == 0:
         return None  # the ground truth belongs to other data
     return evaluation.binary_metrics(joined, "label", "oracle_score", probability=False)["auc"]
+
+
+# ---- search log --------------------------------------------------------------------------------
+
+SEARCHABLE_CATEGORIES = tuple(i for i, c in enumerate(CATEGORIES) if c[0])
+
+
+def category_word(category_index: int) -> str:
+    """The word a category is searched by: the last part of its code (electronics.smartphone -> smartphone)."""
+    return CATEGORIES[category_index][0].rsplit(".", 1)[-1].replace("_", " ")
+
+
+def search_intents(users_df: DataFrame, p: GeneratorParams) -> DataFrame:
+    """One row per search: search_index, search_id, user_id, epoch_second, the wanted category_index,
+    brand (null: none asked), price_band (null, cheap, premium) and the query text that says so."""
+    seed, s = p.seed, F.col("search_index")
+    n_cat = len(SEARCHABLE_CATEGORIES)
+    any_category = _pick(_lit_array(SEARCHABLE_CATEGORIES), F.floor(uniform(seed, "search_category", s) * n_cat))
+    preferred = F.col("preferred_category_1")
+    category = F.when((uniform(seed, "search_preferred", s) < SEARCH_PREFERRED_SHARE)
+                      & preferred.isin(*SEARCHABLE_CATEGORIES), preferred).otherwise(any_category)
+    brand = F.when(uniform(seed, "search_brand", s) < SEARCH_BRAND_SHARE,
+                   _pick(_lit_array(BRANDS), F.floor(uniform(seed, "search_brand_pick", s) * len(BRANDS))))
+    band_u = uniform(seed, "search_price", s)
+    band = F.when(band_u < SEARCH_PRICE_SHARE / 2, F.lit("cheap")).when(band_u < SEARCH_PRICE_SHARE, F.lit("premium"))
+    words_of = {c: (category_word(c), *SEARCH_SYNONYMS.get(c, ())) for c in SEARCHABLE_CATEGORIES}
+    synonym_pick = F.floor(uniform(seed, "search_synonym_pick", s) * 2)
+    word = F.lit(None).cast("string")
+    for c, words in words_of.items():
+        synonyms = _lit_array(words[1:]) if len(words) > 1 else None
+        chosen = F.lit(words[0]) if synonyms is None else F.when(
+            uniform(seed, "search_synonym", s) < SEARCH_SYNONYM_SHARE,
+            _pick(synonyms, F.pmod(synonym_pick, len(words) - 1))).otherwise(F.lit(words[0]))
+        word = F.when(F.col("category_index") == c, chosen).otherwise(word)
+    price_word = F.when(F.col("price_band").isNotNull(), _pick(
+        F.when(F.col("price_band") == "cheap", _lit_array(SEARCH_PRICE_WORDS["cheap"]))
+        .otherwise(_lit_array(SEARCH_PRICE_WORDS["premium"])), F.floor(uniform(seed, "search_price_word", s) * 2)))
+    second = F.floor(uniform(seed, "search_second", s) * p.days * 86400).cast("long")
+    searches = (users_df.sparkSession.range(p.searches).withColumnRenamed("id", "search_index")
+                .withColumn("user_index", F.floor(uniform(seed, "searcher", s) * p.users).cast("long")))
+    return (searches.join(users_df.select("user_index", "user_id", "preferred_category_1"), "user_index")
+            .select("search_index", "user_id", category.cast("int").alias("category_index"),
+                    brand.cast("string").alias("brand"), band.alias("price_band"),
+                    (F.lit(p.start_epoch) + second).alias("epoch_second"))
+            .withColumn("category_word", word)
+            .withColumn("query", F.concat_ws(" ", price_word, F.col("brand"), F.col("category_word")))
+            .withColumn("search_id", _session_uuid(seed + 1, s))
+            .drop("category_word"))
+
+
+def search_products(spark: SparkSession, p: GeneratorParams) -> DataFrame:
+    """The catalogue as the search log sees it: product_index, product_id, category_index, brand,
+    price_band (cheap / premium / null), good (the quality only clicks reveal) and promoted (what
+    the shop's search pushes up)."""
+    idx = F.col("id")
+    cols = _product_columns(p, idx)
+    log_ratio = F.log(cols["base_price"] / cols["ref_price"])
+    band = F.when(log_ratio < -SEARCH_PRICE_BAND, F.lit("cheap")).when(log_ratio > SEARCH_PRICE_BAND, F.lit("premium"))
+    return spark.range(p.products).select(
+        idx.alias("product_index"), cols["product_id"].alias("product_id"),
+        cols["category_index"].cast("int").alias("category_index"), cols["brand"].alias("brand"),
+        band.alias("price_band"), (uniform(p.seed, "search_good", idx) < SEARCH_GOOD_SHARE).alias("good"),
+        (uniform(p.seed, "search_promoted", idx) < SEARCH_PROMOTED_SHARE).alias("promoted"))
+
+
+def search_relevance(intent_category: Column, intent_brand: Column, intent_band: Column,
+                     category: Column, brand: Column, band: Column, good: Column) -> Column:
+    """The planted true relevance (0-3) of a product to a search's intent."""
+    as_asked = lambda asked, has: (asked.isNull() | (asked == F.coalesce(has, F.lit("")))).cast("int")  # noqa: E731
+    points = as_asked(intent_brand, brand) + as_asked(intent_band, band) + good.cast("int")
+    return F.when(category == intent_category, F.least(points, F.lit(3))).otherwise(F.lit(0))
+
+
+def search_results(intents: DataFrame, products: DataFrame, p: GeneratorParams) -> DataFrame:
+    """The results the shop's lexical, noisy search showed for each search and what the user did:
+    intents' columns + position, product_id, relevance, clicked, purchased."""
+    seed = p.seed
+    key = (F.col("search_index"), F.col("product_index"))
+    category_hit = ((F.col("category_index") == F.col("p_category"))
+                    & F.col("query").endswith(F.concat(F.lit(" "), F.col("p_word")))
+                    | (F.col("query") == F.col("p_word")))
+    matched = [category_hit, F.col("brand") == F.coalesce(F.col("p_brand"), F.lit("")),
+               F.col("price_band") == F.coalesce(F.col("p_band"), F.lit("")), F.col("p_promoted")]
+    score = sum((F.coalesce(m, F.lit(False)).cast("double") * w for m, w in zip(matched, SEARCH_LOG_WEIGHTS)),
+                normal(seed, "search_noise", *key))
+    words = F.create_map(*[x for c in SEARCHABLE_CATEGORIES for x in (F.lit(c), F.lit(category_word(c)))])
+    shown = (intents.crossJoin(F.broadcast(products.select(
+        "product_index", "product_id", F.col("category_index").alias("p_category"), F.col("brand").alias("p_brand"),
+        F.col("price_band").alias("p_band"), F.col("good").alias("p_good"), F.col("promoted").alias("p_promoted"),
+        words[F.col("category_index")].alias("p_word"))))
+        .withColumn("_score", score)
+        .withColumn("position", F.row_number().over(Window.partitionBy("search_index").orderBy(F.desc("_score"))))
+        .where(F.col("position") <= SEARCH_RESULTS))
+    relevance = search_relevance(F.col("category_index"), F.col("brand"), F.col("price_band"),
+                                 F.col("p_category"), F.col("p_brand"), F.col("p_band"), F.col("p_good"))
+    examined = uniform(seed, "search_examined", *key) < F.pow(F.col("position").cast("double"), -SEARCH_EXAMINATION_POWER)
+    attractive = uniform(seed, "search_attractive", *key) < (
+        F.lit(SEARCH_CLICK_FLOOR) + (SEARCH_CLICK_TOP - SEARCH_CLICK_FLOOR) * (F.pow(2.0, F.col("relevance")) - 1) / 7)
+    clicked = examined & attractive
+    bought = clicked & (uniform(seed, "search_bought", *key) < F.col("relevance") * SEARCH_BUY_PER_RELEVANCE)
+    return (shown.withColumn("relevance", relevance.cast("int"))
+            .withColumn("clicked", clicked.cast("int")).withColumn("purchased", bought.cast("int"))
+            .drop("_score", "p_category", "p_brand", "p_band", "p_good", "p_promoted", "p_word"))
+
+
+def search_relevance_truth(intents: DataFrame, products: DataFrame) -> DataFrame:
+    """query, product_id, relevance (> 0 only) for every query in the log: what a perfect search
+    returns. A query's words fix its intent, so relevance is a function of the query text."""
+    queries = intents.select("query", "category_index", "brand", "price_band").distinct()
+    p = products.select("product_id", F.col("category_index").alias("p_category"), F.col("brand").alias("p_brand"),
+                        F.col("price_band").alias("p_band"), F.col("good").alias("p_good"))
+    return (queries.join(p, F.col("category_index") == F.col("p_category"))
+            .select("query", "product_id", search_relevance(
+                F.col("category_index"), F.col("brand"), F.col("price_band"), F.col("p_category"), F.col("p_brand"),
+                F.col("p_band"), F.col("p_good")).cast("int").alias("relevance"))
+            .where(F.col("relevance") > 0))
+
+
+def search_lines(results: DataFrame, p: GeneratorParams) -> DataFrame:
+    """CSV lines of the search log (file = the search's UTC day, order_key, dirty_kind, line), dirty
+    lines planted in place of clean ones (generate.dirty_fraction, SEARCH_DIRTY_KINDS)."""
+    kind = _dirty_kind(p, "search_dirty", list(SEARCH_DIRTY_KINDS), F.col("search_index"), F.col("position"))
+    ts = _utc_text(F.col("epoch_second"))
+    fields = [F.when(F.col("dirty_kind") == "bad_search_time", F.lit("2019-10-32 08:00:00 UTC")).otherwise(ts),
+              F.col("search_id"), F.col("user_id").cast("string"), F.col("query"),
+              F.when(F.col("dirty_kind") == "bad_position", F.lit("first")).otherwise(F.col("position").cast("string")),
+              F.col("product_id").cast("string"), F.col("clicked").cast("string"), F.col("purchased").cast("string")]
+    line = F.when(F.col("dirty_kind") == "malformed_line", F.concat_ws(",", *fields[:6])).otherwise(
+        F.concat_ws(",", *fields))
+    return results.withColumn("dirty_kind", kind).select(
+        F.date_format(F.timestamp_seconds(F.col("epoch_second")), FILE_LABEL_FORMATS[True][1]).alias("file"),
+        (F.col("epoch_second") * 100 + F.col("position")).alias("order_key"), "dirty_kind", line.alias("line"))

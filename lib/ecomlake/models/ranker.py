@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ABSENT_Z = -4.0     # a generator's standardised score where it did not propose the item (below its list)
 TOP_CONTRIBUTIONS = 3  # features named per recommended item (what pushed it up or down)
+TRACKER_FAILURES = ("Failed to connect to the tracker", "collective", "comm_group")
 
 
 def generator_columns(generators: list[str]) -> list[str]:
@@ -121,9 +122,9 @@ def category_features(candidate_rows: DataFrame, interactions: DataFrame, item_a
             .fillna(0.0, ["category_share"]).drop("category_id", "price", "_usual_price"))
 
 
-def _query_ids(rows: DataFrame) -> DataFrame:
-    """qid 0..n-1 per (fold, user_key): XGBoost wants integer query ids."""
-    keyed = rows.withColumn("_query", F.concat_ws(":", F.col("fold").cast("string"), F.col("user_key").cast("string")))
+def _query_ids(rows: DataFrame, query_columns: tuple[str, ...] = ("fold", "user_key")) -> DataFrame:
+    """qid 0..n-1 per query (fold, user_key unless told otherwise): XGBoost wants integer query ids."""
+    keyed = rows.withColumn("_query", F.concat_ws(":", *[F.col(c).cast("string") for c in query_columns]))
     return keyed.join(recommend.dense_index(keyed, "_query", "qid"), "_query").drop("_query")
 
 
@@ -138,17 +139,28 @@ def _assembled(rows: DataFrame, feature_columns: list[str]) -> DataFrame:
 
 
 def fit(training: DataFrame, feature_columns: list[str], trees: int, max_depth: int, learning_rate: float,
-        min_child_weight: float, seed: int, num_workers: int = 1):
-    """A LambdaMART ranker (objective rank:ndcg) on labelled candidates (fold, user_key, label and
-    the feature columns); each (fold, user) is a query. Returns the fitted SparkXGBRankerModel."""
+        min_child_weight: float, seed: int, num_workers: int = 1,
+        query_columns: tuple[str, ...] = ("fold", "user_key")):
+    """A LambdaMART ranker (objective rank:ndcg) on labelled candidates (the query columns, label and
+    the feature columns); each (fold, user) is a query unless query_columns say otherwise. Returns
+    the fitted SparkXGBRankerModel."""
     from xgboost.spark import SparkXGBRanker
 
-    data = _assembled(_query_ids(training), feature_columns).select("qid", "features", "label")
+    data = _assembled(_query_ids(training, query_columns), feature_columns).select("qid", "features", "label")
     ranker = SparkXGBRanker(features_col="features", label_col="label", qid_col="qid", num_workers=num_workers,
                             objective="rank:ndcg", eval_metric="ndcg@10", n_estimators=trees, max_depth=max_depth,
                             learning_rate=learning_rate, min_child_weight=min_child_weight, subsample=0.8,
                             colsample_bytree=0.8, random_state=seed)
-    return ranker.fit(data)
+    try:
+        return ranker.fit(data)
+    except Exception as exc:
+        # XGBoost's rendezvous of the barrier stage with its tracker on the driver now and then
+        # fails here ("Failed to connect to the tracker": 1 of ~10 fits measured on 2026-12-03);
+        # the stage is then lost as a whole, and training again from the start succeeds.
+        if not any(marker in str(exc) for marker in TRACKER_FAILURES):
+            raise
+        log.warning("ranker: XGBoost's tracker rendezvous failed; training again once")
+        return ranker.fit(data)
 
 
 def _top_contributions(contributions: Column, feature_columns: list[str], n: int) -> Column:
@@ -161,16 +173,16 @@ def _top_contributions(contributions: Column, feature_columns: list[str], n: int
 
 
 def rerank(model, candidate_rows: DataFrame, feature_columns: list[str], k: int,
-           explain: bool = False) -> DataFrame:
-    """The ranker's top k of each user's candidates: user_key, product_id, rank, score, and with
+           explain: bool = False, by: str = "user_key") -> DataFrame:
+    """The ranker's top k of each user's (`by`: each query's) candidates: user_key (by), product_id, rank, score, and with
     explain the features that pushed each item (top_features: feature, SHAP contribution).
     Contributions are computed for the top k only: exact TreeSHAP costs about 0.5 ms per row and
     300 trees on one core, 200 times a prediction."""
     scored = model.transform(_assembled(candidate_rows, feature_columns))
-    order = Window.partitionBy("user_key").orderBy(F.desc("prediction"), "product_id")
+    order = Window.partitionBy(by).orderBy(F.desc("prediction"), "product_id")
     top = (scored.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
            .withColumn("score", F.col("prediction").cast("double")).drop("prediction"))
-    columns = ["user_key", "product_id", "rank", "score"]
+    columns = [by, "product_id", "rank", "score"]
     if explain:
         from pyspark.ml.functions import vector_to_array
 
