@@ -96,9 +96,11 @@ def record(spark: SparkSession, lake_root: str, runs: list[dict]) -> None:
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
 
-def find(spark: SparkSession, lake_root: str, task: str, run_id: str | None = None, model: str | None = None) -> dict:
+def find(spark: SparkSession, lake_root: str, task: str, run_id: str | None = None, model: str | None = None,
+         producer: str | None = None) -> dict:
     """A named run, or the newest non-baseline run of a task that saved a model (with `model`: the
-    newest run of that model of the task)."""
+    newest run of that model of the task). `producer`: the command that trains the task, for the
+    error when there is none (default `train <task> --as-of DATE`)."""
     runs = lake.read_table(spark, lake_root, tables.GOLD_MODEL_RUNS).where(F.col("task") == task)
     if run_id:
         runs = runs.where(F.col("run_id") == run_id)
@@ -110,7 +112,7 @@ def find(spark: SparkSession, lake_root: str, task: str, run_id: str | None = No
     if not row:
         what = (f"run {run_id} of task {task}" if run_id else f"{model} run of task {task}" if model
                 else f"trained {task} model")
-        raise InputError(f"gold/model_runs has no {what}: run `train {task} --as-of DATE` first")
+        raise InputError(f"gold/model_runs has no {what}: run `{producer or f'train {task} --as-of DATE'}` first")
     out = row[0].asDict()
     out["params"] = json.loads(out["params"])
     out["details"] = json.loads(out["details"])

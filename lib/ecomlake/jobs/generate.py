@@ -31,6 +31,7 @@ With generate.searches > 0 (off by default), a search log of that many searches:
   search/<yyyy-mm-dd>.csv      one line per result shown (search_time, search_id, user_id, query,
                                position, product_id, clicked, purchased; dirty lines planted)
   _ground_truth/search_relevance/  Parquet: query, product_id, relevance (1-3; 0 is not listed)
+  _ground_truth/search_products/   Parquet: product_id, category_index, brand, price_band, good, promoted
                                generator.json's "search" holds the planted position bias
                                (propensity per position), the click model and the synonyms
 With generate.item_relations (off by default):
@@ -267,6 +268,7 @@ def write_search_log(spark: SparkSession, p: gen.GeneratorParams, users, output:
     counts = observation.get
     gen.search_relevance_truth(intents, products).write.mode("overwrite").parquet(
         f"{output}/_ground_truth/search_relevance")
+    products.drop("product_index").write.mode("overwrite").parquet(f"{output}/_ground_truth/search_products")
     dirty = {k: int(counts[k]) for k in gen.SEARCH_DIRTY_KINDS}
     return {
         "searches": p.searches, "lines": int(counts["lines"]), "results_per_search": gen.SEARCH_RESULTS,

@@ -14,13 +14,15 @@ before them. Three SparkXGBRanker models on the same features:
   ranker_raw_clicks         every click weighted 1; click features as raw click rates
 The searches from the cutoff on are the test: their queries get candidates (BM25 top
 search.candidates, MiniLM top search.candidates), each model's top search.k is compared with the
-planted true relevance (nDCG@k, averaged over the test searches) when the log comes from `generate`
-(its _ground_truth/search_relevance), beside three rankings without learning: BM25 order, MiniLM
-order and what the shop showed (the logged order).
+planted true relevance (nDCG@k, averaged over the test searches, and over those whose query was
+never searched before the cutoff) when the log comes from `generate` (its _ground_truth), beside
+three rankings without learning: BM25 order, MiniLM order and what the shop showed (the logged
+order); and the share of the shop's promoted products in each top k.
 Writes:
   gold/model_runs             task product_search, one row per model above and bm25, minilm, logged
                               (baselines but search.serve_model, whose model_path holds the three
-                              rankers); details: the estimated (and planted) propensities per position
+                              rankers and the served ranker's click features, which a query reads);
+                              details: the estimated (and planted) propensities per position
   gold/search_pair_clicks     query, product_id, pair_ctr, pair_impressions (the served ranker's click
                               features from the log before the cutoff), per as_of_date
   gold/search_product_clicks  product_id, product_ctr, product_impressions, per as_of_date
@@ -60,6 +62,13 @@ def planted_relevance(spark: SparkSession, output: str) -> DataFrame | None:
     return spark.read.parquet(path) if lake.path_exists(spark, path) else None
 
 
+def planted_promoted(spark: SparkSession, output: str) -> DataFrame | None:
+    """The products the shop's search pushed up (product_id), or None when not generated."""
+    path = f"{output}/_ground_truth/search_products"
+    return spark.read.parquet(path).where(F.col("promoted")).select("product_id") \
+        if lake.path_exists(spark, path) else None
+
+
 def planted_propensities(spark: SparkSession, output: str) -> list[float] | None:
     text = lake.read_text_file(spark, f"{output}/_ground_truth/generator.json")
     planted = json.loads(text).get("search") if text else None
@@ -88,7 +97,8 @@ def run(spark: SparkSession, config: dict, as_of: str) -> dict:
                 raise InputError(f"{table.id} does not exist: run `{table.producer}` first")
         versions = runs.input_versions(spark, root, read)
         impressions = lake.read_table(spark, root, tables.BRONZE_SEARCH_IMPRESSIONS).select(
-            "search_id", "search_date", "user_id", "query", "position", "product_id", "clicked", "purchased")
+            "search_id", "search_date", "user_id", search.normalised_query(F.col("query")).alias("query"), "position",
+            "product_id", "clicked", "purchased")
         before = impressions.where(F.col("search_date") < as_of).persist(StorageLevel.MEMORY_AND_DISK)
         labelled = before.where(F.col("search_date") >= label_start)
         history = before.where(F.col("search_date") < label_start)
@@ -96,6 +106,9 @@ def run(spark: SparkSession, config: dict, as_of: str) -> dict:
         if not history.limit(1).count() or not labelled.limit(1).count():
             raise InputError(f"bronze/search_impressions needs searches before {label_start} (click features) and "
                              f"from {label_start} to {as_of} (search.label_days = {s['label_days']}: ranker labels)")
+        first_day = before.agg(F.min("search_date")).head()[0]
+        history_days = (date.fromisoformat(label_start) - first_day).days
+        before_days = (date.fromisoformat(as_of) - first_day).days
 
         documents = search.product_documents(lake.read_table(spark, root, tables.BRONZE_PRODUCTS)) \
             .persist(StorageLevel.MEMORY_AND_DISK)
@@ -122,14 +135,17 @@ def run(spark: SparkSession, config: dict, as_of: str) -> dict:
         ranked = {}
         for variant, (weighted, corrected) in VARIANTS.items():
             used = propensities if corrected else None
-            pair_hist, product_hist = search.click_features(history, used, s["ctr_prior"])
+            pair_hist, product_hist = search.click_features(history, used, s["ctr_prior"], history_days)
             groups = search.click_groups(labelled, propensities if weighted else None, s["max_weight"], seed)
             training = groups.join(search.pair_features(train_pairs, queries, documents, lexical, cosines, pair_hist,
                                                         product_hist), ["query", "product_id"])
             model = ranker.fit(training, list(search.FEATURES), s["trees"], s["max_depth"], s["learning_rate"],
                                s["min_child_weight"], seed, query_columns=("group",))
             model.write().save(f"{attempt}/{variant}")
-            pair_now, product_now = search.click_features(before, used, s["ctr_prior"])
+            pair_now, product_now = search.click_features(before, used, s["ctr_prior"], before_days)
+            if variant == s["serve_model"]:   # what `search --query` reads beside the model
+                pair_now.write.parquet(f"{attempt}/pair_clicks")
+                product_now.write.parquet(f"{attempt}/product_clicks")
             features = search.pair_features(test_candidates, queries, documents, lexical, cosines, pair_now, product_now)
             ranked[variant] = ranker.rerank(model, features, list(search.FEATURES), s["k"], by="query") \
                 .select("query", "product_id", "rank").persist(StorageLevel.MEMORY_AND_DISK)
@@ -138,7 +154,8 @@ def run(spark: SparkSession, config: dict, as_of: str) -> dict:
 
         output = config["generate"]["output"].rstrip("/")
         truth = planted_relevance(spark, output)
-        metrics = measure(ranked, test, truth, s["k"]) if truth is not None and test.limit(1).count() else {}
+        metrics = measure(ranked, test, truth, s["k"], before, planted_promoted(spark, output)) \
+            if truth is not None and test.limit(1).count() else {}
         if not metrics:
             log.warning("search: no test searches after the cutoff with planted relevance (a log from `generate` "
                         "with generate.searches): the rankers are trained but not measured")
@@ -151,13 +168,13 @@ def run(spark: SparkSession, config: dict, as_of: str) -> dict:
                                   {**details, "what": WHAT[name]}, baseline=name != served,
                                   model_path=attempt if name == served else None)
                    for name in MODELS]
-        # What a query is answered with: the served ranker's click features as of the cutoff.
-        served_pairs, served_products = search.click_features(before, propensities if VARIANTS[served][1] else None,
-                                                              s["ctr_prior"])
+        # For analysts: the served ranker's click features as of the cutoff (a query reads the copy
+        # saved with the model, so a later run for the same cutoff cannot change an older model's).
         dated = {"as_of_date": F.to_date(F.lit(as_of))}
-        lake.replace_partition(served_pairs.withColumns(dated), root, tables.GOLD_SEARCH_PAIR_CLICKS, "as_of_date", as_of)
-        lake.replace_partition(served_products.withColumns(dated), root, tables.GOLD_SEARCH_PRODUCT_CLICKS,
-                               "as_of_date", as_of)
+        for table, name in ((tables.GOLD_SEARCH_PAIR_CLICKS, "pair_clicks"), (tables.GOLD_SEARCH_PRODUCT_CLICKS,
+                                                                             "product_clicks")):
+            lake.replace_partition(spark.read.parquet(f"{attempt}/{name}").withColumns(dated), root, table,
+                                   "as_of_date", as_of)
         runs.record(spark, root, records)
         ops.record_run(spark, root, run_id=run_id, job=JOB, started_at=started, status="succeeded",
                        args={"as_of": as_of}, input_versions=versions,
@@ -166,7 +183,11 @@ def run(spark: SparkSession, config: dict, as_of: str) -> dict:
         k = s["k"]
         for name in MODELS:
             if name in metrics:
-                log.info(f"search {name:<18} nDCG@{k} {metrics[name][f'ndcg@{k}']:.4f}")
+                m = metrics[name]
+                promoted = m.get(f"promoted_share@{k}")
+                log.info(f"search {name:<24} nDCG@{k} {m[f'ndcg@{k}']:.4f}  on new queries "
+                         f"{m[f'ndcg@{k}_new_queries']:.4f} ({int(m['new_query_searches']):,} searches)"
+                         + (f"  promoted in the top {k}: {promoted:.3f}" if promoted is not None else ""))
         for frame in (*[f for f in ranked.values() if f.is_cached], cosines, semantic, lexical, query_vectors,
                       product_vectors, queries, documents, propensities, test, before):
             frame.unpersist()
@@ -187,19 +208,38 @@ WHAT = {
 }
 
 
-def measure(ranked: dict[str, DataFrame], test: DataFrame, truth: DataFrame, k: int) -> dict[str, dict]:
-    """nDCG@k of each ranking against the planted relevance, averaged over the test searches."""
+def measure(ranked: dict[str, DataFrame], test: DataFrame, truth: DataFrame, k: int, seen: DataFrame,
+            promoted: DataFrame | None = None) -> dict[str, dict]:
+    """nDCG@k of each ranking against the planted relevance, averaged over the test searches, and
+    over those whose query was never searched before the cutoff (`seen`: query), where no click of
+    the query can help; with the planted promoted products (product_id) also promoted_share@k: the
+    share of them in the top k."""
     searches = test.select("search_id", "query").distinct().persist(StorageLevel.MEMORY_AND_DISK)
+    new = searches.join(seen.select("query").distinct(), "query", "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+    logged = test.select("search_id", "query", "product_id", F.col("position").alias("rank"))
     out = {}
     for name, frame in ranked.items():
-        out[name] = {f"ndcg@{k}": search.mean_ndcg(search.graded_ndcg(frame, truth, k), searches)}
-    logged = test.select("search_id", "query", "product_id", F.col("position").alias("rank"))
+        per_query = search.graded_ndcg(frame, truth, k).persist(StorageLevel.MEMORY_AND_DISK)
+        out[name] = {f"ndcg@{k}": search.mean_ndcg(per_query, searches),
+                     f"ndcg@{k}_new_queries": search.mean_ndcg(per_query, new)}
+        per_query.unpersist()
     per_search = search.graded_ndcg(logged, truth, k, group="search_id")
-    row = searches.join(per_search, "search_id", "left").agg(F.avg(F.coalesce("ndcg", F.lit(0.0)))).head()
-    out["logged"] = {f"ndcg@{k}": float(row[0] or 0.0)}
-    n = float(searches.count())
+    average = F.avg(F.coalesce("ndcg", F.lit(0.0)))
+    out["logged"] = {f"ndcg@{k}": float(searches.join(per_search, "search_id", "left").agg(average).head()[0] or 0.0),
+                     f"ndcg@{k}_new_queries": float(new.join(per_search, "search_id", "left").agg(average).head()[0]
+                                                   or 0.0)}
+    if promoted is not None:
+        flagged = promoted.select("product_id").distinct().withColumn("_promoted", F.lit(1.0))
+        for name, frame in [*ranked.items(), ("logged", logged)]:
+            top = frame.where(F.col("rank") <= k)
+            by = "search_id" if "search_id" in frame.columns else "query"   # the shown list, or a query's
+            top = searches.select("search_id", "query").join(top.select(by, "product_id"), by)
+            share = top.join(flagged, "product_id", "left").agg(F.avg(F.coalesce("_promoted", F.lit(0.0)))).head()[0]
+            out[name][f"promoted_share@{k}"] = float(share or 0.0)
+    n, n_new = float(searches.count()), float(new.count())
     for m in out.values():
-        m["searches"] = n
+        m["searches"], m["new_query_searches"] = n, n_new
+    new.unpersist()
     searches.unpersist()
     return out
 
@@ -212,18 +252,20 @@ def answer(spark: SparkSession, config: dict, query: str, user_id: int | None, k
     from ecomlake.models import sentiment
 
     root, s = config["lake_root"], config["search"]
-    k = k or s["k"]
-    text = " ".join(search_words(query))
+    k = s["k"] if k is None else k
+    if k < 1:
+        raise EcomlakeError(f"--k must be at least 1, got {k}")
+    asked = spark.createDataFrame([(query,)], "query string").select(search.normalised_query(F.col("query")).alias("query"))
+    text = asked.head()["query"]
     if not text:
         raise EcomlakeError(f"--query {query!r} has no words to search for")
-    trained = runs.find(spark, root, TASK, run_id)
+    trained = runs.find(spark, root, TASK, run_id, producer="search --as-of DATE")
     if not trained.get("model_path"):
         raise InputError(f"run {trained['run_id']} ({trained['model']}) saved no ranker: give a run of "
                          "search.serve_model, or none for the newest")
     as_of = trained["as_of_date"].isoformat()
     model = SparkXGBRankerModel.load(f"{trained['model_path']}/{trained['model']}")
     documents = search.product_documents(lake.read_table(spark, root, tables.BRONZE_PRODUCTS)).persist()
-    asked = spark.createDataFrame([(text,)], "query string")
     queries = search.understood_queries(asked, documents)
     product_vectors = embedding_cache.with_embeddings(
         spark, root, documents.select("product_id", "text"), key="product_id", text_column="text",
@@ -233,9 +275,9 @@ def answer(spark: SparkSession, config: dict, query: str, user_id: int | None, k
     semantic = search.nearest_products(query_vectors, product_vectors, trained["params"]["candidates"])
     pool = search.candidates(lexical, semantic, trained["params"]["candidates"])
     cosines = search.pair_cosine(pool, query_vectors, product_vectors)
-    at = F.col("as_of_date") == as_of
-    pair_clicks = lake.read_table(spark, root, tables.GOLD_SEARCH_PAIR_CLICKS).where(at).drop("as_of_date")
-    product_clicks = lake.read_table(spark, root, tables.GOLD_SEARCH_PRODUCT_CLICKS).where(at).drop("as_of_date")
+    # The click features saved with the model (the gold tables hold the latest run's of each cutoff).
+    pair_clicks = spark.read.parquet(f"{trained['model_path']}/pair_clicks")
+    product_clicks = spark.read.parquet(f"{trained['model_path']}/product_clicks")
     features = search.pair_features(pool, queries, documents, lexical, cosines, pair_clicks, product_clicks)
     top = ranker.rerank(model, features, list(search.FEATURES), k, explain=True, by="query")
     shown = top.join(documents.select("product_id", "brand", "category_code", "base_price"), "product_id")
@@ -258,13 +300,6 @@ def answer(spark: SparkSession, config: dict, query: str, user_id: int | None, k
                                      "clicked_before", "bought_before")} for r in rows]}
 
 
-def search_words(query: str) -> list[str]:
-    """The query as the log holds queries: lower-case words."""
-    import re
-
-    return [w for w in re.split(r"[^a-z0-9]+", query.lower()) if w]
-
-
 def main(argv=None) -> int:
     parser = job_parser(JOB, __doc__)
     parser.add_argument("--as-of", help="train and measure: the cutoff (searches before it train, from it test)")
@@ -276,6 +311,8 @@ def main(argv=None) -> int:
     def body(spark, config, a):
         if bool(a.as_of) == bool(a.query):
             raise EcomlakeError("give either --as-of DATE (train and measure) or --query TEXT (search)")
+        if a.as_of and (a.user_id is not None or a.k is not None or a.run_id):
+            raise EcomlakeError("--user-id, --k and --run-id go with --query, not with --as-of")
         if a.query:
             return answer(spark, config, a.query, a.user_id, a.k, a.run_id)
         return run(spark, config, a.as_of)

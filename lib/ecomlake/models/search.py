@@ -35,9 +35,17 @@ FEATURES = ("bm25", "category_match", "brand_match", "query_names_brand", "query
 KNN_BLOCK = 2048  # products (and queries) per block of the brute-force nearest-neighbour search
 
 
+WORD_SEPARATORS = r"[^\p{L}\p{N}]+"   # anything but letters and digits of any script (a Java regex)
+
+
 def words(text: Column) -> Column:
-    """The lower-case words of a text (letters and digits), in order."""
-    return F.filter(F.split(F.lower(F.coalesce(text, F.lit(""))), "[^a-z0-9]+"), lambda w: F.length(w) > 0)
+    """The lower-case words of a text (letters and digits of any script), in order."""
+    return F.filter(F.split(F.lower(F.coalesce(text, F.lit(""))), WORD_SEPARATORS), lambda w: F.length(w) > 0)
+
+
+def normalised_query(query: Column) -> Column:
+    """A query as search keys it: its words joined by single spaces ("Phone, red!" -> "phone red")."""
+    return F.array_join(words(query), " ")
 
 
 def product_documents(products: DataFrame) -> DataFrame:
@@ -167,7 +175,8 @@ def position_propensities(impressions: DataFrame, positions: int) -> DataFrame:
                                                      F.col("_c").alias("_c1"))
     w = F.col("_n") * F.col("_n1") / (F.col("_n") + F.col("_n1"))
     ratios = (cells.join(top, ["query", "product_id"]).groupBy("position")
-              .agg((F.sum(w * F.col("_c") / F.col("_n")) / F.sum(w * F.col("_c1") / F.col("_n1"))).alias("_ratio"))
+              .agg(F.try_divide(F.sum(w * F.col("_c") / F.col("_n")), F.sum(w * F.col("_c1") / F.col("_n1")))
+                   .alias("_ratio"))
               .where(F.col("position") <= positions).collect())  # one row per position
     by_position = {r["position"]: r["_ratio"] for r in ratios if r["_ratio"] is not None and r["_ratio"] > 0}
     propensity, rows = 1.0, []
@@ -178,19 +187,25 @@ def position_propensities(impressions: DataFrame, positions: int) -> DataFrame:
 
 
 def with_propensity(impressions: DataFrame, propensities: DataFrame | None) -> DataFrame:
-    """impressions + propensity (1 everywhere without propensities: raw clicks)."""
+    """impressions + propensity (1 everywhere without propensities: raw clicks). A position below
+    the estimated ones takes the lowest estimated propensity (looking further down is no likelier)."""
     if propensities is None:
         return impressions.withColumn("propensity", F.lit(1.0))
-    return impressions.join(F.broadcast(propensities), "position", "left").fillna(1.0, ["propensity"])
+    lowest = propensities.agg(F.min("propensity").alias("_lowest"))
+    return (impressions.join(F.broadcast(propensities), "position", "left").crossJoin(F.broadcast(lowest))
+            .withColumn("propensity", F.coalesce(F.col("propensity"), F.col("_lowest"))).drop("_lowest"))
 
 
-def click_features(impressions: DataFrame, propensities: DataFrame | None, prior: float) -> tuple[DataFrame, DataFrame]:
+def click_features(impressions: DataFrame, propensities: DataFrame | None, prior: float,
+                   days: int) -> tuple[DataFrame, DataFrame]:
     """(pairs: query, product_id, pair_ctr, pair_impressions; products: product_id, product_ctr,
-    product_impressions) from logged impressions. A click rate is clicks over expected clicks
-    (COEC): clicks / the sum of the impressions' propensities, so a result shown low is not
-    penalised for being looked at less (without propensities: clicks / impressions). It is shrunk
-    towards the log's rate by `prior` expected clicks of it; impressions are log1p. COEC has far less
-    variance than averaging clicked / propensity per impression (a rare click at position 10 weighs 10)."""
+    product_impressions) from `days` days of logged impressions. A click rate is clicks over
+    expected clicks (COEC): clicks / the sum of the impressions' propensities, so a result shown
+    low is not penalised for being looked at less (without propensities: clicks / impressions). It
+    is shrunk towards the log's rate by `prior` expected clicks of it. COEC has far less variance
+    than averaging clicked / propensity per impression (a rare click at position 10 weighs 10).
+    Impressions are log1p(impressions per day), so windows of different lengths (training, serving)
+    give comparable values."""
     weighted = with_propensity(impressions, propensities)
     mean = weighted.agg((F.sum("clicked") / F.sum("propensity")).alias("_mean"))
 
@@ -199,7 +214,7 @@ def click_features(impressions: DataFrame, propensities: DataFrame | None, prior
                                             F.count(F.lit(1)).alias("_n"))
                 .crossJoin(mean)
                 .select(*keys, ((F.col("_clicks") + prior * F.col("_mean")) / (F.col("_expected") + prior))
-                        .alias(f"{name}_ctr"), F.log1p(F.col("_n")).alias(f"{name}_impressions")))
+                        .alias(f"{name}_ctr"), F.log1p(F.col("_n") / float(max(days, 1))).alias(f"{name}_impressions")))
 
     return rates(["query", "product_id"], "pair"), rates(["product_id"], "product")
 
@@ -249,7 +264,8 @@ def pair_features(pairs: DataFrame, queries: DataFrame, documents: DataFrame, le
 def graded_ndcg(ranked: DataFrame, relevance: DataFrame, k: int, group: str = "query") -> DataFrame:
     """ranked (group, query, product_id, rank), relevance (query, product_id, relevance; absent = 0)
     -> group, ndcg: sum over the top k of (2^rel - 1) / log2(rank + 1), over the same sum for the k
-    most relevant products of the query (groups whose query has no relevant product: left out)."""
+    most relevant products of the query (a query with no relevant product has no ideal: no row;
+    `mean_ndcg` counts such a search as 0)."""
     gain = (F.pow(F.lit(2.0), F.col("relevance")) - 1) / F.log2(F.col("rank") + 1)
     columns = [group] if group == "query" else [group, "query"]
     dcg = (ranked.where(F.col("rank") <= k).select(*columns, "product_id", "rank")
