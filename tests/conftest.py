@@ -22,8 +22,8 @@ TEST_SPARK_OVERRIDES = [
     "spark.conf.spark.ui.showConsoleProgress=false",
     "spark.conf.spark.databricks.delta.snapshotPartitions=1",
     "spark.conf.spark.sql.adaptive.coalescePartitions.enabled=true",
-    # 2g thrashed in full GCs by the time the search e2e test ran late in the session (old gen 99 %,
-    # 660 s of GC, measured 2026-12-03); the machine has 24 GiB and runs one test session at a time.
+    # More headroom for a session that runs ~290 tests (the machine has 24 GiB and runs one test
+    # session at a time); the search flow, whose plans are large, runs in a JVM of its own anyway.
     "spark.conf.spark.driver.memory=3g",
     # A throughput collector: measured on test_daily's lakes, 150 s (G1, the default) -> 135 s.
     "spark.conf.spark.driver.extraJavaOptions=-XX:+UseParallelGC",

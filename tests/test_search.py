@@ -253,37 +253,37 @@ def test_generated_relevance_follows_the_planted_rule(spark):
     assert gen.category_word(9) == "sofa" and gen.category_word(2) == "tv"
 
 
-@pytest.mark.e2e
-def test_search_job_beats_lexical_order_and_finds_the_planted_position_bias(spark, make_config, tmp_path):
-    """A generated log (3,000 searches): ingest, train, measure; then one query answered."""
-    from ecomlake import lake, tables
-    from ecomlake.jobs import generate, ingest
-    from ecomlake.jobs import search as search_job
+@pytest.mark.subprocess
+def test_search_job_beats_lexical_order_and_finds_the_planted_position_bias(tmp_path):
+    """A generated log (3,000 searches): ingest, train, measure; then one query answered (in a
+    Spark session of its own: tests/search_e2e.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    config = make_config("generate.searches=3000", "generate.events=2000", "search.candidates=30", "search.trees=60")
-    generate.run(spark, config)
-    raw = config["generate"]["output"]
-    ingest.run(spark, config, "rees46_catalog", f"{raw}/catalog/products.csv")
-    ingested = ingest.run(spark, config, "search_log", f"{raw}/search")
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-m", "tests.search_e2e", str(tmp_path)], cwd=repo, capture_output=True,
+                         text=True, timeout=900)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("SEARCH_E2E ")]
+    assert run.returncode == 0 and lines, run.stderr[-3000:]
+    out = json.loads(lines[-1][len("SEARCH_E2E "):])
     truth = json.loads((tmp_path / "raw" / "_ground_truth" / "generator.json").read_text())["search"]
-    assert ingested["input_lines"] == truth["lines"] == 30_000
-    quarantined = {r.reason: r["count"] for r in lake.read_table(spark, config["lake_root"],
-                   tables.QUARANTINE_SEARCH_IMPRESSIONS).groupBy("reason").count().collect()}
-    assert quarantined == {k: v for k, v in truth["expected_quarantine"].items() if v}
+    assert out["ingested"]["input_lines"] == truth["lines"] == 30_000
+    assert out["quarantined"] == {k: v for k, v in truth["expected_quarantine"].items() if v}
 
-    result = search_job.run(spark, config, "2019-11-17")
+    result = out["result"]
     planted = truth["propensities"]
     # position bias found from 3,000 searches: within 0.08 of the planted 1/k at every position
     assert max(abs(a - b) for a, b in zip(result["propensities"], planted)) < 0.08
     m = {name: v["ndcg@10"] for name, v in result["metrics"].items()}
-    assert min(m["ranker_ipw"], m["ranker_raw_clicks"]) > max(m["bm25"], m["logged"]) + 0.2
+    assert min(m["ranker_ipw"], m["ranker_raw_clicks"], m["ranker_debiased_features"]) > max(m["bm25"], m["logged"]) + 0.2
     assert m["minilm"] > m["bm25"]   # synonyms: MiniLM finds what BM25 cannot
-    # the shop pushes its promoted products (10 % of the catalogue) into what it shows
+    # the shop pushes its promoted products (~10 % of the catalogue) into what it shows
     assert result["metrics"]["logged"]["promoted_share@10"] > 0.2
-
     m_new = {name: v["ndcg@10_new_queries"] for name, v in result["metrics"].items()}
     assert result["metrics"]["bm25"]["new_query_searches"] > 0 and m_new["ranker_ipw"] > m_new["bm25"]
+    assert out["served"] == ["ranker_debiased_features"]   # search.serve_model: the one with a model_path
 
-    answered = search_job.answer(spark, config, "Cheap Samsung phone!", user_id=512000141, k=5)
+    answered = out["answered"]
     assert answered["query"] == "cheap samsung phone" and len(answered["results"]) == 5
     assert sum(r["category_code"] == "electronics.smartphone" for r in answered["results"]) >= 4
